@@ -1,0 +1,109 @@
+"""Artifact hygiene shared by every stage: atomic outputs, checksums, version manifests.
+
+Numpy-free and torch-free so it also runs on a board.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+#: Distributions whose versions go into every manifest (absent ones are recorded as null).
+TRACKED_DISTRIBUTIONS = (
+    "bnnpose", "torch", "brevitas", "qonnx", "finn-plus", "onnx", "onnxruntime", "numpy",
+    "opencv-python-headless", "pynq", "finn-plus-driver",
+)
+
+
+class BnnposeError(Exception):
+    """An error the CLI reports as one line (the message) with a non-zero exit code."""
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the toolchain, for manifests."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in TRACKED_DISTRIBUTIONS:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _json_default(o):
+    # numpy scalars/arrays and Paths show up in reports; convert without importing numpy here.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | os.PathLike, overwrite: bool = True):
+    """Yield a temporary sibling folder; rename it to ``final`` only if the block succeeds.
+
+    On any exception the temporary folder is removed and ``final`` is left as it was, so a
+    failed stage never leaves a half-written output folder behind.
+    """
+    final = Path(final).resolve()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        if not overwrite:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BnnposeError(f"output folder exists: {final}")
+        backup = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, backup)
+        os.replace(tmp, final)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def manifest(files_dir: str | os.PathLike, **fields) -> dict:
+    """A manifest dict: the given fields, toolchain versions and sha256 of every file in a folder."""
+    files_dir = Path(files_dir)
+    files = {
+        str(p.relative_to(files_dir)): sha256_file(p)
+        for p in sorted(files_dir.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    return {**fields, "versions": versions(), "files": files}
