@@ -15,4 +15,5 @@ MPII_SKELETON = (
 #: Left/right pairs swapped by a horizontal flip.
 MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 
-#: PCK normaliser for MPII-16 in this project: torso diameter, thorax to pelvis... see codec docs.
+#: PCK normaliser for MPII-16 in this project: the torso diagonal l_shoulder to r_hip (fallback
+#: r_shoulder to l_hip), as implemented in codec.torso_size.

@@ -1,0 +1,30 @@
+"""Board facts as data (FINN part names and the limits FINN uses for timing closure)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str  #: our CLI name
+    finn_board: str  #: FINN's board key (``pynq_part_map``)
+    part: str  #: Xilinx part
+    lut: int
+    bram18: int
+    uram: int
+    dsp: int
+    clock_mhz: float  #: usual fabric clock of FINN builds for this board
+    shell: str = "zynq-iodma"  #: FINN shell flow
+    lut_limit: float = 0.70  #: fraction FINN keeps free for routing/timing
+    bram_limit: float = 0.80
+
+    def limits(self) -> dict:
+        return {**asdict(self), "lut_max": int(self.lut * self.lut_limit),
+                "bram18_max": int(self.bram18 * self.bram_limit)}
+
+
+BOARDS: dict[str, Board] = {
+    "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 53_200, 280, 0, 220, 100.0),
+    "zcu104": Board("zcu104", "ZCU104", "xczu7ev-ffvc1156-2-e", 230_400, 624, 96, 1_728, 187.5),
+}

@@ -1,0 +1,268 @@
+"""Compile a binary QONNX model into a FINN dataflow accelerator for a PYNQ board.
+
+    python hw_build/make_bitstream.py --model M.onnx --board pynq-z2 --out DIR [--fps 1000]
+        [--golden-in X.npy --golden-out Y.npy] [--until {estimate,codegen,bitstream}]
+
+Runs the steps of ``bnnpose.hw_build.steps.STEPS`` in order, checks the golden vectors after the
+marked steps, and writes ``DIR/report.json`` (estimates, MAC split, bit-exactness per stage,
+versions, timings), ``DIR/io_shape.json``, ``DIR/model_hw.onnx`` and every intermediate model.
+Without Vivado it stops after code generation and says so; ``--until bitstream`` then fails.
+DIR appears only when the build succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from bnnpose.hw_build.boards import BOARDS, Board
+from bnnpose.host.artifacts import BnnposeError, atomic_dir, sha256_file, versions, write_json
+
+LEVELS = ("estimate", "codegen", "bitstream")
+
+
+class Until(str, Enum):
+    ESTIMATE = "estimate"
+    CODEGEN = "codegen"
+    BITSTREAM = "bitstream"
+
+
+@dataclass
+class BuildConfig:
+    model: Path  #: QONNX model exported by Brevitas
+    board: str  #: key of ``BOARDS``
+    out: Path  #: output folder (replaced atomically on success)
+    fps: float = 1000.0  #: target frames per second for FINN's folding
+    golden_in: Path | None = None  #: [N, C, H, W] inputs; default: next to the model, else random
+    golden_out: Path | None = None  #: [N, J, h, w] expected outputs; default: QONNX execution
+    until: Until = Until.CODEGEN  #: last stage; "bitstream" needs Vivado
+    max_golden: int = 16  #: golden inputs checked per stage
+    folding: Path | None = None  #: FINN folding JSON to apply over the automatic one
+    clock_mhz: float | None = None  #: fabric clock; default: the board's usual clock
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
+                for k, v in asdict(self).items()}
+
+
+@dataclass
+class BuildContext:
+    cfg: BuildConfig
+    board: Board
+    out: Path
+    golden: object
+    finn_cfg: object = None
+    report: dict = field(default_factory=dict)
+    host_ops: list = field(default_factory=list)
+    artifacts: dict = field(default_factory=dict)
+
+    def clock_mhz(self) -> float:
+        return self.cfg.clock_mhz or self.board.clock_mhz
+
+    def target_cycles(self) -> int:
+        return int(self.clock_mhz() * 1e6 / self.cfg.fps)
+
+
+def _load_qonnx(path: Path):
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    if not path.is_file():
+        raise BnnposeError(f"model file not found: {path}")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:
+        raise BnnposeError(f"not an ONNX model: {path} ({type(e).__name__})") from None
+    if not proto.graph.node:
+        raise BnnposeError(f"not an ONNX model: {path} (empty graph)")
+    qonnx_ops = {"Quant", "BipolarQuant", "BinaryQuant", "Trunc", "MultiThreshold"}
+    if not any(n.op_type in qonnx_ops for n in proto.graph.node):
+        raise BnnposeError(f"not a QONNX model: {path} has no Quant/BipolarQuant nodes "
+                           "(export it with brevitas.export.export_qonnx)")
+    if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
+        raise BnnposeError(f"{path}: expected one input and one output, got "
+                           f"{len(proto.graph.input)} and {len(proto.graph.output)}")
+    return ModelWrapper(proto)
+
+
+def _load_golden(cfg: BuildConfig, model) -> object:
+    from qonnx.core.datatype import DataType
+    from qonnx.util.cleanup import cleanup_model
+
+    from bnnpose.hw_build.verify import Golden, exec_onnx
+
+    gin = cfg.golden_in or (cfg.model.parent / "golden_in.npy")
+    gout = cfg.golden_out or (cfg.model.parent / "golden_out.npy")
+    ishape = model.get_tensor_shape(model.graph.input[0].name)
+    if cfg.golden_in is not None or gin.is_file():
+        try:
+            x = np.load(gin)
+        except Exception as e:
+            raise BnnposeError(f"cannot read golden input {gin} ({type(e).__name__})") from None
+    else:
+        rng = np.random.default_rng(0)
+        idt = model.get_tensor_datatype(model.graph.input[0].name)
+        lo, hi = (idt.min(), idt.max()) if idt != DataType["FLOAT32"] else (0, 255)
+        x = rng.integers(lo, hi + 1, size=(cfg.max_golden, *ishape[1:])).astype(np.float32)
+    x = x[: cfg.max_golden].astype(np.float32)
+    if list(x.shape[1:]) != list(ishape[1:]):
+        raise BnnposeError(f"golden input shape {list(x.shape)} does not match the model input "
+                           f"{ishape}")
+    source = "file"
+    if cfg.golden_out is not None or (gin.is_file() and gout.is_file()):
+        y = np.load(gout)[: len(x)].astype(np.float32)
+    else:
+        clean = cleanup_model(model)
+        y = np.concatenate([exec_onnx(clean, xi[None]) for xi in x])
+        source = "qonnx_exec"
+    return Golden(x=x, y=y), source
+
+
+def _finn_config(ctx: BuildContext):
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+    return DataflowBuildConfig(
+        output_dir=str(ctx.out), synth_clk_period_ns=1e3 / ctx.clock_mhz(),
+        board=ctx.board.finn_board, target_fps=int(ctx.cfg.fps), generate_outputs=[],
+        folding_two_pass_relaxation=False,
+        folding_config_file=str(ctx.cfg.folding) if ctx.cfg.folding else None,
+    )
+
+
+def _io_shape(model) -> dict:
+    """The FINN driver's io_shape dict, from the first/last dataflow node's folding."""
+    from finn.util.data_packing import finnpy_to_packed_bytearray
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.util.basic import gen_finn_dt_tensor
+
+    first = getCustomOp(model.find_consumer(model.graph.input[0].name))
+    last = getCustomOp(model.find_producer(model.graph.output[0].name))
+    idt, odt = first.get_input_datatype(), last.get_output_datatype()
+    ifold, ofold = tuple(first.get_folded_input_shape()), tuple(last.get_folded_output_shape())
+    ipacked = finnpy_to_packed_bytearray(gen_finn_dt_tensor(idt, ifold), idt).shape
+    opacked = finnpy_to_packed_bytearray(gen_finn_dt_tensor(odt, ofold), odt).shape
+    return {
+        "idt": [f"DataType['{idt.name}']"], "odt": [f"DataType['{odt.name}']"],
+        "ishape_normal": [list(model.get_tensor_shape(model.graph.input[0].name))],
+        "oshape_normal": [list(model.get_tensor_shape(model.graph.output[0].name))],
+        "ishape_folded": [list(ifold)], "oshape_folded": [list(ofold)],
+        "ishape_packed": [list(ipacked)], "oshape_packed": [list(opacked)],
+        "idma_names": ["idma0"], "odma_names": ["odma0"],
+        "number_of_external_weights": 0, "num_inputs": 1, "num_outputs": 1,
+    }
+
+
+def build(cfg: BuildConfig) -> dict:
+    """Run the build; returns the report dict (also written to ``cfg.out/report.json``)."""
+    if cfg.board not in BOARDS:
+        raise BnnposeError(f"unknown board {cfg.board!r}; known: {', '.join(BOARDS)}")
+    if cfg.fps <= 0:
+        raise BnnposeError(f"--fps must be positive, got {cfg.fps}")
+    model = _load_qonnx(cfg.model)
+    with atomic_dir(cfg.out) as tmp:
+        from bnnpose.hw_build import finn_env
+
+        finn_env.configure(tmp)
+        from bnnpose.hw_build.steps import STEPS
+        from bnnpose.hw_build.verify import exec_hw, exec_onnx
+
+        golden, golden_source = _load_golden(cfg, model)
+        ctx = BuildContext(cfg=cfg, board=BOARDS[cfg.board], out=tmp, golden=golden)
+        ctx.finn_cfg = _finn_config(ctx)
+        ctx.report = {"model": str(cfg.model), "model_sha256": sha256_file(cfg.model),
+                      "board": cfg.board, "config": cfg.to_dict(), "unmapped_nodes": [],
+                      "golden_source": golden_source}
+        from qonnx.util.cleanup import cleanup_model
+
+        model = cleanup_model(model)
+        golden.check("qonnx", model, exec_onnx)
+        timings: dict[str, float] = {}
+        inter = tmp / "intermediate_models"
+        inter.mkdir()
+        last_level = LEVELS.index(cfg.until.value)
+        stopped_for_vivado = False
+        from tqdm import tqdm
+
+        steps = [s for s in STEPS if LEVELS.index(s.level) <= last_level]
+        for i, step in enumerate(tqdm(steps, desc="build", unit="step", file=sys.stderr)):
+            if step.name == "bitstream":
+                if not finn_env.vivado_available() and cfg.until != Until.BITSTREAM:
+                    stopped_for_vivado = True
+                    continue
+            t0 = time.perf_counter()
+            model = step.run(model, ctx)
+            timings[step.name] = round(time.perf_counter() - t0, 3)
+            model.save(str(inter / f"{i:02d}_{step.name}.onnx"))
+            if step.verify:
+                golden.check(step.verify, model, exec_hw if step.verify_with == "hw" else exec_onnx)
+        if cfg.until != Until.ESTIMATE and not finn_env.vivado_available():
+            stopped_for_vivado = True
+        model.save(str(tmp / "model_hw.onnx"))
+        write_json(tmp / "io_shape.json", _io_shape(model))
+        ctx.report.update({
+            "bitexact": {stage: r["bitexact"] for stage, r in golden.results.items()},
+            "verification": golden.results,
+            "host_ops": ctx.host_ops,
+            "vivado": finn_env.vivado_available(),
+            "bitstream": ctx.artifacts or None,
+            "versions": versions(),
+            "timings_s": timings,
+        })
+        write_json(tmp / "report.json", ctx.report)
+    if stopped_for_vivado:
+        print("bnnpose: bitstream not built: it needs Vivado (set XILINX_VIVADO or use "
+              "hw_build/docker); estimates, HLS/RTL code and the simulation model are in "
+              f"{cfg.out}", file=sys.stderr)
+    return ctx.report
+
+
+def parse_args(argv: list[str] | None = None) -> BuildConfig:
+    p = argparse.ArgumentParser(prog="make_bitstream", description=__doc__.split("\n")[0])
+    p.add_argument("--model", type=Path, required=True, help="QONNX model (.onnx)")
+    p.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--fps", type=float, default=1000.0, help="target frames/s (default 1000)")
+    p.add_argument("--golden-in", type=Path, help="golden inputs .npy [N,C,H,W]")
+    p.add_argument("--golden-out", type=Path, help="golden outputs .npy [N,J,h,w]")
+    p.add_argument("--until", choices=LEVELS, default="codegen")
+    p.add_argument("--folding", type=Path, help="FINN folding config JSON")
+    p.add_argument("--clock-mhz", type=float, help="fabric clock (default: board's usual)")
+    a = p.parse_args(argv)
+    return BuildConfig(model=a.model, board=a.board, out=a.out, fps=a.fps,
+                       golden_in=a.golden_in, golden_out=a.golden_out, until=Until(a.until),
+                       folding=a.folding, clock_mhz=a.clock_mhz)
+
+
+def summary_line(report: dict) -> str:
+    e = report["estimate"]
+    exact = all(report["bitexact"].values())
+    return (f"{report['board']}: {e['fps']:.0f} FPS at {e['clock_mhz']:g} MHz, LUT {e['lut']} "
+            f"({100 * e['lut_share']:.0f}%), BRAM18 {e['bram18']} ({100 * e['bram_share']:.0f}%), "
+            f"fits={e['fits']}, XNOR MAC share {report['xnor_mac_share']:.2f}, "
+            f"bit-exact {'all stages' if exact else report['bitexact']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bnnpose.hw_build.finn_env import ToolchainError
+    from bnnpose.hw_build.steps import UnmappedNodesError
+
+    try:
+        cfg = parse_args(argv)
+        report = build(cfg)
+    except (BnnposeError, ToolchainError, UnmappedNodesError) as e:
+        print(f"make_bitstream: error: {e}", file=sys.stderr)
+        return 2
+    print(summary_line(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The build as data: ``STEPS`` lists ``(name, function, golden stage, last --until level)``.
+
+Every step is ``step_<verb>_<object>(model, ctx) -> model``. Steps named after FINN's builder
+steps call them; the others are ours and say why in their docstring.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+
+if TYPE_CHECKING:
+    from bnnpose.hw_build.make_bitstream import BuildContext
+
+#: Ops FINN has no resource model for; their LUT/BRAM are reported as 0 by the estimate.
+UNMODELLED_OPS = ("UpsampleNearestNeighbour", "StreamingConcat", "ElementwiseAdd",
+                  "DuplicateStreams", "Pool")
+
+
+class UnmappedNodesError(Exception):
+    """Nodes that FINN could not turn into hardware layers."""
+
+    def __init__(self, nodes: list[tuple[str, str]]):
+        self.nodes = nodes
+        ops = sorted({op for _, op in nodes})
+        super().__init__(f"FINN cannot map {len(nodes)} node(s) to hardware: op types "
+                         f"{', '.join(ops)} (first: {nodes[0][0]})")
+
+
+def _finn(name: str) -> Callable:
+    def run(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+        import finn.builder.build_dataflow_steps as finn_steps
+
+        return getattr(finn_steps, name)(model, ctx.finn_cfg)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = f"FINN builder's ``{name}``."
+    return run
+
+
+def step_streamline_pose(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """Streamline a binary pose graph with residual Adds, Concats, MaxPools and Upsamples.
+
+    FINN's stock streamlining cannot cancel the layout Transposes across forks and joins nor
+    handle -1-padded bipolar convs; ours lowers convs, folds the -1 Pad into the window
+    generator, rewrites the graph in NHWC, converts 1b x 1b MatMuls to XNOR-popcount, and cuts
+    the head's per-channel scale off for the host.
+    """
+    import finn.transformation.streamline.absorb as absorb
+    from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
+    from finn.transformation.streamline.streamline_plus import StreamlinePlus
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    from bnnpose.hw_build import transforms as T
+
+    model = model.transform(absorb.AbsorbScalarBiasIntoMultiThreshold())
+    model = model.transform(StreamlinePlus())
+    model = model.transform(LowerConvsToMatMul())
+    model = model.transform(T.AbsorbPadIntoIm2Col())
+    model = model.transform(T.ConvertStreamsToNHWC())
+    model = model.transform(T.ConvertBipolarMatMulToXnorPopcountPadAware())
+    model = model.transform(StreamlinePlus())
+    trailing = T.RemoveTrailingScale()
+    model = model.transform(trailing)
+    if trailing.scale is not None:
+        ctx.golden.out_scale = trailing.scale
+        ctx.host_ops.append({"op": "Mul", "what": "per-channel output scale",
+                             "scale": trailing.scale.tolist()})
+    model = model.transform(InferUpsample())
+    return model.transform(InferDataLayouts())
+
+
+def step_check_mapped(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """Refuse a graph with nodes FINN did not convert: they would have to run in software."""
+    unmapped = [(n.name, n.op_type) for n in model.graph.node
+                if not n.domain.startswith("finn.custom_op.fpgadataflow")]
+    ctx.report["unmapped_nodes"] = [f"{name} ({op})" for name, op in unmapped]
+    if unmapped:
+        raise UnmappedNodesError(unmapped)
+    return model
+
+
+def step_fold_stream_ops(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """Parallelise the streaming ops FINN's ``SetFolding`` leaves at PE/SIMD 1.
+
+    ``SetFolding`` never folds Upsample, ElementwiseAdd or Pool here, so at high FPS targets
+    one of them becomes the bottleneck. Each gets the smallest channel divisor that meets the
+    cycle target.
+    """
+    target = ctx.target_cycles()
+    for node in model.graph.node:
+        inst = getCustomOp(node)
+        attr = next((a for a in ("SIMD", "PE") if a in inst.get_nodeattr_types()), None)
+        if attr is None or node.op_type.startswith(("MVAU", "ConvolutionInputGenerator",
+                                                    "Thresholding")):
+            continue
+        if inst.get_exp_cycles() <= target:
+            continue
+        channels = int(inst.get_normal_output_shape()[-1])
+        for d in (d for d in range(1, channels + 1) if channels % d == 0):
+            inst.set_nodeattr(attr, d)
+            if inst.get_exp_cycles() <= target:
+                break
+    return model
+
+
+def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """FINN's analytic estimates, the MAC split by bit width, and the fit against the board."""
+    from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.op_and_param_counts import (
+        aggregate_dict_keys, op_and_param_counts)
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+    from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
+
+    board = ctx.board
+    per_layer = model.analysis(partial(res_estimation, fpgapart=board.part))
+    total = aggregate_dict_keys(per_layer)
+    cycles = model.analysis(exp_cycles_per_layer)
+    counts = model.analysis(op_and_param_counts)
+    model = model.transform(AnnotateCycles())
+    perf = model.analysis(dataflow_performance)
+    clock = ctx.clock_mhz()
+    fps = clock * 1e6 / perf["max_cycles"]
+    macs = {k.removeprefix("op_mac_"): int(v) for k, v in counts["total"].items()
+            if k.startswith("op_mac_")}
+    limits = board.limits()
+    lut, bram = int(total.get("LUT", 0)), int(total.get("BRAM_18K", 0))
+    estimate = {
+        "fps": round(fps, 1), "latency_ms": round(perf["critical_path_cycles"] / clock / 1e3, 3),
+        "clock_mhz": clock, "bottleneck": perf["max_cycles_node_name"],
+        "lut": lut, "bram18": bram, "uram": int(total.get("URAM", 0)),
+        "dsp": int(total.get("DSP", 0)),
+        "board": {k: limits[k] for k in ("name", "part", "lut", "bram18", "uram", "dsp",
+                                         "lut_max", "bram18_max")},
+        "lut_share": round(lut / board.lut, 4), "bram_share": round(bram / board.bram18, 4),
+        "fits": lut <= limits["lut_max"] and bram <= limits["bram18_max"]
+        and int(total.get("URAM", 0)) <= board.uram and int(total.get("DSP", 0)) <= board.dsp,
+        "unmodelled_ops": sorted({n.op_type for n in model.graph.node
+                                  if n.op_type.rsplit("_", 1)[0] in UNMODELLED_OPS}),
+    }
+    ctx.report["estimate"] = estimate
+    ctx.report["macs_by_bitwidth"] = macs
+    ctx.report["xnor_mac_share"] = round(macs.get("1bx1b", 0) / max(1, sum(macs.values())), 4)
+    rep = ctx.out / "report"
+    rep.mkdir(exist_ok=True)
+    for name, obj in (("estimate_layer_resources", {**per_layer, "total": total}),
+                      ("estimate_layer_cycles", cycles), ("op_and_param_counts", counts),
+                      ("estimate_network_performance", perf)):
+        (rep / f"{name}.json").write_text(json.dumps(obj, indent=2, default=_np_default))
+    return model
+
+
+def _np_default(o):
+    return o.tolist() if isinstance(o, np.ndarray | np.generic) else str(o)
+
+
+def step_bitstream(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """HLS synthesis, stitched IP and the Zynq bitstream (FINN's ``ZynqBuild``); needs Vivado."""
+    from finn.transformation.fpgadataflow.make_zynq_proj import ZynqBuild
+
+    from bnnpose.hw_build.finn_env import ToolchainError, vivado_available
+
+    if not vivado_available():
+        raise ToolchainError("the bitstream needs Vivado: set XILINX_VIVADO, or run "
+                             "hw_build/docker (the FINN Docker image with your Vivado)")
+    model = model.transform(ZynqBuild(ctx.board.finn_board, 1e3 / ctx.clock_mhz()))
+    bit = model.get_metadata_prop("bitfile")
+    hwh = model.get_metadata_prop("hw_handoff")
+    if not bit or not hwh:
+        raise ToolchainError(f"synthesis produced no bitfile; see the logs under {ctx.out}")
+    ctx.artifacts["bitfile"], ctx.artifacts["hwh"] = bit, hwh
+    return model
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[ModelWrapper, BuildContext], ModelWrapper]
+    verify: str | None = None  #: golden stage name checked after the step, if any
+    verify_with: str = "onnx"  #: "onnx" (QONNX/FINN python exec) or "hw" (folded graph sim)
+    level: str = "estimate"  #: the ``--until`` level this step belongs to
+
+
+STEPS: list[Step] = [
+    Step("qonnx_to_finn", _finn("step_qonnx_to_finn"), verify="finn_onnx"),
+    Step("tidy_up", _finn("step_tidy_up")),
+    Step("streamline_pose", step_streamline_pose, verify="streamlined"),
+    Step("convert_to_hw", _finn("step_convert_to_hw"), verify="hw_layers"),
+    Step("check_mapped", step_check_mapped),
+    Step("minimize_bit_width_initial", _finn("step_minimize_bit_width_initial")),
+    Step("create_dataflow_partition", _finn("step_create_dataflow_partition")),
+    Step("specialize_layers", _finn("step_specialize_layers")),
+    Step("target_fps_parallelization", _finn("step_target_fps_parallelization")),
+    Step("fold_stream_ops", step_fold_stream_ops),
+    Step("apply_folding_config", _finn("step_apply_folding_config")),
+    Step("minimize_bit_width", _finn("step_minimize_bit_width"), verify="folded_hw",
+         verify_with="hw"),
+    Step("estimate_reports", step_estimate_reports),
+    Step("hw_codegen", _finn("step_hw_codegen"), level="codegen"),
+    Step("bitstream", step_bitstream, level="bitstream"),
+]

@@ -1,0 +1,243 @@
+"""Graph rewrites our binary pose networks need beyond the stock FINN/qonnx transformations.
+
+Each is a qonnx ``Transformation``; ``apply`` returns ``(model, changed)`` and reaches a fixed
+point by returning ``False``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper as oh
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+
+def _const_pad(model: ModelWrapper, node) -> tuple[list[int], float] | None:
+    """(pads, value) of a constant-mode Pad with static pads, else None."""
+    mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+    pads = model.get_initializer(node.input[1])
+    if mode != "constant" or pads is None:
+        return None
+    value = model.get_initializer(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    return [int(p) for p in pads], float(0.0 if value is None else np.asarray(value).item())
+
+
+class AbsorbPadIntoIm2Col(Transformation):
+    """Fold an explicit NCHW ``Pad`` (any constant) into the ``Im2Col`` a lowered conv reads.
+
+    ONNX Conv has no pad value, so a -1-padded binary conv exports as Pad(-1) then an unpadded
+    Conv. After ``LowerConvsToMatMul`` the chain is Pad -> Transpose(NCHW->NHWC) -> Im2Col; the
+    window generator pads with any value, so the Pad disappears into it.
+    """
+
+    def apply(self, model: ModelWrapper):
+        for pad in model.graph.node:
+            if pad.op_type != "Pad":
+                continue
+            spec = _const_pad(model, pad)
+            trans = model.find_consumer(pad.output[0])
+            if spec is None or trans is None or trans.op_type != "Transpose":
+                continue
+            im2col = model.find_consumer(trans.output[0])
+            if im2col is None or im2col.op_type != "Im2Col" or len(model.find_consumers(pad.output[0])) != 1:
+                continue
+            pads, value = spec
+            # ONNX pads are [N, C, H, W begins, N, C, H, W ends]; Im2Col wants [Hb, Wb, He, We].
+            if any(pads[i] for i in (0, 1, 4, 5)) or value != int(value):
+                continue
+            inst = getCustomOp(im2col)
+            if any(inst.get_nodeattr("pad_amount")):
+                continue
+            inst.set_nodeattr("pad_amount", [pads[2], pads[3], pads[6], pads[7]])
+            inst.set_nodeattr("pad_value", int(value))
+            in_shape = model.get_tensor_shape(pad.input[0])
+            n, c, h, w = in_shape
+            inst.set_nodeattr("input_shape", str((n, h, w, c)))
+            trans.input[0] = pad.input[0]
+            model.set_tensor_shape(trans.output[0], [n, h, w, c])
+            model.graph.node.remove(pad)
+            model = model.transform(InferShapes())
+            return model, True
+        return model, False
+
+
+class ConvertBipolarMatMulToXnorPopcountPadAware(Transformation):
+    """The stock XNOR conversion, also correct when the window generator pads with -1.
+
+    The stock transform re-encodes the bipolar producer as {0, 1} (bit 0 means -1) but leaves
+    an ``Im2Col`` ``pad_value`` of -1 untouched, which is then not a legal BINARY value. In the
+    bit encoding -1 *is* 0, so the pad value becomes 0.
+    """
+
+    def apply(self, model: ModelWrapper):
+        for mm in model.get_nodes_by_op_type("MatMul"):
+            if not all(model.get_tensor_datatype(t) == DataType["BIPOLAR"] for t in mm.input[:2]):
+                continue
+            producer = model.find_producer(mm.input[0])
+            if producer is not None and producer.op_type == "Im2Col":
+                inst = getCustomOp(producer)
+                if inst.get_nodeattr("pad_value") == -1:
+                    inst.set_nodeattr("pad_value", 0)
+        model = model.transform(ConvertBipolarMatMulToXnorPopcount())
+        return model, False
+
+
+class MoveTransposePastResize(Transformation):
+    """Rewrite Transpose(NHWC->NCHW) -> Resize(NCHW scales) as Resize(NHWC) -> Transpose.
+
+    Nearest-neighbour upsampling commutes with a layout change if its scales are permuted too;
+    moving the Transpose down lets it cancel against the next one and leaves an NHWC Resize that
+    ``InferUpsample`` maps to hardware.
+    """
+
+    def apply(self, model: ModelWrapper):
+        for resize in model.get_nodes_by_op_type("Resize"):
+            trans = model.find_producer(resize.input[0])
+            if trans is None or trans.op_type != "Transpose":
+                continue
+            perm = next((list(a.ints) for a in trans.attribute if a.name == "perm"), None)
+            if perm != [0, 3, 1, 2] or len(model.find_consumers(trans.output[0])) != 1:
+                continue
+            scales = model.get_initializer(resize.input[2]) if len(resize.input) > 2 else None
+            if scales is None or len(resize.input) > 3 and resize.input[3]:
+                continue
+            nhwc_in = trans.input[0]
+            nchw_out = resize.output[0]
+            n, c, h, w = model.get_tensor_shape(nchw_out)
+            nhwc_out = model.make_new_valueinfo_name()
+            model.set_initializer(resize.input[2], np.asarray(scales)[[0, 2, 3, 1]].astype(np.float32))
+            resize.input[0] = nhwc_in
+            resize.output[0] = nhwc_out
+            model.set_tensor_shape(nhwc_out, [n, h, w, c])
+            model.set_tensor_datatype(nhwc_out, model.get_tensor_datatype(nhwc_in))
+            trans.input[0] = nhwc_out
+            trans.output[0] = nchw_out
+            # keep topological order: the Transpose now follows the Resize
+            graph = model.graph
+            graph.node.remove(trans)
+            graph.node.insert(list(graph.node).index(resize) + 1, trans)
+            model = model.transform(InferShapes())
+            model = model.transform(InferDataTypes())
+            return model, True
+        return model, False
+
+
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+
+
+def _perm(node) -> list[int] | None:
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+class ConvertStreamsToNHWC(Transformation):
+    """Give every 4-D tensor of a lowered graph the NHWC layout and drop the layout Transposes.
+
+    ``LowerConvsToMatMul`` leaves each conv wrapped in NCHW->NHWC and NHWC->NCHW Transposes, and
+    FINN's movers cannot cancel them across the forks and joins of residual and hourglass
+    topologies. Every op between convs here is layout-agnostic once told its channel axis
+    (MultiThreshold, Add, Concat, MaxPool, nearest Resize), so the whole graph is rewritten in
+    NHWC at once. The graph input and output become NHWC too: the host feeds HWC images and
+    reads channel-last heatmaps, so no Transpose is left for software.
+
+    Refuses (no change) if an NCHW tensor reaches an op it does not know.
+    """
+
+    def apply(self, model: ModelWrapper):
+        from qonnx.transformation.infer_data_layouts import InferDataLayouts
+        import qonnx.core.data_layout as DL
+
+        model = model.transform(InferDataLayouts())
+        graph = model.graph
+        nchw = {
+            t.name for t in [*graph.input, *graph.output, *graph.value_info]
+            if model.get_tensor_layout(t.name) == DL.NCHW and len(model.get_tensor_shape(t.name)) == 4
+        }
+        if not nchw:
+            return model, False
+        for node in graph.node:
+            if node.op_type == "Transpose" or not any(t in nchw for t in [*node.input, *node.output]):
+                continue
+            if not self._make_nhwc(model, node):
+                return model, False
+        for name in nchw:
+            n, c, h, w = model.get_tensor_shape(name)
+            model.set_tensor_shape(name, [n, h, w, c])
+        for trans in list(model.get_nodes_by_op_type("Transpose")):
+            if _perm(trans) not in (_TO_NHWC, _TO_NCHW):
+                continue
+            src, dst = trans.input[0], trans.output[0]
+            if dst == graph.output[0].name:
+                producer = model.find_producer(src)
+                producer.output[list(producer.output).index(src)] = dst
+            else:
+                for consumer in model.find_consumers(dst):
+                    consumer.input[list(consumer.input).index(dst)] = src
+            graph.node.remove(trans)
+        model = model.transform(InferShapes())
+        model = model.transform(InferDataTypes())
+        model = model.transform(InferDataLayouts())
+        return model, False
+
+    @staticmethod
+    def _make_nhwc(model: ModelWrapper, node) -> bool:
+        op = node.op_type
+        if op == "MultiThreshold":
+            getCustomOp(node).set_nodeattr("data_layout", "NHWC")
+        elif op == "Concat":
+            axis = next(a for a in node.attribute if a.name == "axis")
+            if axis.i not in (1, -3):
+                return False
+            axis.i = 3
+        elif op == "MaxPool":
+            ceil = next((a.i for a in node.attribute if a.name == "ceil_mode"), 0)
+            node.op_type, node.domain = "MaxPoolNHWC", "qonnx.custom_op.general"
+            getCustomOp(node).set_nodeattr("ceil_mode", ceil)
+        elif op == "Resize":
+            scales = model.get_initializer(node.input[2]) if len(node.input) > 2 else None
+            if scales is None or len(node.input) > 3 and node.input[3]:
+                return False
+            model.set_initializer(node.input[2], np.asarray(scales)[_TO_NHWC].astype(np.float32))
+        elif op in ("Add", "Mul", "Sub"):
+            for name in node.input:
+                const = model.get_initializer(name)
+                if const is not None and const.ndim == 4:
+                    model.set_initializer(name, const.transpose(_TO_NHWC))
+        else:
+            return False
+        return True
+
+
+class RemoveTrailingScale(Transformation):
+    """Cut a final constant ``Mul`` off the graph output and remember it for the host.
+
+    A heatmap head ends in per-channel scales that only rescale each channel; arg-max decoding
+    needs them only as a positive factor, and the host applies them in float. The removed
+    factor is returned in ``self.scale`` (broadcastable to the output, channel last).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.scale: np.ndarray | None = None
+
+    def apply(self, model: ModelWrapper):
+        out = model.graph.output[0].name
+        mul = model.find_producer(out)
+        if mul is None or mul.op_type != "Mul":
+            return model, False
+        const = model.get_initializer(mul.input[1])
+        if const is None:
+            return model, False
+        self.scale = np.asarray(const, dtype=np.float32).reshape(-1)
+        src = mul.input[0]
+        producer = model.find_producer(src)
+        producer.output[list(producer.output).index(src)] = out
+        model.graph.node.remove(mul)
+        model.set_tensor_datatype(out, model.get_tensor_datatype(src))
+        model = model.transform(InferShapes())
+        model = model.transform(InferDataTypes())
+        return model, False

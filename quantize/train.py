@@ -1,0 +1,468 @@
+"""Train a registered pose network on cached synthetic renders.
+
+A run folder holds ``config.json`` (the :class:`TrainConfig`), ``metrics.jsonl`` (one line per
+epoch), ``best.pt`` (highest validation PCK), ``last.pt`` (also optimizer, scheduler and RNG
+state, for ``--resume``) and ``curves.png``. Checkpoints hold only tensors and primitive
+containers, so ``torch.load(path, weights_only=True)`` reads them; :func:`load_checkpoint`
+rebuilds the network.
+
+Usage: ``bnnpose train --epochs 4 --out out/train/run1`` or
+``python -m bnnpose.quantize.train --resume out/train/run1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bnnpose.host.artifacts import BnnposeError, write_json
+from bnnpose.models.codec import HeatmapCodec
+from bnnpose.models.registry import MODEL_CONFIGS, build_model
+from bnnpose.models.skeleton import MPII_FLIP_PAIRS
+from bnnpose.quantize import synthetic
+from bnnpose.quantize.evaluate import evaluate
+
+#: Keys of a model checkpoint (``best.pt`` and the shipped ones); ``last.pt`` adds RESUME_KEYS.
+CHECKPOINT_KEYS = ("model", "config", "state_dict", "train_config", "metrics")
+RESUME_KEYS = ("optimizer", "scheduler", "epoch", "torch_rng_state", "history")
+
+#: TrainConfig fields that steer one session only; the others are the recipe, which a resumed
+#: run must share with the run it continues.
+SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "stop_after", "resume")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; ``config.json`` of a run folder."""
+
+    model: str = "bhg-tiny"  #: registry name
+    binary: bool = True  #: False trains the float twin
+    bits: int | None = None  #: overrides the model's stream width k
+    n_train: int = 24_000  #: training renders, seeds TRAIN_SEED_OFFSET + i
+    n_val: int = 512  #: held-out renders, seeds EVAL_SEED_OFFSET + i
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3  #: Adam peak learning rate
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  #: linear warmup before the cosine decay
+    flip: float = 0.5  #: probability of a horizontal flip per sample
+    sigma: float = 1.0  #: target Gaussian width, heatmap pixels
+    #: initial max |weight| of each head channel (see ``_init_head``); None keeps the default
+    head_init: float | None = 2**-5.5
+    seed: int = 0  #: initialisation, shuffling and flips
+    out_dir: str = "out/train/bhg-tiny"
+    cache_dir: str = "out/cache/synthetic"
+    # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
+    # and made a training step ten times slower in measurements.
+    num_threads: int = 1
+    stop_after: int | None = None  #: end this session after that many epochs
+    resume: bool = False  #: continue from out_dir/last.pt
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise BnnposeError(f"unknown training options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise BnnposeError(f"cannot read training config {path}: {_one_line(e)}") from None
+
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.to_dict().items() if k not in SESSION_FIELDS}
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _renderer_digest() -> str:
+    # Part of the cache key, so that a change to the renderer never serves stale images.
+    return hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:10]
+
+
+def cached_renders(
+    n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``render_batch(range(seed_offset, seed_offset + n), size)``, rendered once per cache.
+
+    Returns images uint8 ``[n, size, size, 3]``, keypoints float32 ``[n, 16, 2]``, visible
+    bool ``[n, 16]``.
+    """
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"synthetic-{_renderer_digest()}-s{size}-o{seed_offset}-n{n}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["images"], z["keypoints"], z["visible"]
+    images = np.empty((n, size, size, 3), np.uint8)
+    keypoints = np.empty((n, synthetic.NUM_JOINTS, 2), np.float32)
+    visible = np.empty((n, synthetic.NUM_JOINTS), bool)
+    chunk = 256
+    for start in tqdm(range(0, n, chunk), desc=f"render {n} @ {seed_offset}", unit="chunk"):
+        stop = min(start + chunk, n)
+        images[start:stop], keypoints[start:stop], visible[start:stop] = synthetic.render_batch(
+            range(seed_offset + start, seed_offset + stop), size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as f:
+        np.savez_compressed(f, images=images, keypoints=keypoints, visible=visible)
+    return images, keypoints, visible
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator:
+    """A binary file object that becomes ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _flip_permutation(num_joints: int) -> np.ndarray:
+    perm = np.arange(num_joints)
+    for a, b in MPII_FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def make_batch(
+    images: np.ndarray,
+    keypoints: np.ndarray,
+    visible: np.ndarray,
+    flips: np.ndarray,
+    codec: HeatmapCodec,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Network inputs and targets for samples ``[B, H, W, 3]``, ``[B, J, 2]``, ``[B, J]``.
+
+    Samples with ``flips[b]`` are mirrored left-right, with left and right joints swapped.
+    Targets are encoded here rather than cached: encoding costs under 1% of a training step,
+    caching would cost 64 KiB per image.
+
+    Returns:
+        inputs float32 ``[B, 3, H, W]`` in 0..255, heatmaps float32 ``[B, J, h, w]`` and
+        target weights float32 ``[B, J]``.
+    """
+    images, kp, vis = images.copy(), keypoints.copy(), visible.copy()
+    if flips.any():
+        width = images.shape[2]
+        perm = _flip_permutation(kp.shape[1])
+        images[flips] = images[flips, :, ::-1]
+        # Pixel centres are integers, so pixel x lands on pixel width - 1 - x.
+        kp[flips, :, 0] = width - 1 - kp[flips, :, 0]
+        kp[flips] = kp[flips][:, perm]
+        vis[flips] = vis[flips][:, perm]
+    encoded = [codec.encode(k, v) for k, v in zip(kp, vis, strict=True)]
+    heatmaps = torch.from_numpy(np.stack([e[0] for e in encoded]))
+    weights = torch.from_numpy(np.stack([e[1] for e in encoded]))
+    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
+    return inputs, heatmaps, weights
+
+
+def keypoint_mse_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """mmpose ``KeypointMSELoss`` with target weights: mean of ``(w * (pred - target))**2``.
+
+    Shapes: pred, target ``[B, J, h, w]``; weight ``[B, J]``.
+    """
+    return ((pred - target) * weight[:, :, None, None]).pow(2).mean()
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
+def _atomic_save(obj: dict, path: Path) -> None:
+    with _atomic_file(path) as f:
+        torch.save(obj, f)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Rebuild the network stored in a checkpoint: ``(model in eval mode, checkpoint dict)``.
+
+    Raises:
+        BnnposeError: the file is missing or not a loadable bnnpose checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BnnposeError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        config = dict(ckpt["config"])
+        model = build_model(ckpt["model"], binary=config.pop("binary"), **config)
+        model.load_state_dict(ckpt["state_dict"])
+    # Whatever a damaged or foreign file makes torch raise, the user needs the same answer.
+    except Exception as e:
+        raise BnnposeError(f"not a valid bnnpose checkpoint: {path} ({_one_line(e)})") from None
+    return model.eval(), ckpt
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _lr_schedule(warmup: int, total: int):
+    """Multiplier of the peak learning rate at optimizer step ``s``: linear warmup, cosine."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _init_head(model: nn.Module, max_abs: float) -> None:
+    """Rescale each output channel of ``model.head`` to ``max |w| = max_abs``.
+
+    A binary head outputs ``scale * sum(+-stream)`` with ``scale = 2**ceil(log2(max |w|))``,
+    and the default init (scale 1/4) makes its outputs about 50x larger than Gaussian targets
+    of peak 1. Only the largest latent weight of a channel sees a gradient toward a smaller
+    scale, so shrinking it in training takes thousands of steps; 2**-5.5 starts the scale at
+    1/32, where 32 agreeing stream values of 1 make a peak of exactly 1.
+    """
+    with torch.no_grad():
+        w = model.head.weight
+        w.mul_(max_abs / w.abs().amax(dim=(1, 2, 3), keepdim=True))
+
+
+def create_model(cfg: TrainConfig) -> nn.Module:
+    """The untrained network of a recipe, seeded by ``cfg.seed``."""
+    overrides = {} if cfg.bits is None else {"bits": cfg.bits}
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, binary=cfg.binary, **overrides)
+    if cfg.head_init is not None:
+        _init_head(model, cfg.head_init)
+    return model
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.model not in MODEL_CONFIGS:
+        raise BnnposeError(f"unknown model {cfg.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    if cfg.n_train < cfg.batch_size or cfg.batch_size < 2:
+        raise BnnposeError(f"need n_train >= batch_size >= 2, got {cfg.n_train}, {cfg.batch_size}")
+    if cfg.n_train > synthetic.EVAL_SEED_OFFSET - synthetic.TRAIN_SEED_OFFSET:
+        raise BnnposeError(f"n_train={cfg.n_train} would reach the held-out evaluation seeds")
+    if cfg.n_val < 1 or cfg.epochs < 1:
+        raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    ax_loss, ax_pck = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax_loss.set(xlabel="epoch", ylabel="train loss (weighted MSE)", yscale="log")
+    ax_pck.plot(epochs, [h["val_pck"] for h in history], marker="o", label="model")
+    ax_pck.plot(epochs, [h["val_pck_mean_pose"] for h in history], ls="--", label="mean pose")
+    ax_pck.set(xlabel="epoch", ylabel="val PCK@0.2", ylim=(0, 1))
+    ax_pck.legend()
+    with _atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or with ``cfg.resume`` continue) a run in ``cfg.out_dir``; returns that folder."""
+    _check(cfg)
+    torch.set_num_threads(cfg.num_threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    last_path, best_path, metrics_path = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+
+    state = None
+    if cfg.resume:
+        if not last_path.is_file():
+            raise BnnposeError(f"nothing to resume: {last_path} does not exist")
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        stored = TrainConfig.from_dict(state["train_config"]).recipe()
+        if stored != cfg.recipe():
+            changed = sorted(k for k in stored if stored[k] != cfg.recipe()[k])
+            raise BnnposeError(f"cannot resume {out} with a different recipe: {', '.join(changed)}")
+    else:
+        for stale in (last_path, best_path, metrics_path, out / "curves.png"):
+            stale.unlink(missing_ok=True)
+    cfg.save(out / "config.json")
+
+    model = create_model(cfg)
+    size = model.cfg.input_size
+    codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
+    train_data = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
+    val_data = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
+
+    steps_per_epoch = cfg.n_train // cfg.batch_size  # full batches only: BN needs the samples
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs))
+    history: list[dict] = []
+    first_epoch = 1
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng_state"])
+        history = list(state["history"])
+        first_epoch = state["epoch"] + 1
+    # Rewritten from the checkpoint, so epochs logged after it by an interrupted session go.
+    metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+    best_pck = max((h["val_pck"] for h in history), default=-math.inf)
+
+    def checkpoint(metrics: dict) -> dict:
+        return {"model": cfg.model, "config": model.cfg.to_dict(),
+                # A plain dict drops the per-module _metadata, which Brevitas's deep module
+                # trees make larger than the weights themselves.
+                "state_dict": dict(model.state_dict()), "train_config": cfg.to_dict(),
+                "metrics": metrics}
+
+    last_epoch = cfg.epochs if cfg.stop_after is None else min(
+        cfg.epochs, first_epoch - 1 + cfg.stop_after)
+    for epoch in range(first_epoch, last_epoch + 1):
+        started = time.perf_counter()
+        # Shuffling and flips depend on (seed, epoch) alone, so a resumed run sees the same.
+        rng = np.random.default_rng([cfg.seed, epoch])
+        order = rng.permutation(cfg.n_train)[: steps_per_epoch * cfg.batch_size]
+        order = order.reshape(steps_per_epoch, cfg.batch_size)
+        flips = rng.random(order.shape) < cfg.flip
+        model.train()
+        total_loss = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
+        for step in bar:
+            idx = np.sort(order[step])  # sorted gathers are faster; BN ignores sample order
+            inputs, target, weight = make_batch(*(a[idx] for a in train_data), flips[step], codec)
+            loss = keypoint_mse_loss(model(inputs), target, weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item()
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{total_loss / (step + 1):.5f}")
+        bar.close()
+        result = evaluate(model, *val_data, train_data[1])
+        metrics = {
+            "epoch": epoch,
+            "step": epoch * steps_per_epoch,
+            "lr": scheduler.get_last_lr()[0],
+            "train_loss": total_loss / steps_per_epoch,
+            "val_pck": result["pck"],
+            "val_pck_mean_pose": result["pck_mean_pose"],
+            "val_per_joint": result["per_joint"],
+            "val_instances": result["n_instances"],
+            "epoch_time_s": time.perf_counter() - started,
+        }
+        history.append(metrics)
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        tqdm.write(f"epoch {epoch}: loss {metrics['train_loss']:.5f}  val PCK@0.2 "
+                   f"{metrics['val_pck']:.3f} (mean pose {metrics['val_pck_mean_pose']:.3f})  "
+                   f"{metrics['epoch_time_s']:.0f} s")
+        if metrics["val_pck"] > best_pck:
+            best_pck = metrics["val_pck"]
+            _atomic_save(checkpoint(metrics), best_path)
+        _atomic_save({**checkpoint(metrics), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "epoch": epoch,
+                      "torch_rng_state": torch.get_rng_state(), "history": history}, last_path)
+        _plot_curves(history, out / "curves.png")
+    return out
+
+
+# -------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="bnnpose train", description=__doc__.splitlines()[0])
+    recipe = p.add_argument_group("recipe (fixed for a run; not allowed with --resume)")
+    recipe.add_argument("--model", help=f"registry name (default: {d.model})")
+    recipe.add_argument("--float", dest="binary", action="store_const", const=False,
+                        help="train the float twin instead of the binary network")
+    recipe.add_argument("--bits", type=int, help="stream width k (default: the model's)")
+    recipe.add_argument("--n-train", type=int, help=f"training renders (default: {d.n_train})")
+    recipe.add_argument("--n-val", type=int, help=f"held-out renders (default: {d.n_val})")
+    recipe.add_argument("--epochs", type=int, help=f"default: {d.epochs}")
+    recipe.add_argument("--batch-size", type=int, help=f"default: {d.batch_size}")
+    recipe.add_argument("--lr", type=float, help=f"peak Adam learning rate (default: {d.lr})")
+    recipe.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
+    recipe.add_argument("--warmup-steps", type=int, help=f"default: {d.warmup_steps}")
+    recipe.add_argument("--flip", type=float, help=f"flip probability (default: {d.flip})")
+    recipe.add_argument("--sigma", type=float, help=f"target Gaussian sigma (default: {d.sigma})")
+    recipe.add_argument("--head-init", type=float,
+                        help=f"initial max |w| per head channel (default: {d.head_init:.4g})")
+    recipe.add_argument("--seed", type=int, help=f"default: {d.seed}")
+    session = p.add_argument_group("session")
+    session.add_argument("--out", dest="out_dir", metavar="DIR",
+                         help=f"run folder (default: {d.out_dir})")
+    session.add_argument("--resume", metavar="RUN_DIR",
+                         help="continue the run in RUN_DIR from its last.pt")
+    session.add_argument("--cache-dir", metavar="DIR", help=f"default: {d.cache_dir}")
+    session.add_argument("--num-threads", type=int,
+                         help=f"torch threads (default: {d.num_threads})")
+    session.add_argument("--stop-after", type=int, metavar="N",
+                         help="stop this session after N epochs (continue with --resume)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``bnnpose train`` entry point; returns the exit status."""
+    args = vars(build_parser().parse_args(argv))
+    resume_dir = args.pop("resume")
+    given = {k: v for k, v in args.items() if v is not None}
+    if resume_dir is not None:
+        recipe_opts = sorted(set(given) - set(SESSION_FIELDS))
+        if recipe_opts:
+            raise BnnposeError(
+                f"--resume continues the stored recipe; drop: {', '.join(recipe_opts)}")
+        if "out_dir" in given:
+            raise BnnposeError("--resume trains in RUN_DIR; drop --out")
+        stored = TrainConfig.load(Path(resume_dir) / "config.json")
+        # A stored session limit ended the earlier session; it does not carry over.
+        cfg = TrainConfig.from_dict({**stored.to_dict(), "stop_after": None, **given,
+                                     "out_dir": resume_dir, "resume": True})
+    else:
+        cfg = replace(TrainConfig(), **given)
+    out = train(cfg)
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    best = max(history, key=lambda h: h["val_pck"])
+    print(f"{out}: best val PCK@0.2 {best['val_pck']:.3f} (epoch {best['epoch']}), "
+          f"mean pose {best['val_pck_mean_pose']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    from bnnpose.host.cli import main as cli_main
+
+    sys.exit(cli_main(["train", *sys.argv[1:]]))

@@ -1,0 +1,162 @@
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bnnpose.host.artifacts import BnnposeError
+from bnnpose.models.codec import HeatmapCodec
+from bnnpose.models.skeleton import MPII_FLIP_PAIRS
+from bnnpose.quantize import synthetic
+from bnnpose.quantize.evaluate import evaluate
+from bnnpose.quantize.train import (
+    CHECKPOINT_KEYS,
+    RESUME_KEYS,
+    TrainConfig,
+    cached_renders,
+    create_model,
+    keypoint_mse_loss,
+    load_checkpoint,
+    main,
+    make_batch,
+    train,
+)
+
+CODEC = HeatmapCodec()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> TrainConfig:
+    root = tmp_path_factory.mktemp("train")
+    return TrainConfig(n_train=64, n_val=32, epochs=2, batch_size=16, warmup_steps=2,
+                       out_dir=str(root / "full"), cache_dir=str(root / "cache"))
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny) -> Path:
+    return train(tiny)
+
+
+def _state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_run_folder(full_run, tiny):
+    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "curves.png"):
+        assert (full_run / name).stat().st_size > 0, name
+    assert TrainConfig.load(full_run / "config.json") == tiny
+    history = [json.loads(line) for line in (full_run / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert {"train_loss", "val_pck", "val_pck_mean_pose", "val_per_joint", "lr"} <= set(h)
+        assert 0.0 <= h["val_pck"] <= 1.0 and 0.0 <= h["val_pck_mean_pose"] <= 1.0
+        assert h["val_instances"] > 0
+    best, last = _state(full_run / "best.pt"), _state(full_run / "last.pt")
+    assert set(best) == set(CHECKPOINT_KEYS)
+    assert set(last) == set(CHECKPOINT_KEYS) | set(RESUME_KEYS)
+    assert best["metrics"]["val_pck"] == max(h["val_pck"] for h in history)
+    # The training set is cached under a key, and a rerun reads the cache instead of rendering.
+    cached = list(Path(tiny.cache_dir).glob("*.npz"))
+    assert len(cached) == 2
+    images, keypoints, _ = cached_renders(64, synthetic.TRAIN_SEED_OFFSET, 128, tiny.cache_dir)
+    np.testing.assert_array_equal(keypoints[:3], synthetic.render_batch(range(3))[1])
+    assert images.shape == (64, 128, 128, 3)
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = TrainConfig(bits=3, lr=1e-3, stop_after=2)
+    assert TrainConfig.load(cfg.save(tmp_path / "c.json")) == cfg
+    with pytest.raises(BnnposeError, match="unknown training options: colour"):
+        TrainConfig.from_dict({**cfg.to_dict(), "colour": 1})
+
+
+def test_flip_mirrors_images_and_targets_and_swaps_sides():
+    images, keypoints, visible = synthetic.render_batch(range(4))
+    flips = np.array([False, True, False, True])
+    x0, t0, w0 = make_batch(images, keypoints, visible, np.zeros(4, bool), CODEC)
+    x1, t1, w1 = make_batch(images, keypoints, visible, flips, CODEC)
+    assert x1.shape == (4, 3, 128, 128) and t1.shape == (4, 16, 32, 32) and w1.shape == (4, 16)
+    torch.testing.assert_close(x1[~flips], x0[~flips], rtol=0, atol=0)
+    torch.testing.assert_close(x1[flips], x0[flips].flip(-1), rtol=0, atol=0)
+    perm = np.arange(16)
+    for a, b in MPII_FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    # Input and heatmap grids share their pixel areas, so mirroring commutes with encoding.
+    torch.testing.assert_close(t1[flips][:, perm], t0[flips].flip(-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w1[flips][:, perm], w0[flips], rtol=0, atol=0)
+    left_ankle = MPII_FLIP_PAIRS[0][1]
+    assert w1[1, 0] == w0[1, left_ankle]
+
+
+def test_loss_decreases_on_a_fixed_batch(tiny):
+    torch.set_num_threads(1)
+    model = create_model(tiny)
+    images, keypoints, visible = synthetic.render_batch(range(8))
+    x, target, weight = make_batch(images, keypoints, visible, np.zeros(8, bool), CODEC)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tiny.lr)
+    losses = []
+    for _ in range(12):
+        loss = keypoint_mse_loss(model(x), target, weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.5 * losses[0], losses
+
+
+def test_weighted_loss_ignores_unlabelled_joints():
+    pred, target = torch.rand(2, 16, 32, 32), torch.rand(2, 16, 32, 32)
+    weight = torch.ones(2, 16)
+    weight[0, 3] = 0.0
+    changed = pred.clone()
+    changed[0, 3] += 5.0
+    assert keypoint_mse_loss(changed, target, weight) == keypoint_mse_loss(pred, target, weight)
+    assert keypoint_mse_loss(changed, target, torch.ones(2, 16)) > keypoint_mse_loss(
+        pred, target, torch.ones(2, 16))
+
+
+def test_resume_matches_an_uninterrupted_run(full_run, tiny, tmp_path):
+    split = replace(tiny, out_dir=str(tmp_path / "split"), stop_after=1)
+    train(split)
+    assert _state(tmp_path / "split" / "last.pt")["epoch"] == 1
+    main(["--resume", str(tmp_path / "split")])
+    resumed, full = _state(tmp_path / "split" / "last.pt"), _state(full_run / "last.pt")
+    assert resumed["epoch"] == full["epoch"] == 2
+    assert resumed["state_dict"].keys() == full["state_dict"].keys()
+    for key, value in full["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], value), key
+    for a, b in zip(resumed["history"], full["history"], strict=True):
+        assert a["train_loss"] == b["train_loss"] and a["val_pck"] == b["val_pck"]
+    with pytest.raises(BnnposeError, match="drop: lr"):
+        main(["--resume", str(tmp_path / "split"), "--lr", "0.1"])
+    with pytest.raises(BnnposeError, match="different recipe: lr"):
+        train(replace(split, lr=0.1, resume=True))
+
+
+def test_load_checkpoint_round_trip(full_run, tiny):
+    model, ckpt = load_checkpoint(full_run / "best.pt")
+    assert not model.training
+    assert ckpt["model"] == "bhg-tiny" and ckpt["config"]["binary"] is True
+    assert TrainConfig.from_dict(ckpt["train_config"]) == tiny
+    val = cached_renders(tiny.n_val, synthetic.EVAL_SEED_OFFSET, 128, tiny.cache_dir)
+    train_kp = cached_renders(tiny.n_train, synthetic.TRAIN_SEED_OFFSET, 128, tiny.cache_dir)[1]
+    result = evaluate(model, *val, train_kp)
+    assert result["pck"] == ckpt["metrics"]["val_pck"]
+    assert result["pck_mean_pose"] == ckpt["metrics"]["val_pck_mean_pose"]
+
+
+def test_load_checkpoint_errors_are_one_line(full_run, tmp_path):
+    with pytest.raises(BnnposeError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((full_run / "best.pt").read_bytes()[:5000])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all\n" * 10)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path in (truncated, garbage, foreign):
+        with pytest.raises(BnnposeError, match="not a valid bnnpose checkpoint") as info:
+            load_checkpoint(path)
+        assert "\n" not in str(info.value)
