@@ -20,7 +20,7 @@ FORWARDED = {
     "train": ("bnnpose.quantize.train:main", "train a binarized pose network (needs torch)"),
     "export": ("bnnpose.quantize.export:main", "export a trained network to QONNX"),
     "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
-    "demo": ("bnnpose.host.demo:main", "live or folder demo on a board"),
+    "demo": ("bnnpose.host.demo:main", "checkpoint to simulated accelerator on the shipped model"),
 }
 
 #: Distributions behind the optional extras, for a useful hint when a stage lacks them.

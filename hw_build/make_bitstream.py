@@ -201,12 +201,13 @@ def build(cfg: BuildConfig) -> dict:
             model = step.run(model, ctx)
             timings[step.name] = round(time.perf_counter() - t0, 3)
             model.save(str(inter / f"{i:02d}_{step.name}.onnx"))
+            if step.snapshot:
+                model.save(str(tmp / "model_hw.onnx"))
+                write_json(tmp / "io_shape.json", _io_shape(model))
             if step.verify:
                 golden.check(step.verify, model, exec_hw if step.verify_with == "hw" else exec_onnx)
         if cfg.until != Until.ESTIMATE and not finn_env.vivado_available():
             stopped_for_vivado = True
-        model.save(str(tmp / "model_hw.onnx"))
-        write_json(tmp / "io_shape.json", _io_shape(model))
         ctx.report.update({
             "bitexact": {stage: r["bitexact"] for stage, r in golden.results.items()},
             "verification": golden.results,

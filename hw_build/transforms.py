@@ -159,11 +159,13 @@ class ConvertStreamsToNHWC(Transformation):
         }
         if not nchw:
             return model, False
-        for node in graph.node:
-            if node.op_type == "Transpose" or not any(t in nchw for t in [*node.input, *node.output]):
-                continue
-            if not self._make_nhwc(model, node):
-                return model, False
+        touched = [n for n in graph.node if n.op_type != "Transpose"
+                   and any(t in nchw for t in [*n.input, *n.output])]
+        # Decide before changing anything: a half-converted graph would compute garbage.
+        if not all(self._supports(model, n) for n in touched):
+            return model, False
+        for node in touched:
+            self._make_nhwc(model, node)
         for name in nchw:
             n, c, h, w = model.get_tensor_shape(name)
             model.set_tensor_shape(name, [n, h, w, c])
@@ -184,32 +186,34 @@ class ConvertStreamsToNHWC(Transformation):
         return model, False
 
     @staticmethod
-    def _make_nhwc(model: ModelWrapper, node) -> bool:
+    def _supports(model: ModelWrapper, node) -> bool:
+        op = node.op_type
+        if op == "Concat":
+            return next(a.i for a in node.attribute if a.name == "axis") in (1, -3)
+        if op == "Resize":
+            return (len(node.input) > 2 and model.get_initializer(node.input[2]) is not None
+                    and not (len(node.input) > 3 and node.input[3]))
+        return op in ("MultiThreshold", "MaxPool", "Add", "Mul", "Sub")
+
+    @staticmethod
+    def _make_nhwc(model: ModelWrapper, node) -> None:
         op = node.op_type
         if op == "MultiThreshold":
             getCustomOp(node).set_nodeattr("data_layout", "NHWC")
         elif op == "Concat":
-            axis = next(a for a in node.attribute if a.name == "axis")
-            if axis.i not in (1, -3):
-                return False
-            axis.i = 3
+            next(a for a in node.attribute if a.name == "axis").i = 3
         elif op == "MaxPool":
             ceil = next((a.i for a in node.attribute if a.name == "ceil_mode"), 0)
             node.op_type, node.domain = "MaxPoolNHWC", "qonnx.custom_op.general"
             getCustomOp(node).set_nodeattr("ceil_mode", ceil)
         elif op == "Resize":
-            scales = model.get_initializer(node.input[2]) if len(node.input) > 2 else None
-            if scales is None or len(node.input) > 3 and node.input[3]:
-                return False
+            scales = model.get_initializer(node.input[2])
             model.set_initializer(node.input[2], np.asarray(scales)[_TO_NHWC].astype(np.float32))
         elif op in ("Add", "Mul", "Sub"):
             for name in node.input:
                 const = model.get_initializer(name)
                 if const is not None and const.ndim == 4:
                     model.set_initializer(name, const.transpose(_TO_NHWC))
-        else:
-            return False
-        return True
 
 
 class RemoveTrailingScale(Transformation):

@@ -9,6 +9,10 @@ Keypoints use the pixel-centre convention of ``bnnpose.models.codec`` (integer c
 pixel centres). A joint is ``visible`` iff it lies inside the frame: as in MPII, joints hidden
 behind other body parts or occluders stay labelled.
 
+Training and evaluation use :func:`render_crop_sample`: the figure rendered on a larger canvas,
+then cut out the way the host does at inference (``bnnpose.host.preprocess``), from a box of
+its joints jittered like a person detector's.
+
 Split convention: training samples use seeds ``TRAIN_SEED_OFFSET + i`` and held-out evaluation
 samples ``EVAL_SEED_OFFSET + i``; training sets must stay below ``EVAL_SEED_OFFSET``.
 
@@ -26,6 +30,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.models.codec import inside_image
 from bnnpose.models.skeleton import MPII_JOINTS
 
@@ -33,6 +38,17 @@ TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 10_000_000
 
 NUM_JOINTS = len(MPII_JOINTS)
+
+#: Side of the canvas :func:`render_crop_sample` renders on: the figure's 50-90% of it maps to
+#: crop scales of about 0.6-1.1, so the crop rarely has to magnify the render.
+CROP_CANVAS = 192
+#: Joint boxes grow by this fraction of their long side on every side before jittering: the
+#: box of a person detector also covers the head, hands and feet around the end joints.
+BOX_PAD = 0.06
+#: Detector-like jitter of the person box: relative size change and centre shift as a
+#: fraction of the box's width and height.
+BOX_SCALE_JITTER = 0.15
+BOX_SHIFT_JITTER = 0.08
 _J = {name: i for i, name in enumerate(MPII_JOINTS)}
 
 # Extra 3-D points after the 16 joints: limb tips, head and face centres, a box around the torso.
@@ -535,17 +551,62 @@ def render_sample(seed: int, size: int = 128, *, clean: bool = False) -> dict[st
     return sample
 
 
+def person_box(seed: int, keypoints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """A detector-like person box around the ``visible`` joints of ``keypoints [16, 2]``.
+
+    The padded joint box is rescaled by up to ``BOX_SCALE_JITTER`` and shifted by up to
+    ``BOX_SHIFT_JITTER`` of its size, drawn from a stream of its own so that the jitter never
+    changes the render of ``seed``. Returns float64 ``[4]`` (x0, y0, x1, y1).
+    """
+    u = _uniforms(np.random.default_rng([seed, 1]), 3)
+    pts = keypoints[visible] if visible.any() else keypoints
+    lo, hi = pts.min(axis=0).astype(np.float64), pts.max(axis=0).astype(np.float64)
+    half = (hi - lo) / 2 + BOX_PAD * float((hi - lo).max())
+    centre = (lo + hi) / 2 + 2 * half * np.array(
+        [u(-BOX_SHIFT_JITTER, BOX_SHIFT_JITTER), u(-BOX_SHIFT_JITTER, BOX_SHIFT_JITTER)])
+    half *= u(1 - BOX_SCALE_JITTER, 1 + BOX_SCALE_JITTER)
+    return np.concatenate([centre - half, centre + half])
+
+
+def render_crop_sample(
+    seed: int, size: int = 128, *, clean: bool = False
+) -> dict[str, np.ndarray]:
+    """The network input for one figure: a top-down person crop, as the host makes it.
+
+    ``render_sample(seed, CROP_CANVAS)`` is cut out with the host's ``person_crop`` (box from
+    :func:`person_box`, grown by the default margin) and ``warp`` (``PAD_GREY`` border), so
+    training sees exactly the inference preprocessing. Deterministic per ``(seed, size)``.
+
+    Returns:
+        ``image`` uint8 ``[size, size, 3]``, ``keypoints`` float32 ``[16, 2]`` in crop pixels,
+        ``visible`` bool ``[16]`` (inside the canvas and the crop), ``box`` float64 ``[4]`` on
+        the canvas; with ``clean`` also ``mask`` bool ``[size, size]`` (crop pixels mostly
+        painted by the figure).
+    """
+    sample = render_sample(seed, CROP_CANVAS, clean=clean)
+    box = person_box(seed, sample["keypoints"], sample["visible"])
+    crop = person_crop(sample["image"].shape, box, (size, size))
+    keypoints = crop.to_crop(sample["keypoints"]).astype(np.float32)
+    out = {"image": warp(sample["image"], crop), "keypoints": keypoints,
+           "visible": sample["visible"] & inside_image(keypoints, (size, size)), "box": box}
+    if clean:
+        coverage = warp(sample["mask"].astype(np.uint8)[:, :, None] * 255, crop, (0,))
+        out["mask"] = coverage >= 128
+    return out
+
+
 def render_batch(
-    seeds: Iterable[int], size: int = 128
+    seeds: Iterable[int], size: int = 128, *, crop: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render several seeds: images uint8 ``[N, size, size, 3]``, keypoints float32
-    ``[N, 16, 2]``, visible bool ``[N, 16]``."""
+    """Render several seeds, full frames or with ``crop`` person crops: images uint8
+    ``[N, size, size, 3]``, keypoints float32 ``[N, 16, 2]``, visible bool ``[N, 16]``."""
     seeds = [int(s) for s in seeds]
+    render = render_crop_sample if crop else render_sample
     images = np.empty((len(seeds), size, size, 3), np.uint8)
     keypoints = np.empty((len(seeds), NUM_JOINTS, 2), np.float32)
     visible = np.empty((len(seeds), NUM_JOINTS), bool)
     for i, seed in enumerate(seeds):
-        sample = render_sample(seed, size)
+        sample = render(seed, size)
         images[i], keypoints[i] = sample["image"], sample["keypoints"]
         visible[i] = sample["visible"]
     return images, keypoints, visible

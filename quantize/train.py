@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from bnnpose.host import preprocess
 from bnnpose.host.artifacts import BnnposeError, write_json
 from bnnpose.models.codec import HeatmapCodec
 from bnnpose.models.registry import MODEL_CONFIGS, build_model
@@ -65,6 +66,8 @@ class TrainConfig:
     #: initial max |weight| of each head channel (see ``_init_head``); None keeps the default
     head_init: float | None = 2**-5.5
     seed: int = 0  #: initialisation, shuffling and flips
+    #: checkpoint (e.g. of the float twin) whose matching tensors initialise the network
+    init_from: str | None = None
     out_dir: str = "out/train/bhg-tiny"
     cache_dir: str = "out/cache/synthetic"
     # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
@@ -105,20 +108,25 @@ def _one_line(e: BaseException) -> str:
 
 
 def _renderer_digest() -> str:
-    # Part of the cache key, so that a change to the renderer never serves stale images.
-    return hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:10]
+    # Part of the cache key, so that a change to the renderer or to the host's crop never
+    # serves stale images.
+    digest = hashlib.sha256()
+    for module in (synthetic, preprocess):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def cached_renders(
     n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``render_batch(range(seed_offset, seed_offset + n), size)``, rendered once per cache.
+    """Person crops ``render_batch(range(seed_offset, seed_offset + n), size, crop=True)``,
+    rendered once per cache.
 
     Returns images uint8 ``[n, size, size, 3]``, keypoints float32 ``[n, 16, 2]``, visible
     bool ``[n, 16]``.
     """
     cache_dir = Path(cache_dir)
-    path = cache_dir / f"synthetic-{_renderer_digest()}-s{size}-o{seed_offset}-n{n}.npz"
+    path = cache_dir / f"crops-{_renderer_digest()}-s{size}-o{seed_offset}-n{n}.npz"
     if path.exists():
         with np.load(path) as z:
             return z["images"], z["keypoints"], z["visible"]
@@ -129,7 +137,7 @@ def cached_renders(
     for start in tqdm(range(0, n, chunk), desc=f"render {n} @ {seed_offset}", unit="chunk"):
         stop = min(start + chunk, n)
         images[start:stop], keypoints[start:stop], visible[start:stop] = synthetic.render_batch(
-            range(seed_offset + start, seed_offset + stop), size)
+            range(seed_offset + start, seed_offset + stop), size, crop=True)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _atomic_file(path) as f:
         np.savez_compressed(f, images=images, keypoints=keypoints, visible=visible)
@@ -259,11 +267,35 @@ def _init_head(model: nn.Module, max_abs: float) -> None:
         w.mul_(max_abs / w.abs().amax(dim=(1, 2, 3), keepdim=True))
 
 
+def _init_from(model: nn.Module, path: str) -> None:
+    """Copy the tensors of checkpoint ``path`` whose names and shapes ``model`` shares.
+
+    The float twin names its convs and BNs like the binary network, so this starts a binary
+    run from a trained float one; the quantizers' own state stays at its initial value.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as e:  # the user needs one answer for a missing or foreign file
+        raise BnnposeError(f"cannot initialise from {path}: {_one_line(e)}") from None
+    own = model.state_dict()
+    mismatched = sorted(k for k in state if k in own and state[k].shape != own[k].shape)
+    if mismatched:
+        raise BnnposeError(f"{path} has other shapes for: {', '.join(mismatched)}")
+    result = model.load_state_dict(state, strict=False)
+    tqdm.write(f"init from {path}: {len(state) - len(result.unexpected_keys)} tensors loaded; "
+               f"missing {sorted(result.missing_keys)}; "
+               f"unexpected {sorted(result.unexpected_keys)}")
+
+
 def create_model(cfg: TrainConfig) -> nn.Module:
-    """The untrained network of a recipe, seeded by ``cfg.seed``."""
+    """The untrained network of a recipe, seeded by ``cfg.seed`` or loaded from
+    ``cfg.init_from``; the head is rescaled after loading, since a float head's weights are
+    far larger than a binary head's scale should start."""
     overrides = {} if cfg.bits is None else {"bits": cfg.bits}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
+    if cfg.init_from is not None:
+        _init_from(model, cfg.init_from)
     if cfg.head_init is not None:
         _init_head(model, cfg.head_init)
     return model
@@ -423,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--head-init", type=float,
                         help=f"initial max |w| per head channel (default: {d.head_init:.4g})")
     recipe.add_argument("--seed", type=int, help=f"default: {d.seed}")
+    recipe.add_argument("--init-from", metavar="CKPT",
+                        help="initialise matching tensors from this checkpoint, e.g. the "
+                             "float twin's best.pt")
     session = p.add_argument_group("session")
     session.add_argument("--out", dest="out_dir", metavar="DIR",
                          help=f"run folder (default: {d.out_dir})")

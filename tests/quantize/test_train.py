@@ -61,7 +61,9 @@ def test_run_folder(full_run, tiny):
     cached = list(Path(tiny.cache_dir).glob("*.npz"))
     assert len(cached) == 2
     images, keypoints, _ = cached_renders(64, synthetic.TRAIN_SEED_OFFSET, 128, tiny.cache_dir)
-    np.testing.assert_array_equal(keypoints[:3], synthetic.render_batch(range(3))[1])
+    # Training sees person crops, as the host feeds them at inference.
+    np.testing.assert_array_equal(keypoints[:3],
+                                  synthetic.render_batch(range(3), crop=True)[1])
     assert images.shape == (64, 128, 128, 3)
 
 
@@ -133,6 +135,24 @@ def test_resume_matches_an_uninterrupted_run(full_run, tiny, tmp_path):
         main(["--resume", str(tmp_path / "split"), "--lr", "0.1"])
     with pytest.raises(BnnposeError, match="different recipe: lr"):
         train(replace(split, lr=0.1, resume=True))
+
+
+def test_binary_run_starts_from_a_float_checkpoint(full_run, tiny, tmp_path, capsys):
+    float_run = train(replace(tiny, binary=False, epochs=1, out_dir=str(tmp_path / "float")))
+    source = _state(float_run / "best.pt")["state_dict"]
+    model = create_model(replace(tiny, init_from=str(float_run / "best.pt")))
+    own = model.state_dict()
+    # The twins share every tensor name: the binary quantizers keep no state of their own.
+    assert set(source) == set(own)
+    for key, value in source.items():
+        if not key.startswith("head."):
+            assert torch.equal(own[key], value), key
+    # The head keeps the float head's signs, at the binary head's initial scale.
+    assert torch.equal(own["head.weight"].sign(), source["head.weight"].sign())
+    log = capsys.readouterr().out + capsys.readouterr().err
+    assert f"{len(source)} tensors loaded; missing []; unexpected []" in log
+    with pytest.raises(BnnposeError, match="cannot initialise from"):
+        create_model(replace(tiny, init_from=str(tmp_path / "none.pt")))
 
 
 def test_load_checkpoint_round_trip(full_run, tiny):

@@ -1,0 +1,50 @@
+"""Package a build into ``overlays/<board>/<model>/``: everything the board side needs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from bnnpose.host.artifacts import BnnposeError, atomic_dir, manifest, write_json
+from bnnpose.models.skeleton import MPII_JOINTS
+
+
+def host_config(report: dict, io_shape: dict, joints: list[str] | None = None) -> dict:
+    """host.json: the work left to the host around the accelerator (layouts, output scale)."""
+    _, h, w, _ = io_shape["ishape_normal"][0]
+    _, hh, hw, j = io_shape["oshape_normal"][0]
+    scale = [1.0]
+    for op in report.get("host_ops", []):
+        if op["op"] == "Mul":
+            scale = [float(s) for s in op["scale"]]
+    return {
+        "input_layout": "NHWC", "input_size": [w, h], "heatmap_size": [hw, hh],
+        "output_layout": "NHWC", "output_scale": scale, "output_bias": [0.0],
+        "joints": list(joints or MPII_JOINTS[:j]),
+    }
+
+
+def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
+                    joints: list[str] | None = None) -> dict:
+    """Copy the board-side files of ``build_dir`` into ``overlay_dir``; returns the manifest."""
+    build_dir = Path(build_dir)
+    report_path = build_dir / "report.json"
+    if not report_path.is_file():
+        raise BnnposeError(f"not a make_bitstream output folder (no report.json): {build_dir}")
+    report = json.loads(report_path.read_text())
+    io_shape = json.loads((build_dir / "io_shape.json").read_text())
+    with atomic_dir(overlay_dir) as tmp:
+        shutil.copy2(build_dir / "model_hw.onnx", tmp / "model_hw.onnx")
+        write_json(tmp / "io_shape.json", io_shape)
+        write_json(tmp / "host.json", host_config(report, io_shape, joints))
+        write_json(tmp / "estimate.json", {k: report[k] for k in (
+            "estimate", "xnor_mac_share", "macs_by_bitwidth", "unmapped_nodes", "bitexact")})
+        for kind in ("bitfile", "hwh"):
+            src = (report.get("bitstream") or {}).get(kind)
+            if src:
+                shutil.copy2(src, tmp / f"{name}{Path(src).suffix}")
+        man = manifest(tmp, model=name, board=report["board"],
+                       model_sha256=report["model_sha256"], bitstream=bool(report.get("bitstream")))
+        write_json(tmp / "manifest.json", man)
+    return man

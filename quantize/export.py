@@ -1,0 +1,112 @@
+"""Export a trained binary network to QONNX with golden vectors.
+
+    bnnpose export --checkpoint CKPT --out DIR [--n-golden 16]
+
+Writes ``DIR/model.onnx`` (QONNX, input annotated UINT8 NCHW), ``DIR/golden_in.npy``
+([N, 3, H, W] held-out synthetic crops, 0..255), ``DIR/golden_out.npy`` (the torch outputs) and
+``DIR/export.json``. Every golden input is also executed by qonnx; the export fails unless
+QONNX reproduces torch exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bnnpose.host.artifacts import BnnposeError, atomic_dir, sha256_file, versions, write_json
+from bnnpose.models.skeleton import MPII_JOINTS
+
+
+def golden_images(n: int, size: int) -> np.ndarray:
+    """``n`` held-out synthetic person crops, uint8 [n, size, size, 3] (never used in training)."""
+    from bnnpose.quantize import synthetic
+
+    render = getattr(synthetic, "render_crop_sample", None)
+    seeds = range(synthetic.EVAL_SEED_OFFSET + 900_000, synthetic.EVAL_SEED_OFFSET + 900_000 + n)
+    if render is None:
+        return synthetic.render_batch(seeds, size)[0]
+    return np.stack([render(s, size=size)["image"] for s in seeds])
+
+
+def export(checkpoint: str | Path, out: str | Path, n_golden: int = 16) -> dict:
+    """Export a trained checkpoint to ``out``; returns the export.json dict."""
+    from bnnpose.quantize.train import load_checkpoint
+
+    model, ckpt = load_checkpoint(checkpoint)
+    cfg = dict(ckpt["config"])
+    if not cfg.get("binary", True):
+        raise BnnposeError(f"{checkpoint} holds a float twin; only binary networks export to FINN")
+    if n_golden < 1:
+        raise BnnposeError(f"--n-golden must be at least 1, got {n_golden}")
+    size = int(cfg["input_size"])
+    x = golden_images(n_golden, size).transpose(0, 3, 1, 2).astype(np.float32)
+    name = f"{ckpt['model']}_w1a1-k{cfg['bits']}-in8_synthetic-{size}x{size}"
+    return export_network(model, x, out, name, {
+        "model": ckpt["model"], "config": cfg, "checkpoint": str(checkpoint),
+        "checkpoint_sha256": sha256_file(checkpoint), "metrics": ckpt.get("metrics", {})})
+
+
+def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name: str,
+                   meta: dict) -> dict:
+    """Export ``model`` (eval mode) with golden inputs ``x`` [N, C, H, W] (0..255) to ``out``."""
+    from brevitas.export import export_qonnx
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    from bnnpose.hw_build.verify import exec_onnx
+
+    t0 = time.perf_counter()
+    model = model.eval()
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).numpy()
+    with atomic_dir(out) as tmp:
+        onnx_path = tmp / "model.onnx"
+        # The exporter reports its own fallbacks at length; they are not errors.
+        with contextlib.redirect_stdout(io.StringIO()):
+            export_qonnx(model, args=torch.from_numpy(x[:1]), export_path=str(onnx_path))
+        qmodel = cleanup_model(ModelWrapper(str(onnx_path)))
+        # The accelerator's input is the raw 8-bit pixel grid.
+        qmodel.set_tensor_datatype(qmodel.graph.input[0].name, DataType["UINT8"])
+        qmodel.save(str(onnx_path))
+        out_q = np.concatenate([exec_onnx(qmodel, xi[None]) for xi in x])
+        mismatched = int(sum(not np.array_equal(a, b) for a, b in zip(out_q, y)))
+        if mismatched:
+            raise BnnposeError(f"QONNX execution differs from torch on {mismatched}/{len(x)} "
+                               f"golden inputs (max |diff| {np.abs(out_q - y).max():.3g})")
+        np.save(tmp / "golden_in.npy", x)
+        np.save(tmp / "golden_out.npy", y)
+        info = {
+            "name": name, **meta, "onnx_sha256": sha256_file(onnx_path),
+            "input": {"datatype": "UINT8", "layout": "NCHW", "shape": [1, *x.shape[1:]]},
+            "output": {"layout": "NCHW", "shape": list(y.shape[1:]),
+                       "joints": list(MPII_JOINTS[: y.shape[1]])},
+            "n_golden": len(x), "bitexact": {"torch_vs_qonnx": True},
+            "versions": versions(), "seconds": round(time.perf_counter() - t0, 2),
+        }
+        write_json(tmp / "export.json", info)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bnnpose export", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--n-golden", type=int, default=16)
+    a = p.parse_args(argv)
+    info = export(a.checkpoint, a.out, a.n_golden)
+    print(f"exported {info['name']} to {a.out} (QONNX == torch on {info['n_golden']} inputs)")
+    return 0
+
+
+if __name__ == "__main__":
+    from bnnpose.host.cli import main as cli_main
+
+    sys.exit(cli_main(["export", *sys.argv[1:]]))

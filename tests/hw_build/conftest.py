@@ -1,0 +1,61 @@
+"""A small random binary hourglass, exported once per session, and its FINN build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bnnpose.hw_build.make_bitstream import BuildConfig, build
+from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+from bnnpose.quantize.export import export_network
+
+#: Every mergeable op of the full model (HPM Concat, residual Add, MaxPool, Upsample) at 32x32.
+SMALL = HourglassConfig(input_size=32, stem_channels=8, channels=16, depth=1, bits=2,
+                        num_joints=4)
+
+
+def small_network(seed: int = 0, bits: int = 2) -> torch.nn.Module:
+    """Random weights and non-trivial BatchNorm statistics, so thresholds are not all alike."""
+    torch.manual_seed(seed)
+    model = BinaryHourglassNet(HourglassConfig(**{**SMALL.to_dict(), "bits": bits}))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-4, 4)
+            m.running_var.uniform_(0.5, 6)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "small"
+    x = np.random.default_rng(1).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
+    info = export_network(small_network(), x, out, "small-hg", {"model": "small-hg"})
+    return out, info
+
+
+@pytest.fixture(scope="session")
+def small_build(small_export, tmp_path_factory):
+    export_dir, _ = small_export
+    out = tmp_path_factory.mktemp("build") / "pynq-z2"
+    report = build(BuildConfig(model=export_dir / "model.onnx", board="pynq-z2", out=out,
+                               fps=20000))
+    return out, report
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """Two binary convs: enough to reach FINN's conversion quickly."""
+    from torch import nn
+
+    from bnnpose.models.blocks import BinaryConvBN, conv, stream_quant
+
+    torch.manual_seed(0)
+    net = nn.Sequential(conv(True, 3, 8, 3), nn.BatchNorm2d(8), stream_quant(True, 2),
+                        BinaryConvBN(8, 8, 2)).eval()
+    out = tmp_path_factory.mktemp("export") / "tiny"
+    x = np.random.default_rng(2).integers(0, 256, (4, 3, 12, 12)).astype(np.float32)
+    export_network(net, x, out, "tiny", {"model": "tiny"})
+    return out

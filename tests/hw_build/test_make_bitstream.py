@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from bnnpose.hw_build.make_bitstream import main
+
+STAGES = {"qonnx", "finn_onnx", "streamlined", "hw_layers", "folded_hw"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bnnpose.hw_build.make_bitstream", *args],
+                          capture_output=True, text=True)
+
+
+def test_report_has_contract_fields(small_build):
+    out, report = small_build
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["unmapped_nodes"] == []
+    assert set(on_disk["bitexact"]) == STAGES and all(on_disk["bitexact"].values())
+    assert all(v["n_inputs"] == 16 for v in on_disk["verification"].values())
+    est = on_disk["estimate"]
+    for key in ("fps", "lut", "bram18", "dsp", "uram", "clock_mhz", "board", "fits"):
+        assert key in est
+    assert est["board"]["lut"] == 53_200 and est["clock_mhz"] == 100.0
+    assert est["fps"] > 0 and est["lut"] > 0
+    assert on_disk["versions"]["finn-plus"] == "1.6.1"
+    assert on_disk["timings_s"]["streamline_pose"] > 0
+
+
+def test_every_merge_op_is_hardware_and_binary_convs_are_xnor(small_build):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    out, report = small_build
+    model = ModelWrapper(str(out / "model_hw.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    for op in ("ElementwiseAdd_hls", "StreamingConcat_hls", "UpsampleNearestNeighbour_hls",
+               "Pool_hls", "DuplicateStreams_hls", "MVAU_hls"):
+        assert op in ops
+    mvaus = [getCustomOp(n) for n in model.get_nodes_by_op_type("MVAU_hls")]
+    xnor = [m for m in mvaus if m.get_nodeattr("binaryXnorMode") == 1]
+    # stem (8-bit input) and head (2-bit input) are the only non-XNOR layers
+    assert len(mvaus) - len(xnor) == 2
+    macs = report["macs_by_bitwidth"]
+    assert report["xnor_mac_share"] == pytest.approx(macs["1bx1b"] / sum(macs.values()), 1e-3)
+    assert report["xnor_mac_share"] > 0.5
+
+
+def test_fps_target_drives_folding(small_build):
+    _, report = small_build
+    assert report["estimate"]["fps"] >= 20000
+
+
+def test_io_shape_matches_graph(small_build):
+    out, _ = small_build
+    io = json.loads((out / "io_shape.json").read_text())
+    assert io["ishape_normal"] == [[1, 32, 32, 3]] and io["oshape_normal"] == [[1, 8, 8, 4]]
+    assert io["idt"] == ["DataType['UINT8']"]
+
+
+def test_host_takes_the_head_scale(small_build, small_export):
+    out, report = small_build
+    assert [op["op"] for op in report["host_ops"]] == ["Mul"]
+    assert len(report["host_ops"][0]["scale"]) == 4
+
+
+def test_missing_model_is_one_line_error(tmp_path):
+    r = run_cli("--model", str(tmp_path / "nope.onnx"), "--board", "pynq-z2",
+                "--out", str(tmp_path / "o"))
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines()[-1].startswith("make_bitstream: error: model file not")
+    assert len([ln for ln in r.stderr.splitlines() if "error" in ln]) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_non_onnx_and_non_qonnx_are_refused(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a protobuf at all" * 10)
+    assert main(["--model", str(junk), "--board", "pynq-z2", "--out", str(tmp_path / "a")]) == 2
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    plain = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])],
+                                                "g", [x], [y]))
+    onnx.save(plain, tmp_path / "plain.onnx")
+    r = run_cli("--model", str(tmp_path / "plain.onnx"), "--board", "pynq-z2",
+                "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "not a QONNX model" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_unknown_board_is_refused(small_export, tmp_path, capsys):
+    export_dir, _ = small_export
+    rc = main(["--model", str(export_dir / "model.onnx"), "--board", "zedboard-9000",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == ("make_bitstream: error: unknown board 'zedboard-9000'; "
+                                   "known: pynq-z2, zcu104")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unmappable_op_fails_cleanly(tiny_export, tmp_path, capsys):
+    export_dir = tiny_export
+    model = onnx.load(export_dir / "model.onnx")
+    out_name = model.graph.output[0].name
+    model.graph.node.append(helper.make_node("Cos", [out_name], ["cos_out"]))
+    model.graph.output[0].name = "cos_out"
+    onnx.save(model, tmp_path / "cos.onnx")
+    rc = main(["--model", str(tmp_path / "cos.onnx"), "--board", "pynq-z2",
+               "--out", str(tmp_path / "o"), "--golden-in", str(export_dir / "golden_in.npy")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("make_bitstream: error: FINN cannot map ")
+    assert "op types Cos" in err[-1]
+    assert not (tmp_path / "o").exists()
+    assert not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_bitstream_without_vivado_fails_with_one_line(small_export, tmp_path, monkeypatch,
+                                                     capsys):
+    monkeypatch.delenv("XILINX_VIVADO", raising=False)
+    export_dir, _ = small_export
+    rc = main(["--model", str(export_dir / "model.onnx"), "--board", "pynq-z2", "--out",
+               str(tmp_path / "o"), "--until", "bitstream", "--fps", "20000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "needs Vivado" in err[-1] and err[-1].startswith("make_bitstream: error")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.vivado
+def test_bitstream_with_vivado(small_export, tmp_path):
+    export_dir, _ = small_export
+    assert main(["--model", str(export_dir / "model.onnx"), "--board", "pynq-z2", "--out",
+                 str(tmp_path / "o"), "--until", "bitstream"]) == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["bitstream"]["bitfile"].endswith(".bit")
+
+
+def test_golden_vectors_match_export(small_export):
+    export_dir, info = small_export
+    x, y = np.load(export_dir / "golden_in.npy"), np.load(export_dir / "golden_out.npy")
+    assert x.shape == (16, 3, 32, 32) and y.shape == (16, 4, 8, 8)
+    assert info["bitexact"]["torch_vs_qonnx"]
