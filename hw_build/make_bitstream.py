@@ -167,8 +167,13 @@ def build(cfg: BuildConfig) -> dict:
     if cfg.fps <= 0:
         raise BnnposeError(f"--fps must be positive, got {cfg.fps}")
     model = _load_qonnx(cfg.model)
+    from bnnpose.hw_build import finn_env
+
+    if cfg.until == Until.BITSTREAM and not finn_env.vivado_available():
+        # Fail before minutes of compilation that could not end in a bitstream anyway.
+        raise finn_env.ToolchainError("--until bitstream needs Vivado: set XILINX_VIVADO, or "
+                                      "run hw_build/docker (the FINN Docker image with Vivado)")
     with atomic_dir(cfg.out) as tmp:
-        from bnnpose.hw_build import finn_env
 
         finn_env.configure(tmp)
         from bnnpose.hw_build.steps import STEPS
