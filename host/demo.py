@@ -35,24 +35,6 @@ def shipped_checkpoint() -> Path:
     return path
 
 
-def check_host_sim(overlay_dir: Path, export_dir: Path) -> dict:
-    """Golden inputs through pack -> simulated accelerator -> unpack, compared to torch."""
-    from bnnpose.host.backends import SimBackend
-    from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
-
-    backend = SimBackend(overlay_dir)
-    ispec, ospec = input_spec(backend.io_shape), output_spec(backend.io_shape)
-    scale = backend.host_cfg.output_scale
-    x = np.load(export_dir / "golden_in.npy").transpose(0, 2, 3, 1).astype(np.uint8)
-    y = np.load(export_dir / "golden_out.npy").transpose(0, 2, 3, 1)
-    mismatched, t = 0, time.perf_counter()
-    for xi, yi in zip(x, y):
-        out = to_normal(backend.execute_packed(to_packed(xi[None], ispec)), ospec)[0]
-        mismatched += int(not np.array_equal(out * scale, yi))
-    return {"bitexact": mismatched == 0, "n_inputs": len(x), "n_mismatched": mismatched,
-            "seconds_per_frame": round((time.perf_counter() - t) / len(x), 3)}
-
-
 def score_synthetic(checkpoint: Path, n_eval: int) -> dict:
     """PCK@0.2 of the network and of the training mean pose on held-out synthetic crops."""
     from bnnpose.quantize import train as T
@@ -85,7 +67,7 @@ def run(out: Path, board: str, fps: float, n_eval: int) -> dict:
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.host.pipeline import PosePipeline
     from bnnpose.hw_build.make_bitstream import BuildConfig, build, summary_line
-    from bnnpose.hw_build.overlay import package_overlay
+    from bnnpose.hw_build.overlay import check_host_sim, package_overlay
     from bnnpose.quantize.export import export
 
     t0 = time.perf_counter()

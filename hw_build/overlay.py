@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
+
+import numpy as np
 
 from bnnpose.host.artifacts import BnnposeError, atomic_dir, manifest, write_json
 from bnnpose.models.skeleton import MPII_JOINTS
@@ -48,3 +51,21 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
                        model_sha256=report["model_sha256"], bitstream=bool(report.get("bitstream")))
         write_json(tmp / "manifest.json", man)
     return man
+
+
+def check_host_sim(overlay_dir: Path, export_dir: Path) -> dict:
+    """Golden inputs through pack -> simulated accelerator -> unpack, compared to torch."""
+    from bnnpose.host.backends import SimBackend
+    from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
+
+    backend = SimBackend(overlay_dir)
+    ispec, ospec = input_spec(backend.io_shape), output_spec(backend.io_shape)
+    scale = backend.host_cfg.output_scale
+    x = np.load(export_dir / "golden_in.npy").transpose(0, 2, 3, 1).astype(np.uint8)
+    y = np.load(export_dir / "golden_out.npy").transpose(0, 2, 3, 1)
+    mismatched, t = 0, time.perf_counter()
+    for xi, yi in zip(x, y):
+        out = to_normal(backend.execute_packed(to_packed(xi[None], ispec)), ospec)[0]
+        mismatched += int(not np.array_equal(out * scale, yi))
+    return {"bitexact": mismatched == 0, "n_inputs": len(x), "n_mismatched": mismatched,
+            "seconds_per_frame": round((time.perf_counter() - t) / len(x), 3)}
