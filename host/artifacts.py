@@ -82,6 +82,7 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True):
     final = Path(final).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes 0700; outputs are meant to be shared
     try:
         yield tmp
     except BaseException:

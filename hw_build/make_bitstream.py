@@ -13,8 +13,8 @@ DIR appears only when the build succeeded.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import contextlib
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -172,9 +172,8 @@ def build(cfg: BuildConfig) -> dict:
     if cfg.until == Until.BITSTREAM and not finn_env.vivado_available():
         # Fail before minutes of compilation that could not end in a bitstream anyway.
         raise finn_env.ToolchainError("--until bitstream needs Vivado: set XILINX_VIVADO, or "
-                                      "run hw_build/docker (the FINN Docker image with Vivado)")
-    with atomic_dir(cfg.out) as tmp:
-
+                                      "run inside the FINN Docker image with Vivado mounted")
+    with atomic_dir(cfg.out) as tmp, contextlib.ExitStack() as stack:
         finn_env.configure(tmp)
         from bnnpose.hw_build.steps import STEPS
         from bnnpose.hw_build.verify import exec_hw, exec_onnx
@@ -197,13 +196,22 @@ def build(cfg: BuildConfig) -> dict:
         from tqdm import tqdm
 
         steps = [s for s in STEPS if LEVELS.index(s.level) <= last_level]
+        # FINN's warnings and prints go to DIR/build.log; the terminal shows progress only.
+        log_file = stack.enter_context(open(tmp / "build.log", "w"))
+        handler = logging.StreamHandler(log_file)
+        finn_log = logging.getLogger("finn_logger")
+        finn_log.addHandler(handler)
+        finn_log.propagate = False
+        stack.callback(finn_log.removeHandler, handler)
+        stack.callback(setattr, finn_log, "propagate", True)
         for i, step in enumerate(tqdm(steps, desc="build", unit="step", file=sys.stderr)):
             if step.name == "bitstream":
                 if not finn_env.vivado_available() and cfg.until != Until.BITSTREAM:
                     stopped_for_vivado = True
                     continue
             t0 = time.perf_counter()
-            model = step.run(model, ctx)
+            with contextlib.redirect_stdout(log_file):
+                model = step.run(model, ctx)
             timings[step.name] = round(time.perf_counter() - t0, 3)
             model.save(str(inter / f"{i:02d}_{step.name}.onnx"))
             if step.snapshot:
@@ -225,7 +233,7 @@ def build(cfg: BuildConfig) -> dict:
         write_json(tmp / "report.json", ctx.report)
     if stopped_for_vivado:
         print("bnnpose: bitstream not built: it needs Vivado (set XILINX_VIVADO or use "
-              "hw_build/docker); estimates, HLS/RTL code and the simulation model are in "
+              "the FINN Docker image); estimates, HLS/RTL code and the simulation model are in "
               f"{cfg.out}", file=sys.stderr)
     return ctx.report
 

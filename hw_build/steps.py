@@ -175,8 +175,8 @@ def step_bitstream(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     from bnnpose.hw_build.finn_env import ToolchainError, vivado_available
 
     if not vivado_available():
-        raise ToolchainError("the bitstream needs Vivado: set XILINX_VIVADO, or run "
-                             "hw_build/docker (the FINN Docker image with your Vivado)")
+        raise ToolchainError("the bitstream needs Vivado: set XILINX_VIVADO, or run inside "
+                             "the FINN Docker image with Vivado mounted")
     model = model.transform(ZynqBuild(ctx.board.finn_board, 1e3 / ctx.clock_mhz()))
     bit = model.get_metadata_prop("bitfile")
     hwh = model.get_metadata_prop("hw_handoff")
