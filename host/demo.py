@@ -16,13 +16,14 @@ Writes ``OUT/summary.json``, ``OUT/keypoints.png`` and prints a summary table.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError, write_json
+from bnnpose.host.artifacts import BnnposeError, sha256_file, write_json
 
 MODEL = "bhg-tiny"
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,23 @@ def real_photo() -> np.ndarray:
     return data.astronaut()
 
 
-def run(out: Path, board: str, fps: float, n_eval: int) -> dict:
+def _reusable(path: Path, **expected) -> dict | None:
+    """The JSON at ``path`` if it records exactly the ``expected`` inputs, else None.
+
+    ``config_fps`` is looked up as ``config["fps"]``; a stage whose inputs did not change is not
+    run again, so a second ``make demo`` takes seconds for export and build.
+    """
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    for key, value in expected.items():
+        got = data.get("config", {}).get("fps") if key == "config_fps" else data.get(key)
+        if got != value:
+            return None
+    return data
+
+
+def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> dict:
     from bnnpose.host.backends import SimBackend
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.host.pipeline import PosePipeline
@@ -73,11 +90,20 @@ def run(out: Path, board: str, fps: float, n_eval: int) -> dict:
     t0 = time.perf_counter()
     ckpt = shipped_checkpoint()
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/5] export {ckpt.name} -> {out / 'export'}")
-    info = export(ckpt, out / "export", n_golden=16)
-    print(f"[2/5] FINN build for {board} -> {out / 'build'}")
-    report = build(BuildConfig(model=out / "export" / "model.onnx", board=board,
-                               out=out / "build", fps=fps))
+    info = _reusable(out / "export" / "export.json", checkpoint_sha256=sha256_file(ckpt))
+    if info is None or force:
+        print(f"[1/5] export {ckpt.name} -> {out / 'export'}")
+        info = export(ckpt, out / "export", n_golden=16)
+    else:
+        print(f"[1/5] export: {out / 'export'} is up to date")
+    model = out / "export" / "model.onnx"
+    report = _reusable(out / "build" / "report.json", model_sha256=sha256_file(model),
+                       board=board, config_fps=fps)
+    if report is None or force:
+        print(f"[2/5] FINN build for {board} -> {out / 'build'}")
+        report = build(BuildConfig(model=model, board=board, out=out / "build", fps=fps))
+    else:
+        print(f"[2/5] FINN build: {out / 'build'} is up to date")
     print("      " + summary_line(report))
     overlay = REPO / "overlays" / board / MODEL
     print(f"[3/5] overlay -> {overlay}")
@@ -150,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--board", default="pynq-z2")
     p.add_argument("--fps", type=float, default=1000.0)
     p.add_argument("--n-eval", type=int, default=256)
+    p.add_argument("--force", action="store_true", help="redo export and build even if current")
     a = p.parse_args(argv)
     if a.n_eval < 1:
         raise BnnposeError(f"--n-eval must be positive, got {a.n_eval}")
-    run(a.out, a.board, a.fps, a.n_eval)
+    run(a.out, a.board, a.fps, a.n_eval, a.force)
     return 0
