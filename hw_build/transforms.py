@@ -193,6 +193,13 @@ class ConvertStreamsToNHWC(Transformation):
         if op == "Resize":
             return (len(node.input) > 2 and model.get_initializer(node.input[2]) is not None
                     and not (len(node.input) > 3 and node.input[3]))
+        if op in ("Flatten", "Reshape"):
+            # Flattening changes element order between layouts; the MatMul reading the flat
+            # vector absorbs that as a permutation of its weight rows.
+            consumers = model.find_consumers(node.output[0])
+            return (len(model.get_tensor_shape(node.output[0])) == 2 and len(consumers) == 1
+                    and consumers[0].op_type == "MatMul"
+                    and model.get_initializer(consumers[0].input[1]) is not None)
         return op in ("MultiThreshold", "MaxPool", "Add", "Mul", "Sub")
 
     @staticmethod
@@ -209,6 +216,13 @@ class ConvertStreamsToNHWC(Transformation):
         elif op == "Resize":
             scales = model.get_initializer(node.input[2])
             model.set_initializer(node.input[2], np.asarray(scales)[_TO_NHWC].astype(np.float32))
+        elif op in ("Flatten", "Reshape"):
+            _, c, h, w = model.get_tensor_shape(node.input[0])
+            matmul = model.find_consumer(node.output[0])
+            weights = model.get_initializer(matmul.input[1])
+            k = weights.shape[1]
+            model.set_initializer(matmul.input[1],
+                                  weights.reshape(c, h, w, k).transpose(1, 2, 0, 3).reshape(-1, k))
         elif op in ("Add", "Mul", "Sub"):
             for name in node.input:
                 const = model.get_initializer(name)

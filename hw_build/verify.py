@@ -24,15 +24,15 @@ class Golden:
     def _fit(self, arr: np.ndarray, shape: list[int]) -> np.ndarray:
         if list(arr.shape[1:]) == list(shape[1:]):
             return arr
-        nhwc = arr.transpose(0, 2, 3, 1)
-        if list(nhwc.shape[1:]) == list(shape[1:]):
-            return nhwc
+        if arr.ndim == 4 and list(arr.transpose(0, 2, 3, 1).shape[1:]) == list(shape[1:]):
+            return arr.transpose(0, 2, 3, 1)
         raise ValueError(f"golden shape {arr.shape} does not fit graph shape {shape}")
 
     def expected(self, model: ModelWrapper) -> np.ndarray:
         y = self.y
         if self.out_scale is not None:
-            y = y / self.out_scale.reshape(1, -1, 1, 1)
+            # the scale is per channel: axis 1 of the torch layout
+            y = y / self.out_scale.reshape(1, -1, *[1] * (y.ndim - 2))
         return self._fit(y, model.get_tensor_shape(model.graph.output[0].name))
 
     def inputs(self, model: ModelWrapper) -> np.ndarray:
