@@ -178,7 +178,21 @@ class Backend(Protocol):
         ...
 
 
-class SimBackend:
+class _OverlayBackend:
+    """What both backends read from their validated overlay folder."""
+
+    overlay: Overlay
+
+    @property
+    def io_shape(self) -> Mapping[str, Any]:
+        return self.overlay.io_shape
+
+    @property
+    def host_cfg(self) -> HostConfig:
+        return self.overlay.host
+
+
+class SimBackend(_OverlayBackend):
     """Executes ``model_hw.onnx`` of an overlay in FINN's simulation, behind the DMA byte layout.
 
     The packed input is unpacked with the same functions the board host uses to pack it, and
@@ -203,14 +217,6 @@ class SimBackend:
         self._ispec = input_spec(self.overlay.io_shape)
         self._ospec = output_spec(self.overlay.io_shape)
 
-    @property
-    def io_shape(self) -> Mapping[str, Any]:
-        return self.overlay.io_shape
-
-    @property
-    def host_cfg(self) -> HostConfig:
-        return self.overlay.host
-
     def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
         """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
         x = to_normal(ibuf_packed, self._ispec)
@@ -221,7 +227,7 @@ class SimBackend:
         return to_packed(y, self._ospec)
 
 
-class PynqBackend:
+class PynqBackend(_OverlayBackend):
     """Runs the overlay's bitstream through finn-plus-driver's ``FINNDMAOverlay`` on a board."""
 
     def __init__(
@@ -263,14 +269,6 @@ class PynqBackend:
             download=download,
             runtime_weight_dir=str(self.overlay.path / "runtime_weights"),
         )
-
-    @property
-    def io_shape(self) -> Mapping[str, Any]:
-        return self.overlay.io_shape
-
-    @property
-    def host_cfg(self) -> HostConfig:
-        return self.overlay.host
 
     def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
         """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
