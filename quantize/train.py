@@ -68,6 +68,15 @@ class TrainConfig:
     seed: int = 0  #: initialisation, shuffling and flips
     #: checkpoint (e.g. of the float twin) whose matching tensors initialise the network
     init_from: str | None = None
+    #: train a per-joint ``gain_j * heatmap + bias_j`` (gain > 0) on top of the network; it
+    #: only shapes the loss, so the network (and its state_dict) stays the exported one
+    head_affine: bool = False
+    #: checkpoint (e.g. the float twin) whose heatmaps the network also regresses to
+    distill_from: str | None = None
+    distill_weight: float = 0.5  #: weight of the distillation MSE (with ``distill_from``)
+    #: "mse" (heatmap regression) or "softmax": cross-entropy of the spatial softmax of each
+    #: (affine-scaled) heatmap against the normalised target, blind to the heatmaps' scale
+    loss: str = "mse"
     out_dir: str = "out/train/bhg-tiny"
     cache_dir: str = "out/cache/synthetic"
     # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
@@ -210,6 +219,20 @@ def keypoint_mse_loss(
     return ((pred - target) * weight[:, :, None, None]).pow(2).mean()
 
 
+def spatial_softmax_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Weighted mean over joints of the cross-entropy between ``softmax(pred)`` over each
+    heatmap's pixels and the target heatmap normalised to sum 1. Joints with an empty target
+    are skipped. Shapes as :func:`keypoint_mse_loss`."""
+    logp = torch.log_softmax(pred.flatten(2), dim=-1)
+    t = target.flatten(2)
+    mass = t.sum(-1)
+    w = weight * (mass > 0)
+    ce = -(t / mass.clamp_min(1e-12)[..., None] * logp).sum(-1)
+    return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+
 # ------------------------------------------------------------------------ checkpoints
 
 
@@ -239,6 +262,52 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
 
 
 # --------------------------------------------------------------------------- training
+
+
+class HeadAffine(nn.Module):
+    """Per-joint ``gain_j * x + bias_j`` with ``gain_j = softplus(p_j) > 0``, for training only.
+
+    A binary head's power-of-two scale cannot follow the targets' peak of 1 (Adam drives it to
+    1/256 and below); a positive gain absorbs that mismatch in the loss. The gain is positive
+    and per channel, so the arg-max of every heatmap, and so the hardware's decoding, is the
+    same with or without it; the network itself is what gets exported and evaluated.
+    """
+
+    def __init__(self, num_joints: int):
+        super().__init__()
+        # softplus(log(e - 1)) = 1: the identity at the start.
+        self.gain_param = nn.Parameter(torch.full((num_joints,), math.log(math.e - 1.0)))
+        self.bias = nn.Parameter(torch.zeros(num_joints))
+
+    @property
+    def gain(self) -> torch.Tensor:
+        return nn.functional.softplus(self.gain_param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain[:, None, None] + self.bias[:, None, None]
+
+    def to_lists(self) -> dict:
+        """``{"gain": [...], "bias": [...]}`` as plain floats (checkpoint key ``head_affine``)."""
+        with torch.no_grad():
+            return {"gain": [float(v) for v in self.gain], "bias": [float(v) for v in self.bias]}
+
+    def load_lists(self, d: dict) -> None:
+        with torch.no_grad():
+            gain = torch.tensor(d["gain"], dtype=torch.float32)
+            # Inverse softplus, stable for large gains.
+            self.gain_param.copy_(gain + torch.log(-torch.expm1(-gain)))
+            self.bias.copy_(torch.tensor(d["bias"], dtype=torch.float32))
+
+
+class _WithAffine(nn.Module):
+    """``affine(model(x))``, to score the affine-corrected heatmaps next to the raw ones."""
+
+    def __init__(self, model: nn.Module, affine: HeadAffine):
+        super().__init__()
+        self.model, self.affine = model, affine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.affine(self.model(x))
 
 
 def _lr_schedule(warmup: int, total: int):
@@ -310,6 +379,10 @@ def _check(cfg: TrainConfig) -> None:
         raise BnnposeError(f"n_train={cfg.n_train} would reach the held-out evaluation seeds")
     if cfg.n_val < 1 or cfg.epochs < 1:
         raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
+    if cfg.loss not in ("mse", "softmax"):
+        raise BnnposeError(f"unknown loss {cfg.loss!r}; known: mse, softmax")
+    if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
+        raise BnnposeError(f"distillation teacher not found: {cfg.distill_from}")
 
 
 def _plot_curves(history: list[dict], path: Path) -> None:
@@ -357,13 +430,18 @@ def train(cfg: TrainConfig) -> Path:
     val_data = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
 
     steps_per_epoch = cfg.n_train // cfg.batch_size  # full batches only: BN needs the samples
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
+    teacher = load_checkpoint(cfg.distill_from)[0] if cfg.distill_from is not None else None
+    params = list(model.parameters()) + ([] if affine is None else list(affine.parameters()))
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs))
     history: list[dict] = []
     first_epoch = 1
     if state is not None:
         model.load_state_dict(state["state_dict"])
+        if affine is not None:
+            affine.load_lists(state["head_affine"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng_state"])
@@ -374,11 +452,14 @@ def train(cfg: TrainConfig) -> Path:
     best_pck = max((h["val_pck"] for h in history), default=-math.inf)
 
     def checkpoint(metrics: dict) -> dict:
-        return {"model": cfg.model, "config": model.cfg.to_dict(),
+        ckpt = {"model": cfg.model, "config": model.cfg.to_dict(),
                 # A plain dict drops the per-module _metadata, which Brevitas's deep module
                 # trees make larger than the weights themselves.
                 "state_dict": dict(model.state_dict()), "train_config": cfg.to_dict(),
                 "metrics": metrics}
+        if affine is not None:
+            ckpt["head_affine"] = affine.to_lists()
+        return ckpt
 
     last_epoch = cfg.epochs if cfg.stop_after is None else min(
         cfg.epochs, first_epoch - 1 + cfg.stop_after)
@@ -395,7 +476,15 @@ def train(cfg: TrainConfig) -> Path:
         for step in bar:
             idx = np.sort(order[step])  # sorted gathers are faster; BN ignores sample order
             inputs, target, weight = make_batch(*(a[idx] for a in train_data), flips[step], codec)
-            loss = keypoint_mse_loss(model(inputs), target, weight)
+            pred = model(inputs)
+            if affine is not None:
+                pred = affine(pred)
+            loss = (spatial_softmax_loss if cfg.loss == "softmax" else keypoint_mse_loss)(
+                pred, target, weight)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(inputs)
+                loss = loss + cfg.distill_weight * keypoint_mse_loss(pred, soft, weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -404,7 +493,12 @@ def train(cfg: TrainConfig) -> Path:
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total_loss / (step + 1):.5f}")
         bar.close()
+        # PCK of the raw network output: the hardware runs the network without the affine.
         result = evaluate(model, *val_data, train_data[1])
+        extra = {}
+        if affine is not None:
+            with_affine = evaluate(_WithAffine(model, affine), *val_data, train_data[1])
+            extra = {"val_pck_affine": with_affine["pck"], "head_affine": affine.to_lists()}
         metrics = {
             "epoch": epoch,
             "step": epoch * steps_per_epoch,
@@ -414,14 +508,16 @@ def train(cfg: TrainConfig) -> Path:
             "val_pck_mean_pose": result["pck_mean_pose"],
             "val_per_joint": result["per_joint"],
             "val_instances": result["n_instances"],
+            **extra,
             "epoch_time_s": time.perf_counter() - started,
         }
         history.append(metrics)
         with metrics_path.open("a") as f:
             f.write(json.dumps(metrics) + "\n")
         tqdm.write(f"epoch {epoch}: loss {metrics['train_loss']:.5f}  val PCK@0.2 "
-                   f"{metrics['val_pck']:.3f} (mean pose {metrics['val_pck_mean_pose']:.3f})  "
-                   f"{metrics['epoch_time_s']:.0f} s")
+                   f"{metrics['val_pck']:.4f} (mean pose {metrics['val_pck_mean_pose']:.4f}"
+                   + (f", with affine {extra['val_pck_affine']:.4f}" if extra else "")
+                   + f")  {metrics['epoch_time_s']:.0f} s")
         if metrics["val_pck"] > best_pck:
             best_pck = metrics["val_pck"]
             _atomic_save(checkpoint(metrics), best_path)
@@ -458,6 +554,15 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--init-from", metavar="CKPT",
                         help="initialise matching tensors from this checkpoint, e.g. the "
                              "float twin's best.pt")
+    recipe.add_argument("--head-affine", action="store_const", const=True,
+                        help="train a per-joint positive gain and bias on the heatmaps "
+                             "(training only; stored as head_affine in the checkpoint)")
+    recipe.add_argument("--distill-from", metavar="CKPT",
+                        help="also regress the heatmaps of this checkpoint (e.g. the float twin)")
+    recipe.add_argument("--loss", choices=("mse", "softmax"),
+                        help=f"heatmap loss (default: {d.loss})")
+    recipe.add_argument("--distill-weight", type=float,
+                        help=f"weight of the distillation loss (default: {d.distill_weight})")
     session = p.add_argument_group("session")
     session.add_argument("--out", dest="out_dir", metavar="DIR",
                          help=f"run folder (default: {d.out_dir})")

@@ -180,3 +180,48 @@ def test_load_checkpoint_errors_are_one_line(full_run, tmp_path):
         with pytest.raises(BnnposeError, match="not a valid bnnpose checkpoint") as info:
             load_checkpoint(path)
         assert "\n" not in str(info.value)
+
+
+def test_head_affine_trains_and_is_stored_outside_the_network(full_run, tiny, tmp_path):
+    run = train(replace(tiny, head_affine=True, epochs=1, out_dir=str(tmp_path / "affine")))
+    best = _state(run / "best.pt")
+    assert set(best) == set(CHECKPOINT_KEYS) | {"head_affine"}
+    affine = best["head_affine"]
+    assert set(affine) == {"gain", "bias"}
+    assert len(affine["gain"]) == len(affine["bias"]) == 16
+    assert all(type(v) is float for v in affine["gain"] + affine["bias"])
+    assert all(g > 0 for g in affine["gain"])
+    # The affine was trained, not left at the identity.
+    assert affine["gain"] != [1.0] * 16 or affine["bias"] != [0.0] * 16
+    # The exported network is exactly the plain one: same tensors, no extra keys.
+    assert best["state_dict"].keys() == _state(full_run / "best.pt")["state_dict"].keys()
+    model, ckpt = load_checkpoint(run / "best.pt")
+    assert model.state_dict().keys() == best["state_dict"].keys()
+    assert ckpt["head_affine"] == affine
+    # Validation PCK is that of the raw network output, which the hardware produces.
+    val = cached_renders(tiny.n_val, synthetic.EVAL_SEED_OFFSET, 128, tiny.cache_dir)
+    train_kp = cached_renders(tiny.n_train, synthetic.TRAIN_SEED_OFFSET, 128, tiny.cache_dir)[1]
+    assert evaluate(model, *val, train_kp)["pck"] == ckpt["metrics"]["val_pck"]
+    assert 0.0 <= ckpt["metrics"]["val_pck_affine"] <= 1.0
+    # A plain checkpoint has no head_affine and still loads.
+    assert "head_affine" not in load_checkpoint(full_run / "best.pt")[1]
+    # The affine's state is part of last.pt, so a resumed run continues it.
+    assert _state(run / "last.pt")["head_affine"] == affine
+
+
+def test_spatial_softmax_loss_is_minimal_at_the_target_and_ignores_unlabelled_joints():
+    from bnnpose.quantize.train import spatial_softmax_loss
+
+    images, keypoints, visible = synthetic.render_batch(range(2))
+    _, target, weight = make_batch(images, keypoints, visible, np.zeros(2, bool), CODEC)
+    logits = torch.log(target.clamp_min(1e-12))
+    at_target = spatial_softmax_loss(logits, target, weight)
+    assert at_target < spatial_softmax_loss(torch.zeros_like(logits), target, weight)
+    # Shifting a heatmap by a constant (the affine's bias) changes nothing.
+    torch.testing.assert_close(spatial_softmax_loss(logits + 3.0, target, weight), at_target)
+    changed = logits.clone()
+    changed[0, 3] = torch.randn_like(changed[0, 3])
+    weight = weight.clone()
+    weight[0, 3] = 0.0
+    torch.testing.assert_close(spatial_softmax_loss(changed, target, weight),
+                               spatial_softmax_loss(logits, target, weight))
