@@ -112,7 +112,8 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
     host_sim = check_host_sim(overlay, out / "export")
     print(f"[5/5] PCK on {n_eval} held-out synthetic crops; host pipeline on crops + a photo")
     scores = score_synthetic(ckpt, n_eval)
-    pipe = PosePipeline(SimBackend(overlay), SimBackend(overlay).host_cfg)
+    backend = SimBackend(overlay)  # loads and parses model_hw.onnx once
+    pipe = PosePipeline(backend, backend.host_cfg)
     shown = [*scores.pop("images"), real_photo()]
     preds = [pipe.predict(img) for img in shown]
     keypoints_grid(shown, [p["keypoints"] for p in preds], [p["scores"] for p in preds],

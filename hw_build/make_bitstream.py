@@ -26,13 +26,15 @@ import numpy as np
 from bnnpose.hw_build.boards import BOARDS, Board
 from bnnpose.host.artifacts import BnnposeError, atomic_dir, sha256_file, versions, write_json
 
-LEVELS = ("estimate", "codegen", "bitstream")
-
-
 class Until(str, Enum):
+    """The last stage of a build, in order."""
+
     ESTIMATE = "estimate"
     CODEGEN = "codegen"
     BITSTREAM = "bitstream"
+
+
+LEVELS = tuple(u.value for u in Until)
 
 
 @dataclass
