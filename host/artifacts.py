@@ -12,8 +12,10 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import IO, Any
 
 #: Distributions whose versions go into every manifest (absent ones are recorded as null).
 TRACKED_DISTRIBUTIONS = (
@@ -45,22 +47,33 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_json(path: str | os.PathLike, obj) -> Path:
-    """Write JSON through a temporary file and rename, so readers never see half a file."""
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
+
+    Readers never see a half-written file, and a failure leaves the previous file in place.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # mkstemp's 0600 would hide results from other users of a shared board or notebook server.
+    os.fchmod(fd, 0o644)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be shared
+        with os.fdopen(fd, mode) as f:
+            yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write JSON through a temporary file and rename, so readers never see half a file."""
+    with atomic_writer(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    return Path(path)
 
 
 def _json_default(o):

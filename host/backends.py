@@ -1,6 +1,7 @@
-"""Overlay folders and the backends that run them: FINN simulation or a PYNQ board.
+"""Overlay folders and the backends that run them: a PYNQ board, FINN simulation, or the
+bit-packed CPU engine.
 
-Both backends take and return the packed uint8 buffers the board's DMA moves, so the host's
+Every backend takes and returns the packed uint8 buffers the board's DMA moves, so the host's
 pack/unpack code is exercised identically whichever one runs the network.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from bnnpose.host.artifacts import BnnposeError, sha256_file
+from bnnpose.host.cpu_engine import PLAN_FILE, Plan, compile_plan
 from bnnpose.host.packing import (
     TensorSpec, check_packed, input_spec, output_spec, to_normal, to_packed,
 )
@@ -28,7 +30,7 @@ MODEL_FILE = "model_hw.onnx"
 
 #: Suffixes of build products that must be covered by the manifest when present, because the
 #: hardware or its simulation is only meaningful for the exact files the build produced.
-CHECKED_SUFFIXES = (".onnx", ".bit", ".hwh")
+CHECKED_SUFFIXES = (".onnx", ".bit", ".hwh", ".npz")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Overlay:
     manifest: dict[str, Any]
     model_hw: Path | None  #: model_hw.onnx, when the folder has it
     bitfile: Path | None  #: the one ``*.bit``, when Vivado built it
+    cpu_plan: Path | None = None  #: cpu_plan.npz for the cpu backend, when packaged
 
 
 def load_overlay(overlay_dir: str | os.PathLike) -> Overlay:
@@ -145,10 +148,12 @@ def load_overlay(overlay_dir: str | os.PathLike) -> Overlay:
         names = ", ".join(b.name for b in bitfiles)
         raise BnnposeError(f"overlay {path}: several bitfiles ({names}); keep one")
     model = path / MODEL_FILE
+    plan = path / PLAN_FILE
     return Overlay(
         path=path, io_shape=io_shape, host=host, manifest=manifest,
         model_hw=model if model.is_file() else None,
         bitfile=bitfiles[0] if bitfiles else None,
+        cpu_plan=plan if plan.is_file() else None,
     )
 
 
@@ -179,7 +184,7 @@ class Backend(Protocol):
 
 
 class _OverlayBackend:
-    """What both backends read from their validated overlay folder."""
+    """What every backend reads from its validated overlay folder."""
 
     overlay: Overlay
 
@@ -216,14 +221,65 @@ class SimBackend(_OverlayBackend):
         self._model = ModelWrapper(str(self.overlay.model_hw))
         self._ispec = input_spec(self.overlay.io_shape)
         self._ospec = output_spec(self.overlay.io_shape)
+        _check_graph_io(self._model, self._ispec, self._ospec, self.overlay.path)
 
     def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
         """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
         x = to_normal(ibuf_packed, self._ispec)
-        y = np.asarray(self._execute(self._model, x))
+        # The graph is built for batch 1, as the accelerator streams one frame at a time.
+        y = np.concatenate([np.asarray(self._execute(self._model, xi[None])) for xi in x])
         want = (x.shape[0], *self._ospec.normal[1:])
         if y.shape != want:
             raise BnnposeError(f"simulation returned {list(y.shape)}, io_shape says {list(want)}")
+        return to_packed(y, self._ospec)
+
+
+def _check_graph_io(model: Any, ispec: TensorSpec, ospec: TensorSpec, where: Path) -> None:
+    """Fail unless the graph's input/output shapes and FINN datatypes are io_shape.json's."""
+    for what, name, spec in (("input", model.graph.input[0].name, ispec),
+                             ("output", model.graph.output[0].name, ospec)):
+        shape, dt = tuple(model.get_tensor_shape(name)), model.get_tensor_datatype(name)
+        if shape != tuple(spec.normal) or dt.name != spec.dtype.name:
+            raise BnnposeError(f"overlay {where}: {MODEL_FILE} {what} is {dt.name}{list(shape)}, "
+                               f"io_shape.json says {spec.dtype.name}{list(spec.normal)}")
+
+
+class CpuBackend(_OverlayBackend):
+    """Runs the overlay's graph in the bit-packed XNOR-popcount engine (numpy, optionally C).
+
+    Reads ``cpu_plan.npz`` when the overlay has one (numpy is all a board needs for it), or
+    compiles ``model_hw.onnx`` on a build host. Either way the plan must come from the very
+    ``model_hw.onnx`` the manifest lists, and its tensors must be the ones io_shape.json names.
+    """
+
+    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None) -> None:
+        """Args:
+            native: use the C kernels (``None``: when a C compiler is available; ``False``:
+                the numpy reference path only).
+        """
+        self.overlay = ov = load_overlay(overlay_dir)
+        if ov.cpu_plan is not None:
+            self.plan = Plan.load(ov.cpu_plan)
+        elif ov.model_hw is not None:
+            self.plan = compile_plan(ov.model_hw)
+        else:
+            raise BnnposeError(f"overlay {ov.path} has neither {PLAN_FILE} nor {MODEL_FILE}")
+        listed = ov.manifest["files"].get(MODEL_FILE)
+        if listed is not None and self.plan.source_sha256 != listed:
+            raise BnnposeError(f"overlay {ov.path}: {PLAN_FILE} was compiled from another "
+                               f"{MODEL_FILE} than the manifest lists; rebuild the overlay")
+        self._ispec = input_spec(ov.io_shape)
+        self._ospec = output_spec(ov.io_shape)
+        for what, got, want in (("input", self.plan.input_shape, self._ispec.normal),
+                                ("output", self.plan.output_shape, self._ospec.normal)):
+            if tuple(got) != tuple(want):
+                raise BnnposeError(f"overlay {ov.path}: the cpu plan's {what} {list(got)} is "
+                                   f"not io_shape.json's {list(want)}")
+        self.native = native
+
+    def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
+        y = self.plan.run(to_normal(ibuf_packed, self._ispec), native=self.native)
         return to_packed(y, self._ospec)
 
 
@@ -269,6 +325,7 @@ class PynqBackend(_OverlayBackend):
             download=download,
             runtime_weight_dir=str(self.overlay.path / "runtime_weights"),
         )
+        self._obuf: np.ndarray | None = None  # reused while the batch size stays
 
     def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
         """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
@@ -279,9 +336,10 @@ class PynqBackend(_OverlayBackend):
             self._driver.batch_size = n
         self._driver.copy_input_data_to_device(ibuf_packed)
         self._driver.execute_on_buffers()
-        obuf = np.empty(self._ospec.packed_shape(n), dtype=np.uint8)
-        self._driver.copy_output_data_from_device(obuf)
-        return obuf
+        if self._obuf is None or self._obuf.shape[0] != n:
+            self._obuf = np.empty(self._ospec.packed_shape(n), dtype=np.uint8)
+        self._driver.copy_output_data_from_device(self._obuf)
+        return self._obuf.copy()
 
 
 def _driver_io_shape(io_shape: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from bnnpose.host.artifacts import BnnposeError
+
+BACKENDS = ("pynq", "sim", "cpu")
+#: The overlay `make demo` builds, beside the host package in a source checkout.
+DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2" / "bhg-tiny"
 
 #: Sub-commands implemented elsewhere: name -> ("module:function", help). Their arguments are
 #: passed through untouched so each stage owns its own options and --help.
@@ -21,6 +26,8 @@ FORWARDED = {
     "export": ("bnnpose.quantize.export:main", "export a trained network to QONNX"),
     "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
     "demo": ("bnnpose.host.demo:main", "checkpoint to simulated accelerator on the shipped model"),
+    "docker": ("bnnpose.hw_build.docker.launch:main",
+               "run the FINN flow to a bitstream in the pinned Docker image, with your Vivado"),
 }
 
 #: Distributions behind the optional extras, for a useful hint when a stage lacks them.
@@ -32,20 +39,33 @@ EXTRA_OF_MODULE = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bnnpose.host.sources import PERSON_MODES  # OpenCV: only for the host's own commands
+
     parser = argparse.ArgumentParser(
         prog="bnnpose", description="Binarized pose estimation on FINN/PYNQ accelerators."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="estimate poses in image files on an overlay")
-    run.add_argument("--backend", choices=("sim", "pynq"), required=True,
-                     help="sim: FINN simulation of model_hw.onnx; pynq: the bitstream on a board")
-    run.add_argument("--overlay", required=True, metavar="DIR",
-                     help="overlay folder (overlays/<board>/<model>)")
+    run = sub.add_parser("run", help="estimate poses in images, folders, videos or a camera")
+    run.add_argument("--backend", choices=BACKENDS, required=True,
+                     help="pynq: the bitstream on a board; sim: FINN simulation of "
+                          "model_hw.onnx; cpu: the bit-packed XNOR-popcount engine")
+    run.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
+                     help="overlay folder (default: the one `make demo` builds, %(default)s)")
     run.add_argument("--out", default="out/pose", metavar="DIR",
                      help="output folder (default: %(default)s)")
+    run.add_argument("--person", choices=PERSON_MODES, default=None,
+                     help="person region: full frame, fixed --roi, OpenCV HOG detector, or "
+                          "track the previous frame's keypoints (default: full, or roi with "
+                          "--roi)")
+    run.add_argument("--roi", type=_box, metavar="X0,Y0,X1,Y1", help="fixed person box")
     run.add_argument("--threshold", type=float, default=0.3,
                      help="draw joints scoring below this faded (default: %(default)s)")
-    run.add_argument("images", nargs="+", metavar="IMAGE")
+    run.add_argument("--numpy-only", action="store_true",
+                     help="cpu backend: skip the compiled C kernels (the numpy reference)")
+    run.add_argument("--no-annotate", action="store_true",
+                     help="write keypoints.jsonl only, no annotated images or videos")
+    run.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="image, folder of images, video file, or camera index (e.g. 0)")
     for name, (_, help_text) in FORWARDED.items():
         # Listed for --help only; main() hands these off before argparse sees their options.
         sub.add_parser(name, help=help_text, add_help=False)
@@ -90,22 +110,52 @@ def _forward(command: str, rest: list[str]) -> int:
     return int(status or 0)
 
 
+def _box(text: str) -> tuple[float, ...]:
+    try:
+        box = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}")
+    return box
+
+
+def make_backend(name: str, overlay: str, numpy_only: bool = False):
+    """The backend ``name`` (one of :data:`BACKENDS`) on an overlay folder."""
+    from bnnpose.host.backends import CpuBackend, PynqBackend, SimBackend
+
+    if name == "cpu":
+        return CpuBackend(overlay, native=False if numpy_only else None)
+    return (SimBackend if name == "sim" else PynqBackend)(overlay)
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imported here so `bnnpose train ...` on a training box never loads OpenCV or the codec.
-    from bnnpose.host.backends import PynqBackend, SimBackend
-    from bnnpose.host.pipeline import run_images
-    from bnnpose.host.preprocess import check_image_file
+    from bnnpose.host.pipeline import run
+    from bnnpose.host.sources import PersonFinder
 
-    for image in args.images:
-        # Before the backend: programming an FPGA only to fail on a typo wastes seconds.
-        check_image_file(image)
-    backend = (SimBackend if args.backend == "sim" else PynqBackend)(args.overlay)
-    summary = run_images(args.images, backend, args.out, threshold=args.threshold)
-    fps = summary["fps"]
+    mode = args.person or ("roi" if args.roi is not None else "full")
+    person = PersonFinder(mode, args.roi, args.threshold)
+    # Inputs are opened inside run() before the first frame, but the backend comes first
+    # only when the inputs are fine: programming an FPGA only to fail on a typo wastes seconds.
+    from bnnpose.host.sources import open_inputs
+
+    for src in open_inputs(args.inputs):
+        src.close()
+    backend = make_backend(args.backend, args.overlay, args.numpy_only)
+    try:
+        summary = run(args.inputs, backend, args.out, person=person, threshold=args.threshold,
+                      save_annotated=not args.no_annotate)
+    except KeyboardInterrupt:
+        print(f"bnnpose: interrupted; the records so far are in {args.out}/keypoints.jsonl",
+              file=sys.stderr)
+        return 130
+    fps = summary.get("fps", {})
     print(
-        f"{summary['images']} image(s) -> {args.out}: "
-        f"{summary['mean_latency_ms']['end_to_end']:.1f} ms/image end to end, "
+        f"{summary['frames']} frame(s) -> {args.out}: "
+        f"{summary['mean_latency_ms']['end_to_end']:.1f} ms/frame end to end, "
         f"{fps['accelerator']:.1f} FPS accelerator-only, {fps['end_to_end']:.1f} FPS end to end"
+        if summary["frames"] else f"no frames decoded -> {args.out}"
     )
     return 0
 

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
 
 import cv2
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.artifacts import BnnposeError, atomic_writer
 from bnnpose.models.skeleton import MPII_JOINTS, MPII_SKELETON
 
 #: RGB colours by body side, so left/right swaps are visible at a glance.
@@ -104,27 +101,6 @@ def save_png(path: str | os.PathLike, image_rgb: np.ndarray) -> Path:
     with atomic_writer(path) as f:
         f.write(data.tobytes())
     return path
-
-
-@contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
-
-    Readers never see a half-written file, and a failure leaves the previous file in place.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    # mkstemp's 0600 would hide results from other users of a shared board or notebook server.
-    os.fchmod(fd, 0o644)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def keypoints_grid(

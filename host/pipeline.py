@@ -1,24 +1,28 @@
-"""Image in, keypoints out: crop, pack, run the accelerator, unpack, decode, map back."""
+"""Frames in, keypoints out: crop, pack, run the accelerator, unpack, decode, map back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import sys
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from bnnpose.host.artifacts import BnnposeError, versions, write_json
 from bnnpose.host.backends import Backend, HostConfig
-from bnnpose.host.draw import atomic_writer, draw_pose, save_png
+from bnnpose.host.draw import draw_pose, save_png
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
-from bnnpose.host.preprocess import (
-    DEFAULT_MARGIN, PAD_GREY, check_image_file, load_image, preprocess,
-)
+from bnnpose.host.preprocess import DEFAULT_MARGIN, PAD_GREY, Crop, preprocess
+from bnnpose.host.sources import PersonFinder, Source, open_inputs
 from bnnpose.models.codec import HeatmapCodec
 
 #: Timed stages of :meth:`PosePipeline.predict`, in execution order.
@@ -58,12 +62,27 @@ class PosePipeline:
             ``scores``: ``[J]`` float64;
             ``latency_ms``: {stage: milliseconds} for every stage in :data:`STAGES`.
         """
-        t = [time.perf_counter()]
+        return self.finish(*self.prepare(image_rgb, box))
+
+    def prepare(self, image_rgb: np.ndarray, box: Sequence[float] | None = None
+                ) -> tuple[np.ndarray, Crop, dict[str, float]]:
+        """Crop and pack one image: ``(packed input, crop, {stage: ms})``.
+
+        Separate from :meth:`finish` so the next frame can be prepared while the accelerator
+        runs the current one.
+        """
+        t0 = time.perf_counter()
         crop_img, crop = preprocess(image_rgb, box, self.cfg.input_size, self.margin,
                                     self.pad_value)
-        t.append(time.perf_counter())
+        t1 = time.perf_counter()
         ibuf = to_packed(crop_img[None], self._ispec)
-        t.append(time.perf_counter())
+        t2 = time.perf_counter()
+        return ibuf, crop, {"preprocess": (t1 - t0) * 1e3, "pack": (t2 - t1) * 1e3}
+
+    def finish(self, ibuf: np.ndarray, crop: Crop, prepared_ms: dict[str, float]
+               ) -> dict[str, Any]:
+        """Run the accelerator on a prepared input and decode: the result of :meth:`predict`."""
+        t = [time.perf_counter()]
         obuf = self.backend.execute_packed(ibuf)
         t.append(time.perf_counter())
         # [1, H, W, J] integers -> [J, H, W] float heatmaps; scale/bias broadcast over channels.
@@ -73,83 +92,195 @@ class PosePipeline:
         kp_crop, scores = self.codec.decode(heat)
         keypoints = crop.to_original(kp_crop)
         t.append(time.perf_counter())
+        later = ("accelerator", "unpack", "decode")
         return {
             "keypoints": keypoints,
             "scores": np.asarray(scores, dtype=np.float64),
-            "latency_ms": {s: (t[i + 1] - t[i]) * 1e3 for i, s in enumerate(STAGES)},
+            "latency_ms": {**prepared_ms,
+                           **{s: (t[i + 1] - t[i]) * 1e3 for i, s in enumerate(later)}},
         }
 
 
-def run_images(
-    paths: Iterable[str | os.PathLike],
+class _Prepared(NamedTuple):
+    source: Source
+    frame: int
+    image: np.ndarray
+    box: tuple[float, float, float, float] | None
+    job: tuple[np.ndarray, Crop, dict[str, float]] | None  # prepare(); None: not yet
+
+
+def run(
+    inputs: Sequence[str | os.PathLike],
     backend: Backend,
     out_dir: str | os.PathLike,
     host_cfg: HostConfig | Mapping[str, Any] | None = None,
+    person: PersonFinder | None = None,
     threshold: float = 0.3,
+    save_annotated: bool = True,
 ) -> dict[str, Any]:
-    """Estimate poses for image files and write the results to ``out_dir``.
+    """Estimate poses in images, folders, videos and cameras; write the results to ``out_dir``.
 
-    Writes, each file atomically: ``keypoints.jsonl`` (one object per image: ``file``,
-    ``keypoints`` [J][2], ``scores`` [J], ``latency_ms`` {stage: ms}), ``<stem>_pose.png``
-    per image, and ``summary.json`` with mean stage latencies and FPS.
+    Frames are decoded (and, unless the person box depends on the previous frame, cropped and
+    packed) in a background thread while the backend works on the frame before.
+
+    Writes ``keypoints.jsonl``: one line per image or frame, flushed as it is written, with
+    ``source``, ``frame``, ``keypoints`` ([x, y, score] in source pixels, the model's joint
+    order), ``box``, ``latency_ms`` (preprocess to decoded keypoints) and ``stages_ms``;
+    ``<stem>_pose.png`` per image and ``<stem>_pose.mp4`` per video or camera; and
+    ``summary.json``. Interrupted (Ctrl-C), every line written so far stays and each video is
+    closed so it plays; the summary then says ``"interrupted": true`` and KeyboardInterrupt
+    propagates.
 
     Args:
-        host_cfg: host.json contents; defaults to the backend's own ``host_cfg``
-            (SimBackend and PynqBackend carry their overlay's).
-        threshold: score under which joints are drawn faded.
+        host_cfg: host.json contents; defaults to the backend's own ``host_cfg``.
+        person: how to find the person in each frame (default: the whole frame).
+        threshold: joints scoring below this are drawn faded (and do not steer tracking).
 
     Returns:
         The summary dict written to ``summary.json``.
     """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        raise BnnposeError("no images given")
-    for p in paths:
-        # All up front: a typo in the last path should not cost a run over all the others.
-        check_image_file(p)
-    # PNGs are named by stem, so two inputs with one stem would silently overwrite each other.
-    stems = [p.stem for p in paths]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise BnnposeError(f"several images share the name stem {dupes[0]!r}; outputs would clash")
+    sources = open_inputs(inputs)
     if host_cfg is None:
         host_cfg = getattr(backend, "host_cfg", None)
         if host_cfg is None:
+            for src in sources:
+                src.close()
             raise BnnposeError(f"{type(backend).__name__} has no host_cfg; pass host.json's")
     pipe = PosePipeline(backend, host_cfg)
+    person = person or PersonFinder("full", threshold=threshold)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     latencies: list[dict[str, float]] = []
-    # Streamed into a temporary file that replaces keypoints.jsonl only once every image is
-    # done: a failed run leaves the previous results intact rather than a truncated file.
-    with atomic_writer(out_dir / "keypoints.jsonl", "w") as jsonl:
-        for p in tqdm(paths, desc="pose", unit="img", disable=None):
-            image = load_image(p)
-            res = pipe.predict(image)
-            latencies.append(res["latency_ms"])
-            jsonl.write(json.dumps({
-                "file": str(p),
-                "keypoints": np.round(res["keypoints"], 2).tolist(),
-                "scores": np.round(res["scores"], 4).tolist(),
-                "latency_ms": {k: round(v, 3) for k, v in res["latency_ms"].items()},
-            }) + "\n")
-            save_png(out_dir / f"{p.stem}_pose.png",
-                     draw_pose(image, res["keypoints"], res["scores"], threshold,
-                               joints=pipe.cfg.joints))
+    writers: dict[str, cv2.VideoWriter] = {}
+    unread: dict[str, int] = {}
+    interrupted = False
+    frames = _prefetch(sources, pipe, person)
+    bar = tqdm(desc="pose", unit="frame", disable=None)
+    try:
+        with open(out_dir / "keypoints.jsonl", "w") as jsonl:
+            for item in frames:
+                res = pipe.finish(*(item.job or pipe.prepare(item.image, item.box)))
+                person.update(res["keypoints"], res["scores"])
+                latencies.append(res["latency_ms"])
+                kps = np.column_stack([res["keypoints"], res["scores"]])
+                jsonl.write(json.dumps({
+                    "source": item.source.name, "frame": item.frame,
+                    "keypoints": np.round(kps, 3).tolist(),
+                    "box": None if item.box is None else [round(v, 2) for v in item.box],
+                    "latency_ms": round(sum(res["latency_ms"].values()), 3),
+                    "stages_ms": {k: round(v, 3) for k, v in res["latency_ms"].items()},
+                }) + "\n")
+                jsonl.flush()
+                if save_annotated:
+                    _save_annotated(item, res, pipe, threshold, out_dir, writers)
+                bar.update()
+                bar.set_postfix(accel_fps=f"{1e3 / max(res['latency_ms']['accelerator'], 1e-6):.0f}")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+        frames.close()
+        for w in writers.values():
+            w.release()
+        for src in sources:
+            if src.kind == "video" and src.frame_count and src.frames_read < src.frame_count \
+                    and not interrupted:
+                unread[src.name] = src.frame_count - src.frames_read
+            src.close()
+    for name, n in unread.items():
+        tqdm.write(f"warning: {name}: {n} of its announced frames could not be decoded; "
+                   "stopped there", file=sys.stderr)
 
-    mean = {s: float(np.mean([lat[s] for lat in latencies])) for s in STAGES}
-    total = float(np.mean([sum(lat.values()) for lat in latencies]))
-    summary = {
-        "images": len(paths),
+    summary = _summary(latencies, backend, pipe, sources, interrupted, unread)
+    write_json(out_dir / "summary.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def _prefetch(sources: list[Source], pipe: PosePipeline, person: PersonFinder
+              ) -> Iterator[_Prepared]:
+    """Frames of all sources, decoded (and cropped/packed when possible) one ahead."""
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for src in sources:
+                for index, image in src.frames():
+                    if stop.is_set():
+                        return
+                    if person.depends_on_previous:
+                        item = _Prepared(src, index, image, None, None)
+                    else:
+                        box = person.box(image)
+                        item = _Prepared(src, index, image, box, pipe.prepare(image, box))
+                    q.put(item)
+        except BaseException as e:  # handed to the consumer, which re-raises it in order
+            q.put(e)
+        finally:
+            q.put(done)
+
+    thread = threading.Thread(target=produce, name="bnnpose-decode", daemon=True)
+    thread.start()
+    current: Source | None = None
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            if person.depends_on_previous:
+                if item.source is not current:  # a person tracked in one video is not in the next
+                    person.reset()
+                    current = item.source
+                item = item._replace(box=person.box(item.image))
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+            thread.join(timeout=0.05)
+
+
+def _save_annotated(item: _Prepared, res: dict[str, Any], pipe: PosePipeline,
+                    threshold: float, out_dir: Path, writers: dict[str, cv2.VideoWriter]) -> None:
+    drawn = draw_pose(item.image, res["keypoints"], res["scores"], threshold,
+                      joints=pipe.cfg.joints)
+    if item.source.kind == "image":
+        save_png(out_dir / f"{item.source.stem}_pose.png", drawn)
+        return
+    writer = writers.get(item.source.name)
+    if writer is None:
+        h, w = drawn.shape[:2]
+        path = out_dir / f"{item.source.stem}_pose.mp4"
+        fps = item.source.fps if 1 <= item.source.fps <= 240 else 30.0
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise BnnposeError(f"cannot write video {path} (OpenCV has no mp4v encoder here)")
+        writers[item.source.name] = writer
+    writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+
+
+def _summary(latencies: list[dict[str, float]], backend: Backend, pipe: PosePipeline,
+             sources: list[Source], interrupted: bool, unread: dict[str, int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "frames": len(latencies),
+        "sources": [{"name": s.name, "kind": s.kind, "frames": getattr(s, "frames_read", 0)}
+                    for s in sources],
         "backend": type(backend).__name__,
         "joints": list(pipe.cfg.joints),
-        "mean_latency_ms": {**mean, "end_to_end": total},
-        # End to end = preprocess through decode of one image; file I/O and drawing excluded.
-        # max() keeps a (fake) instant backend from dividing by zero.
-        "fps": {"accelerator": 1e3 / max(mean["accelerator"], 1e-6),
-                "end_to_end": 1e3 / max(total, 1e-6)},
+        "interrupted": interrupted,
+        "frames_not_decoded": unread,
         "versions": versions(),
     }
-    write_json(out_dir / "summary.json", summary)
+    if latencies:
+        mean = {s: float(np.mean([lat[s] for lat in latencies])) for s in STAGES}
+        total = float(np.mean([sum(lat.values()) for lat in latencies]))
+        summary["mean_latency_ms"] = {**mean, "end_to_end": total}
+        # End to end = preprocess through decode of one frame; file I/O and drawing excluded.
+        # max() keeps a (fake) instant backend from dividing by zero.
+        summary["fps"] = {"accelerator": 1e3 / max(mean["accelerator"], 1e-6),
+                          "end_to_end": 1e3 / max(total, 1e-6)}
     return summary

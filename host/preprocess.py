@@ -7,8 +7,9 @@ are (x, y) pairs in that convention, in the original image or in the crop.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,17 @@ DEFAULT_MARGIN = 1.25
 #: readily mistakes for limbs, while a flat mid-range value carries no edges at all and sits
 #: at the centre of the UINT8 input range. Training crops must pad with the same value.
 PAD_GREY = (128, 128, 128)
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (for failures that get a one-line error of ours)."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)
 
 
 def check_image_file(path: str | os.PathLike) -> Path:
@@ -52,14 +64,9 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise BnnposeError(f"cannot read image {path}: {e.strerror or e}") from None
-    log = cv2.utils.logging
-    level = log.getLogLevel()
     # OpenCV prints its own multi-line warnings for broken files; ours replaces them.
-    log.setLogLevel(log.LOG_LEVEL_ERROR)
-    try:
+    with quiet_opencv():
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    finally:
-        log.setLogLevel(level)
     if bgr is None:
         raise BnnposeError(f"cannot decode image {path}: corrupt, or not a format OpenCV reads")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

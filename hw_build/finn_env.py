@@ -62,8 +62,11 @@ def configure(build_dir: str | os.PathLike, workers: int | None = None) -> dict[
         "NUM_DEFAULT_WORKERS": str(workers or max(1, (os.cpu_count() or 1))),
     }
     for key, value in env.items():
-        # A user's own checkout of the RTL/HLS libraries wins over the packaged copies.
-        if key in ("FINN_RTLLIB", "FINN_CUSTOM_HLS"):
+        # A user's own RTL/HLS libraries and fetched dependencies (finn-hlslib, board files:
+        # the Docker image provides them) win over the packaged copies and an empty folder;
+        # so does an explicit worker count.
+        if key in ("FINN_RTLLIB", "FINN_CUSTOM_HLS", "FINN_DEPS") or (
+                key == "NUM_DEFAULT_WORKERS" and workers is None):
             env[key] = os.environ.setdefault(key, value)
         else:
             os.environ[key] = value

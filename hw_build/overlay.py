@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bnnpose.host.artifacts import BnnposeError, atomic_dir, manifest, write_json
+from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
 from bnnpose.models.skeleton import MPII_JOINTS
 
 
@@ -39,6 +40,8 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
     io_shape = json.loads((build_dir / "io_shape.json").read_text())
     with atomic_dir(overlay_dir) as tmp:
         shutil.copy2(build_dir / "model_hw.onnx", tmp / "model_hw.onnx")
+        # The cpu backend's program, so a board runs it with numpy alone (no onnx there).
+        compile_plan(tmp / "model_hw.onnx").save(tmp / PLAN_FILE)
         write_json(tmp / "io_shape.json", io_shape)
         write_json(tmp / "host.json", host_config(report, io_shape, joints))
         write_json(tmp / "estimate.json", {k: report[k] for k in (

@@ -336,14 +336,16 @@ def _init_head(model: nn.Module, max_abs: float) -> None:
         w.mul_(max_abs / w.abs().amax(dim=(1, 2, 3), keepdim=True))
 
 
-def _init_from(model: nn.Module, path: str) -> None:
-    """Copy the tensors of checkpoint ``path`` whose names and shapes ``model`` shares.
+def _init_from(model: nn.Module, path: str) -> dict:
+    """Copy the tensors of checkpoint ``path`` whose names and shapes ``model`` shares;
+    returns the checkpoint.
 
     The float twin names its convs and BNs like the binary network, so this starts a binary
     run from a trained float one; the quantizers' own state stays at its initial value.
     """
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt["state_dict"]
     except Exception as e:  # the user needs one answer for a missing or foreign file
         raise BnnposeError(f"cannot initialise from {path}: {_one_line(e)}") from None
     own = model.state_dict()
@@ -354,20 +356,24 @@ def _init_from(model: nn.Module, path: str) -> None:
     tqdm.write(f"init from {path}: {len(state) - len(result.unexpected_keys)} tensors loaded; "
                f"missing {sorted(result.missing_keys)}; "
                f"unexpected {sorted(result.unexpected_keys)}")
+    return ckpt
 
 
-def create_model(cfg: TrainConfig) -> nn.Module:
+def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     """The untrained network of a recipe, seeded by ``cfg.seed`` or loaded from
-    ``cfg.init_from``; the head is rescaled after loading, since a float head's weights are
-    far larger than a binary head's scale should start."""
+    ``cfg.init_from``, and the checkpoint it was loaded from.
+
+    A float head's weights are far larger than a binary head's scale should start, so the
+    head is rescaled unless the source was itself binary: then the run is a warm start.
+    """
     overrides = {} if cfg.bits is None else {"bits": cfg.bits}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
-    if cfg.init_from is not None:
-        _init_from(model, cfg.init_from)
-    if cfg.head_init is not None:
+    source = None if cfg.init_from is None else _init_from(model, cfg.init_from)
+    warm = source is not None and source.get("config", {}).get("binary", False)
+    if cfg.head_init is not None and not warm:
         _init_head(model, cfg.head_init)
-    return model
+    return model, source
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -423,7 +429,7 @@ def train(cfg: TrainConfig) -> Path:
             stale.unlink(missing_ok=True)
     cfg.save(out / "config.json")
 
-    model = create_model(cfg)
+    model, source = create_model(cfg)
     size = model.cfg.input_size
     codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
     train_data = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
@@ -431,6 +437,8 @@ def train(cfg: TrainConfig) -> Path:
 
     steps_per_epoch = cfg.n_train // cfg.batch_size  # full batches only: BN needs the samples
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
+    if affine is not None and source is not None and "head_affine" in source:
+        affine.load_lists(source["head_affine"])
     teacher = load_checkpoint(cfg.distill_from)[0] if cfg.distill_from is not None else None
     params = list(model.parameters()) + ([] if affine is None else list(affine.parameters()))
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

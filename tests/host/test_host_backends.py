@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -78,29 +76,6 @@ def test_host_scale_per_joint(make_overlay, host_dict):
     write_json(folder / "host.json", {**host_dict, "output_scale": [1.0, 2.0]})
     write_json(folder / "manifest.json", manifest(folder))
     one_line_error(folder, "output_scale")
-
-
-def test_sim_backend_round_trips_the_dma_layout(overlay_dir, io_shape, monkeypatch):
-    """With the simulator faked, what it sees and what comes back must survive the bytes."""
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 256, (1, 128, 128, 3), dtype=np.uint8)
-    heat = rng.integers(-16, 16, (1, 32, 32, 16)).astype(np.float32)
-    seen = {}
-
-    def execute_hw_graph(model, x):
-        seen["model"], seen["x"] = model, x
-        return heat
-
-    monkeypatch.setitem(sys.modules, "bnnpose.hw_build.sim",
-                        types.SimpleNamespace(execute_hw_graph=execute_hw_graph))
-    monkeypatch.setattr("qonnx.core.modelwrapper.ModelWrapper", lambda path: f"loaded {path}")
-    backend = SimBackend(overlay_dir)
-    assert isinstance(backend, Backend)
-    obuf = backend.execute_packed(to_packed(image, input_spec(io_shape)))
-    assert obuf.dtype == np.uint8 and obuf.shape == tuple(io_shape["oshape_packed"][0])
-    np.testing.assert_array_equal(seen["x"], image)
-    np.testing.assert_array_equal(to_normal(obuf, output_spec(io_shape)), heat)
-    assert seen["model"].endswith("model_hw.onnx")
 
 
 def test_pynq_backend_names_the_missing_bitfile(overlay_dir):

@@ -1,4 +1,4 @@
-"""PosePipeline and run_images against a fake accelerator, through the real packed bytes."""
+"""PosePipeline and run() against a fake accelerator, through the real packed bytes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from bnnpose.host.artifacts import BnnposeError
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
-from bnnpose.host.pipeline import STAGES, PosePipeline, run_images
+from bnnpose.host.pipeline import STAGES, PosePipeline, run
+from bnnpose.host.sources import PersonFinder
 from bnnpose.host.preprocess import preprocess
 from bnnpose.models.codec import HeatmapCodec
 
@@ -61,21 +63,132 @@ def test_predict_maps_heatmap_peaks_back_to_the_image(io_shape, host_dict, peaks
     np.testing.assert_allclose(crop.to_crop(res["keypoints"]), peaks * 4 + 1.5, atol=1.0)
 
 
-def test_run_images_writes_results(io_shape, host_dict, peaks, tmp_path):
+def write_video(path, frames: int, size=(160, 120)) -> None:
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    rng = np.random.default_rng(3)
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    writer.release()
+
+
+def read_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_writes_results_for_images_folders_and_videos(io_shape, host_dict, peaks, tmp_path):
     backend = FakeAccelerator(io_shape, gaussian_heatmaps(peaks))
     backend.host_cfg = host_dict
-    paths = []
+    folder = tmp_path / "imgs"
+    folder.mkdir()
     for i, (h, w) in enumerate([(120, 160), (200, 100)]):
-        paths.append(tmp_path / f"img{i}.png")
-        cv2.imwrite(str(paths[-1]), np.full((h, w, 3), 60 * i, np.uint8))
+        cv2.imwrite(str(folder / f"img{i}.png"), np.full((h, w, 3), 60 * i, np.uint8))
+    (folder / "notes.txt").write_text("not an image, skipped by the folder scan")
+    write_video(tmp_path / "clip.mp4", 5)
     out = tmp_path / "out"
-    summary = run_images(paths, backend, out)
+    summary = run([folder, tmp_path / "clip.mp4"], backend, out)
 
-    records = [json.loads(line) for line in (out / "keypoints.jsonl").read_text().splitlines()]
-    assert [r["file"] for r in records] == [str(p) for p in paths]
-    assert np.array(records[0]["keypoints"]).shape == (16, 2) and len(records[0]["scores"]) == 16
-    assert set(records[0]["latency_ms"]) == set(STAGES)
+    records = read_jsonl(out / "keypoints.jsonl")
+    assert [(r["source"], r["frame"]) for r in records] == [
+        (str(folder / "img0.png"), 0), (str(folder / "img1.png"), 0),
+        *[(str(tmp_path / "clip.mp4"), i) for i in range(5)]]
+    kps = np.array(records[0]["keypoints"])
+    assert kps.shape == (16, 3)  # x, y, score in the model's joint order
+    assert set(records[0]["stages_ms"]) == set(STAGES)
+    assert records[0]["latency_ms"] == pytest.approx(sum(records[0]["stages_ms"].values()),
+                                                     abs=0.01)
     assert cv2.imread(str(out / "img1_pose.png")).shape == (200, 100, 3)
+    cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 5
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
-    assert summary["images"] == 2 and summary["fps"]["accelerator"] > 0
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
+    assert summary["frames"] == 7 and not summary["interrupted"]
+    assert summary["fps"]["accelerator"] > 0
+
+
+def test_fixed_roi_is_what_the_accelerator_sees(io_shape, host_dict, peaks, tmp_path):
+    backend = FakeAccelerator(io_shape, gaussian_heatmaps(peaks))
+    image = np.random.default_rng(2).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image[..., ::-1])
+    run([tmp_path / "a.png"], backend, tmp_path / "out", host_cfg=host_dict,
+        person=PersonFinder("roi", (40, 10, 100, 110)))
+    crop_img, _ = preprocess(image, (40, 10, 100, 110))
+    np.testing.assert_array_equal(to_normal(backend.seen[0], input_spec(io_shape))[0], crop_img)
+    assert read_jsonl(tmp_path / "out" / "keypoints.jsonl")[0]["box"] == [40, 10, 100, 110]
+
+
+def test_tracking_follows_the_previous_keypoints_and_restarts_per_input(
+        io_shape, host_dict, peaks, tmp_path):
+    backend = FakeAccelerator(io_shape, gaussian_heatmaps(peaks))
+    write_video(tmp_path / "a.mp4", 3)
+    write_video(tmp_path / "b.mp4", 2)
+    run([tmp_path / "a.mp4", tmp_path / "b.mp4"], backend, tmp_path / "out",
+        host_cfg=host_dict, person=PersonFinder("track", threshold=0.0))
+    records = read_jsonl(tmp_path / "out" / "keypoints.jsonl")
+    # Random noise holds no person for HOG: each input starts on the whole frame, then each
+    # frame's box is the bounding box of the previous frame's keypoints.
+    assert records[0]["box"] is None and records[3]["box"] is None
+    for prev, cur in [(records[0], records[1]), (records[1], records[2]), (records[3], records[4])]:
+        kps = np.array(prev["keypoints"])[:, :2]
+        np.testing.assert_allclose(cur["box"], [*kps.min(0), *kps.max(0)], atol=0.01)
+
+
+class InterruptingAccelerator(FakeAccelerator):
+    def execute_packed(self, ibuf_packed):
+        if len(self.seen) == 3:
+            raise KeyboardInterrupt
+        return super().execute_packed(ibuf_packed)
+
+
+def test_interrupt_keeps_complete_records_and_a_playable_video(io_shape, host_dict, peaks,
+                                                               tmp_path):
+    backend = InterruptingAccelerator(io_shape, gaussian_heatmaps(peaks))
+    write_video(tmp_path / "clip.mp4", 8)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run([tmp_path / "clip.mp4"], backend, out, host_cfg=host_dict)
+    records = read_jsonl(out / "keypoints.jsonl")  # every line parses: none half-written
+    assert [r["frame"] for r in records] == [0, 1, 2]
+    cap = cv2.VideoCapture(str(out / "clip_pose.mp4"))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == 3
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.mp4", "video not found"),
+    (lambda d: (d / "bad.mp4").write_bytes(b"not a video") and d / "bad.mp4", "cannot open video"),
+    (lambda d: (d / "empty").mkdir() or d / "empty", "folder has no images"),
+    (lambda d: (d / "bad.png").write_bytes(b"\x89PNG broken") and d / "bad.png",
+     "cannot decode image"),
+])
+def test_bad_inputs_fail_before_any_frame(io_shape, host_dict, peaks, tmp_path, make, message):
+    backend = FakeAccelerator(io_shape, gaussian_heatmaps(peaks))
+    with pytest.raises(BnnposeError, match=message):
+        run([make(tmp_path)], backend, tmp_path / "out", host_cfg=host_dict)
+    assert backend.seen == []
+
+
+def test_missing_camera_is_one_line(io_shape, host_dict, peaks, tmp_path):
+    with pytest.raises(BnnposeError, match="camera 57 cannot be opened"):
+        run(["57"], FakeAccelerator(io_shape, gaussian_heatmaps(peaks)), tmp_path / "out",
+            host_cfg=host_dict)
+
+
+def test_truncated_video_is_counted_not_silently_dropped(io_shape, host_dict, peaks, tmp_path,
+                                                         capsys):
+    write_video(tmp_path / "clip.avi", 30, size=(320, 240))
+    data = (tmp_path / "clip.avi").read_bytes()
+    # Cut the file in the middle of its frames: the container still announces 30.
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])
+    backend = FakeAccelerator(io_shape, gaussian_heatmaps(peaks))
+    summary = run([tmp_path / "cut.avi"], backend, tmp_path / "out", host_cfg=host_dict,
+                  save_annotated=False)
+    decoded = summary["frames"]
+    assert 0 < decoded < 30
+    assert summary["frames_not_decoded"] == {str(tmp_path / "cut.avi"): 30 - decoded}
+    assert "could not be decoded" in capsys.readouterr().err

@@ -61,3 +61,11 @@ def test_standin_names_the_missing_tool(tmp_path):
 
     with pytest.raises(finn_env.ToolchainError, match="Vivado"):
         finn_env._XsiUnavailable()
+
+
+def test_fetched_dependencies_and_worker_count_of_the_user_win(tmp_path):
+    deps = tmp_path / "deps"
+    out, _, _ = probe(tmp_path, FINN_DEPS=str(deps), NUM_DEFAULT_WORKERS="7")
+    assert out["env"]["FINN_DEPS"] == str(deps)
+    assert out["env"]["NUM_DEFAULT_WORKERS"] == "7"
+    assert out["env"]["FINN_BUILD_DIR"].startswith(str(tmp_path / "build"))

@@ -94,7 +94,7 @@ def test_flip_mirrors_images_and_targets_and_swaps_sides():
 
 def test_loss_decreases_on_a_fixed_batch(tiny):
     torch.set_num_threads(1)
-    model = create_model(tiny)
+    model, _ = create_model(tiny)
     images, keypoints, visible = synthetic.render_batch(range(8))
     x, target, weight = make_batch(images, keypoints, visible, np.zeros(8, bool), CODEC)
     optimizer = torch.optim.Adam(model.parameters(), lr=tiny.lr)
@@ -140,7 +140,7 @@ def test_resume_matches_an_uninterrupted_run(full_run, tiny, tmp_path):
 def test_binary_run_starts_from_a_float_checkpoint(full_run, tiny, tmp_path, capsys):
     float_run = train(replace(tiny, binary=False, epochs=1, out_dir=str(tmp_path / "float")))
     source = _state(float_run / "best.pt")["state_dict"]
-    model = create_model(replace(tiny, init_from=str(float_run / "best.pt")))
+    model, _ = create_model(replace(tiny, init_from=str(float_run / "best.pt")))
     own = model.state_dict()
     # The twins share every tensor name: the binary quantizers keep no state of their own.
     assert set(source) == set(own)

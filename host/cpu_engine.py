@@ -1,0 +1,539 @@
+"""Bit-packed XNOR-popcount execution of an overlay's folded FINN graph on a CPU.
+
+The software path beside the accelerator, as BNN-PYNQ offered one: the same integers the
+hardware computes, from numpy alone, so it runs on a board's ARM cores as well as on a PC.
+
+A :class:`Plan` is compiled once from ``model_hw.onnx`` (which needs the ``onnx`` package, on a
+build host) and saved as ``cpu_plan.npz`` beside it; loading and running a plan needs only
+numpy. Compilation maps FINN's streaming nodes back onto the layers they implement, because
+folding (PE/SIMD) and the stream plumbing change the schedule, not the arithmetic:
+
+* ``[FMPadding] -> ConvolutionInputGenerator -> MVAU`` is one convolution. With
+  ``binaryXnorMode`` the activations are packed 8 channels per byte and the window's bytes
+  into 64-bit words; the weights are packed the same way at compile time, and the dot product
+  is ``K - popcount(a ^ w)`` matches, which is what FINN's MVAU thresholds.
+* ``[FMPadding] -> depthwise ConvolutionInputGenerator -> Pool(MaxPool)`` is a max-pool.
+* Thresholding, ElementwiseAdd, StreamingConcat, UpsampleNearestNeighbour keep their meaning;
+  DuplicateStreams, FIFOs and width converters move no values and become aliases.
+
+Every other op is refused at compile time with its name, never executed approximately.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnnpose.host.artifacts import BnnposeError
+
+PLAN_FILE = "cpu_plan.npz"
+#: Bumped whenever the meaning of a step changes, so a stale plan is refused, not misread.
+PLAN_FORMAT = 1
+
+#: Nodes that only move or copy a stream.
+_ALIASES = ("DuplicateStreams", "StreamingFIFO", "StreamingDataWidthConverter")
+
+#: FINN keeps accumulators integer; float32 products are exact while every partial sum stays
+#: below 2**24, which is when the BLAS path is taken.
+_FLOAT_EXACT = 2**24
+
+
+@dataclass
+class Step:
+    """One operation of a plan: ``outputs = OPS[op](inputs, attrs, arrays)``."""
+
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A compiled graph: steps in execution order over named NHWC integer tensors."""
+
+    steps: list[Step]
+    input_name: str
+    output_name: str
+    input_shape: tuple[int, ...]  #: normal NHWC shape for batch 1
+    output_shape: tuple[int, ...]
+    source_sha256: str = ""  #: sha256 of the model_hw.onnx it was compiled from
+
+    def run(self, x: np.ndarray, native: bool | None = None) -> np.ndarray:
+        """Normal-shaped integer input ``[N, H, W, C]`` -> normal-shaped output, float32.
+
+        Args:
+            native: run the convolutions in the compiled C kernels (``None``: when they
+                can be built here); ``False`` is the numpy reference path.
+        """
+        x = np.asarray(x)
+        if tuple(x.shape[1:]) != self.input_shape[1:]:
+            raise BnnposeError(f"cpu engine: input {list(x.shape)} does not match "
+                               f"[N, {', '.join(map(str, self.input_shape[1:]))}]")
+        lib = native_kernels() if native in (None, True) else None
+        if native and lib is None:
+            raise BnnposeError(f"cpu engine: native kernels unavailable ({_NATIVE_ERROR[0]})")
+        env = {self.input_name: np.ascontiguousarray(x, dtype=np.int32)}
+        for step in self.steps:
+            results = OPS[step.op]([env[i] for i in step.inputs], step.attrs, step.arrays, lib)
+            env.update(zip(step.outputs, results))
+        return env[self.output_name].astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the plan as one ``.npz`` (a JSON header plus the arrays), atomically."""
+        header = {
+            "format": PLAN_FORMAT, "input_name": self.input_name, "output_name": self.output_name,
+            "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
+            "source_sha256": self.source_sha256,
+            "steps": [{"op": s.op, "inputs": s.inputs, "outputs": s.outputs, "attrs": s.attrs,
+                       "arrays": sorted(s.arrays)} for s in self.steps],
+        }
+        arrays = {f"{i}/{k}": v for i, s in enumerate(self.steps) for k, v in s.arrays.items()}
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        try:
+            np.savez(tmp, header=np.array(json.dumps(header)), **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Plan:
+        """Read a plan written by :meth:`save`; one-line error for anything else."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                header = json.loads(str(npz["header"]))
+                if header.get("format") != PLAN_FORMAT:
+                    raise BnnposeError(f"{path}: plan format {header.get('format')} is not "
+                                       f"{PLAN_FORMAT}; recompile it from model_hw.onnx")
+                steps = [Step(s["op"], s["inputs"], s["outputs"], s["attrs"],
+                              {k: npz[f"{i}/{k}"] for k in s["arrays"]})
+                         for i, s in enumerate(header["steps"])]
+        except BnnposeError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BnnposeError(f"not a cpu engine plan: {path} ({e})") from None
+        unknown = sorted({s.op for s in steps} - set(OPS))
+        if unknown:
+            raise BnnposeError(f"{path}: unknown steps {', '.join(unknown)}")
+        return cls(steps, header["input_name"], header["output_name"],
+                   tuple(header["input_shape"]), tuple(header["output_shape"]),
+                   header.get("source_sha256", ""))
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _popcount(words: np.ndarray) -> np.ndarray:
+    """Set bits of each element of a uint64 array."""
+    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
+        return np.bitwise_count(words)
+    # numpy 1.x, as on older PYNQ images: a byte table.
+    b = _BYTE_POPCOUNT[words.view(np.uint8)].reshape(*words.shape, 8)
+    return b.sum(axis=-1, dtype=np.uint8)
+
+
+_BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def _window_slices(x: np.ndarray, kernel: list[int], stride: list[int], dilation: list[int],
+                   pads: list[int], pad_value: int = 0) -> list[np.ndarray]:
+    """NHWC ``x`` -> one strided ``[N, OH, OW, C]`` view per kernel tap, in (kh, kw) order."""
+    if any(pads):
+        top, left, bottom, right = pads
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
+                   constant_values=pad_value)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    return [x[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
+            for i in range(kh) for j in range(kw)]
+
+
+def _im2col(x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """``[N, OH, OW, KH*KW*C]`` patches in FINN's (kh, kw, c) order.
+
+    One strided copy per tap: far cheaper than gathering a window view when C is small.
+    """
+    taps = _window_slices(x, attrs["kernel"], attrs["stride"], attrs["dilation"], attrs["pads"])
+    return taps[0] if len(taps) == 1 else np.concatenate(taps, axis=-1)
+
+
+def _threshold(acc: np.ndarray, arrays: dict[str, np.ndarray], attrs: dict[str, Any]
+               ) -> np.ndarray:
+    thresholds = arrays["thresholds"]  # [C or 1, steps], integer: acc >= ceil(t) <=> acc >= t
+    # One full-array comparison per step: numpy reduces a short last axis slowly.
+    y = (acc >= thresholds[:, 0]).astype(np.int32)
+    for k in range(1, thresholds.shape[1]):
+        y += acc >= thresholds[:, k]
+    if attrs["bipolar"]:
+        return 2 * y - 1
+    return y + attrs["act_val"] if attrs["act_val"] else y
+
+
+def _op_conv(inputs, attrs, arrays, lib=None):
+    (x,) = inputs
+    if attrs["dense"]:
+        # Rows of MW features, however the stream is shaped (a 1x1 conv, or the flattened
+        # input of a fully connected layer), as FINN's MVAU reads them.
+        rows = x.reshape(-1, 1, 1, attrs["mw"])
+        y = _op_conv([rows], {**attrs, "dense": False}, arrays, lib)[0]
+        return [y.reshape(x.shape[0], *attrs["out_shape"][1:])]
+    if lib is not None and (attrs["xnor"] or attrs["int32_exact"]):
+        return [_native_conv(lib, x, attrs, arrays)]
+    if attrs["xnor"]:
+        bits = x >= arrays["in_thresholds"] if "in_thresholds" in arrays else x
+        # Channels -> bits, 8 per byte: pad bits are 0 in both operands and so never mismatch.
+        packed = np.packbits(bits.astype(np.uint8, copy=False), axis=-1, bitorder="little")
+        cols = _im2col(packed, attrs)
+        n, oh, ow, nbytes = cols.shape
+        words = arrays["weight_words"]  # [MH, W] uint64
+        cols = cols.reshape(n * oh * ow, nbytes)
+        if nbytes != words.shape[1] * 8:
+            cols = np.pad(cols, ((0, 0), (0, words.shape[1] * 8 - nbytes)))
+        cols = np.ascontiguousarray(cols).view(np.uint64)
+        # Word by word: [P, MH] per step beats one [P, MH, W] array reduced over a short axis.
+        mismatches = _popcount(cols[:, 0, None] ^ words[:, 0]).astype(np.int32)
+        for w in range(1, words.shape[1]):
+            mismatches += _popcount(cols[:, w, None] ^ words[:, w])
+        acc = attrs["k_bits"] - mismatches
+    else:
+        cols = _im2col(x, attrs)
+        n, oh, ow, k = cols.shape
+        cols = cols.reshape(n * oh * ow, k)
+        weight = arrays["weight"]
+        if attrs["float_exact"]:
+            acc = (cols.astype(np.float32) @ weight.astype(np.float32)).astype(np.int32)
+        else:
+            acc = cols.astype(np.int64) @ weight.astype(np.int64)
+    if "thresholds" in arrays:
+        acc = _threshold(acc, arrays, attrs)
+    return [acc.reshape(n, oh, ow, -1)]
+
+
+def _native_conv(lib, x: np.ndarray, attrs: dict[str, Any], arrays: dict[str, np.ndarray]
+                 ) -> np.ndarray:
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
+    top, left, bottom, right = attrs["pads"]
+    oh = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
+    ow = (w + left + right - (kw - 1) * dw - 1) // sw + 1
+    thr = arrays.get("thresholds")
+    steps = 0 if thr is None else thr.shape[1]
+    act = (0 if thr is None else int(thr.shape[0] > 1), int(attrs.get("bipolar", False)),
+           int(attrs.get("act_val", 0)))
+    x = np.ascontiguousarray(x, dtype=np.int32)
+    if attrs["xnor"]:
+        words = arrays["weight_words"]
+        out = np.empty((n, oh, ow, words.shape[0]), dtype=np.int32)
+        status = lib.xnor_conv(_ptr(x), n, h, w, c, _ptr(arrays.get("in_thresholds")),
+                               kh, kw, sh, sw, dh, dw, top, left, oh, ow, _ptr(words),
+                               words.shape[0], words.shape[1], attrs["k_bits"], _ptr(thr), steps,
+                               *act, _ptr(out))
+    else:
+        weight = arrays["weight"]
+        out = np.empty((n, oh, ow, weight.shape[1]), dtype=np.int32)
+        status = lib.int_conv(_ptr(x), n, h, w, c, kh, kw, sh, sw, dh, dw, top, left, oh, ow,
+                              _ptr(weight), weight.shape[1], _ptr(thr), steps, *act, _ptr(out))
+    if status != 0:
+        raise MemoryError("cpu engine: native convolution could not allocate its buffers")
+    return out
+
+
+def _op_threshold(inputs, attrs, arrays, lib=None):
+    return [_threshold(inputs[0], arrays, attrs)]
+
+
+def _op_maxpool(inputs, attrs, arrays, lib=None):
+    (x,) = inputs
+    taps = _window_slices(x, attrs["kernel"], attrs["stride"], [1, 1], attrs["pads"],
+                          pad_value=attrs["pad_value"])
+    out = taps[0].copy()
+    for tap in taps[1:]:
+        np.maximum(out, tap, out=out)
+    return [out]
+
+
+def _op_binary(inputs, attrs, arrays, lib=None):
+    lhs = inputs[0] if "lhs" not in arrays else arrays["lhs"]
+    rhs = inputs[-1] if "rhs" not in arrays else arrays["rhs"]
+    return [_BINARY_UFUNCS[attrs["func"]](lhs, rhs).astype(np.int32)]
+
+
+_BINARY_UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
+
+
+def _op_concat(inputs, attrs, arrays, lib=None):
+    return [np.concatenate(inputs, axis=-1)]
+
+
+def _op_upsample(inputs, attrs, arrays, lib=None):
+    sh, sw = attrs["scale"]
+    return [inputs[0].repeat(sh, axis=1).repeat(sw, axis=2)]
+
+
+def _op_alias(inputs, attrs, arrays, lib=None):
+    return [inputs[0]] * attrs["n_outputs"]
+
+
+OPS: dict[str, Callable[..., list[np.ndarray]]] = {
+    "conv": _op_conv, "threshold": _op_threshold, "maxpool": _op_maxpool,
+    "binary": _op_binary, "concat": _op_concat, "upsample": _op_upsample, "alias": _op_alias,
+}
+
+
+# --------------------------------------------------------------------------- native kernels
+
+_KERNEL_SOURCE = Path(__file__).with_name("xnor_kernels.c")
+_NATIVE_ERROR = ["not tried"]
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("BNNPOSE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "bnnpose")
+    return Path(root)
+
+
+@functools.cache
+def native_kernels() -> ctypes.CDLL | None:
+    """The C kernels, compiled once per source, machine and Python into the cache folder
+    (``$BNNPOSE_CACHE_DIR``, default ``~/.cache/bnnpose``); ``None`` without a C compiler,
+    and the numpy path runs instead."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    source = _KERNEL_SOURCE.read_bytes()
+    key = hashlib.sha256(source + platform.machine().encode() + sys.version.encode())
+    lib_path = _cache_dir() / f"xnor_kernels-{key.hexdigest()[:16]}.so"
+    if not lib_path.is_file():
+        if cc is None:
+            _NATIVE_ERROR[0] = "no C compiler (cc) on PATH"
+            return None
+        lib_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib_path.parent)
+        os.close(fd)
+        try:
+            # -march=native: the library is built on, and cached for, the machine that runs it.
+            for flags in (["-O3", "-march=native"], ["-O3"]):
+                result = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp,
+                                         str(_KERNEL_SOURCE)], capture_output=True, text=True)
+                if result.returncode == 0:
+                    break
+            else:
+                _NATIVE_ERROR[0] = f"{cc} failed: {' '.join(result.stderr.split())[:200]}"
+                return None
+            os.replace(tmp, lib_path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    lib = ctypes.CDLL(str(lib_path))
+    p, i = ctypes.c_void_p, ctypes.c_int
+    lib.xnor_conv.argtypes = [p, i, i, i, i, p, i, i, i, i, i, i, i, i, i, i, p, i, i, i, p, i,
+                              i, i, i, p]
+    lib.int_conv.argtypes = [p, i, i, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, i, i, i, i, p]
+    lib.xnor_conv.restype = lib.int_conv.restype = i
+    return lib
+
+
+# --------------------------------------------------------------------------- compilation
+
+
+def compile_plan(model_path: str | os.PathLike) -> Plan:
+    """Compile a folded FINN dataflow graph (``model_hw.onnx``) into a :class:`Plan`.
+
+    Raises:
+        BnnposeError: an op the engine does not implement, or a pattern it cannot map.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError:
+        raise BnnposeError("compiling a cpu plan needs the onnx package (a build host); "
+                           f"a board uses the overlay's {PLAN_FILE}") from None
+    from bnnpose.host.artifacts import sha256_file
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def attrs_of(node) -> dict[str, Any]:
+        out = {}
+        for a in node.attribute:
+            v = helper.get_attribute_value(a)
+            out[a.name] = v.decode() if isinstance(v, bytes) else (
+                [e.decode() if isinstance(e, bytes) else e for e in v]
+                if isinstance(v, list) else v)
+        return out
+
+    def kind(node) -> str:
+        base = node.op_type
+        for suffix in ("_hls", "_rtl"):
+            base = base.removesuffix(suffix)
+        return base
+
+    absorbed: set[int] = set()  # id() of nodes folded into a later step
+    steps: list[Step] = []
+    for node in graph.node:
+        if id(node) in absorbed:
+            continue
+        op, a = kind(node), attrs_of(node)
+        if op == "FMPadding":
+            nxt = consumers.get(node.output[0], [])
+            if len(nxt) != 1 or kind(nxt[0]) != "ConvolutionInputGenerator":
+                raise BnnposeError(f"cpu engine: {node.name or op} pads a stream that is not "
+                                   "a window generator's input")
+            continue  # read back by the window generator below
+        if op == "ConvolutionInputGenerator":
+            pads, src = [0, 0, 0, 0], node.input[0]
+            producer = next((p for p in graph.node if src in p.output), None)
+            if producer is not None and kind(producer) == "FMPadding":
+                pad_attr = attrs_of(producer)["Padding"]  # [top, left, bottom, right]
+                pads, src = list(pad_attr), producer.input[0]
+            nxt = consumers.get(node.output[0], [])
+            if len(nxt) != 1:
+                raise BnnposeError(f"cpu engine: window generator {node.name} feeds "
+                                   f"{len(nxt)} nodes")
+            absorbed.add(id(nxt[0]))
+            window = {"kernel": list(a["ConvKernelDim"]), "stride": list(a["Stride"]),
+                      "dilation": list(a.get("Dilation", [1, 1])), "pads": pads}
+            if kind(nxt[0]) == "MVAU" and not a.get("depthwise", 0):
+                steps.append(_conv_step(nxt[0], attrs_of(nxt[0]), inits, src, window))
+            elif kind(nxt[0]) == "Pool" and attrs_of(nxt[0])["Function"] == "MaxPool":
+                steps.append(Step("maxpool", [src], list(nxt[0].output),
+                                  {**window, "pad_value": 0}))
+            else:
+                raise BnnposeError(f"cpu engine: window generator followed by "
+                                   f"{nxt[0].op_type} is not supported")
+        elif op == "MVAU":  # a 1x1 conv or a fully connected layer: rows of the last axis
+            steps.append(_conv_step(node, a, inits, node.input[0], None))
+        elif op == "Thresholding":
+            st = {"bipolar": a["outputDataType"] == "BIPOLAR", "act_val": int(a.get("ActVal", 0))}
+            steps.append(Step("threshold", [node.input[0]], list(node.output), st,
+                              {"thresholds": _int_thresholds(inits[node.input[1]])}))
+        elif op in ("ElementwiseAdd", "ElementwiseSub", "ElementwiseMul", "AddStreams"):
+            func = "Add" if op == "AddStreams" else op.removeprefix("Elementwise")
+            arrays = {side: inits[name].astype(np.int32)
+                      for side, name in zip(("lhs", "rhs"), node.input) if name in inits}
+            _check_integral(arrays, node)
+            steps.append(Step("binary", [i for i in node.input if i not in inits],
+                              list(node.output), {"func": func}, arrays))
+        elif op == "StreamingConcat":
+            steps.append(Step("concat", list(node.input), list(node.output)))
+        elif op == "UpsampleNearestNeighbour":
+            scale = [round(a["HO"] / a["HI"]), round(a["WO"] / a["WI"])]
+            steps.append(Step("upsample", [node.input[0]], list(node.output), {"scale": scale}))
+        elif op in _ALIASES:
+            steps.append(Step("alias", [node.input[0]], list(node.output),
+                              {"n_outputs": len(node.output)}))
+        else:
+            raise BnnposeError(f"cpu engine: {node.op_type} ({node.name}) is not supported")
+
+    def shape(vi) -> tuple[int, ...]:
+        return tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
+
+    steps = _fuse_binarising_thresholds(steps, graph.output[0].name)
+    return Plan(steps, graph.input[0].name, graph.output[0].name, shape(graph.input[0]),
+                shape(graph.output[0]), sha256_file(model_path))
+
+
+def _fuse_binarising_thresholds(steps: list[Step], graph_output: str) -> list[Step]:
+    """Fold each 0/1 threshold that feeds only one XNOR conv into that conv's bit packing.
+
+    Binarising a k-bit stream and packing its bits is one pass over the tensor; as separate
+    steps it is two, plus a tensor in between.
+    """
+    uses: dict[str, int] = {graph_output: 1}
+    for step in steps:
+        for name in step.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    producer = {name: step for step in steps for name in step.outputs}
+    fused: set[int] = set()
+    for step in steps:
+        if step.op != "conv" or not step.attrs["xnor"]:
+            continue
+        src = producer.get(step.inputs[0])
+        if (src is None or src.op != "threshold" or uses[step.inputs[0]] != 1
+                or src.arrays["thresholds"].shape[1] != 1 or src.attrs["bipolar"]
+                or src.attrs["act_val"] != 0):
+            continue
+        channels = step.attrs["k_bits"] // (step.attrs["kernel"][0] * step.attrs["kernel"][1])
+        t = src.arrays["thresholds"][:, 0]
+        step.arrays["in_thresholds"] = np.ascontiguousarray(np.broadcast_to(t, (channels,)))
+        step.inputs = list(src.inputs)
+        fused.add(id(src))
+    return [s for s in steps if id(s) not in fused]
+
+
+def _int_thresholds(t: np.ndarray) -> np.ndarray:
+    # For an integer accumulator acc >= t <=> acc >= ceil(t); clipping keeps +-inf-like
+    # sentinels (never/always reached) representable without changing any comparison.
+    # Sorting each row does not change how many thresholds are reached, and lets the native
+    # kernels stop counting at the first one that is not.
+    t = np.clip(np.ceil(np.asarray(t, dtype=np.float64)), -(2**31), 2**31 - 1)
+    return np.ascontiguousarray(np.sort(np.atleast_2d(t), axis=1), dtype=np.int32)
+
+
+def _check_integral(arrays: dict[str, np.ndarray], node) -> None:
+    for v in arrays.values():
+        if not np.all(np.mod(v, 1) == 0):
+            raise BnnposeError(f"cpu engine: {node.name} has a non-integer constant")
+
+
+def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
+               window: dict[str, Any] | None) -> Step:
+    weight = np.asarray(inits[node.input[1]])  # [MW = KH*KW*C, MH], rows in (kh, kw, c) order
+    mw, mh = weight.shape
+    dense = window is None
+    if dense:
+        window = {"kernel": [1, 1], "stride": [1, 1], "dilation": [1, 1], "pads": [0] * 4}
+    kh, kw = window["kernel"]
+    attrs: dict[str, Any] = {**window, "dense": dense, "mw": int(mw),
+                             "out_shape": [*a.get("numInputVectors", [1]), int(mh)]}
+    arrays: dict[str, np.ndarray] = {}
+    xnor = bool(a.get("binaryXnorMode", 0))
+    if not xnor and a["inputDataType"] == "BIPOLAR" and a["weightDataType"] == "BIPOLAR":
+        raise BnnposeError(f"cpu engine: {node.name} has bipolar streams; export with "
+                           "binary (0/1) activations")
+    attrs["xnor"] = xnor
+    attrs["int32_exact"] = True
+    if xnor:
+        channels = mw // (kh * kw)
+        bits = weight.reshape(kh, kw, channels, mh).transpose(3, 0, 1, 2).astype(np.uint8)
+        packed = np.packbits(bits, axis=-1, bitorder="little").reshape(mh, -1)
+        width = -(-packed.shape[1] // 8) * 8
+        packed = np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
+        arrays["weight_words"] = np.ascontiguousarray(packed).view(np.uint64)
+        attrs["k_bits"] = int(mw)
+    else:
+        from qonnx.core.datatype import DataType  # build host only, like onnx itself
+
+        imax = max(abs(DataType[a["inputDataType"]].min()), abs(DataType[a["inputDataType"]].max()))
+        bound = int(mw) * imax * float(np.abs(weight).max(initial=0))
+        attrs["float_exact"] = bound < _FLOAT_EXACT
+        attrs["int32_exact"] = bound < 2**31
+        arrays["weight"] = np.ascontiguousarray(weight, dtype=np.int32)
+    if not a.get("noActivation", 0):
+        arrays["thresholds"] = _int_thresholds(inits[node.input[2]])
+        attrs["bipolar"] = a["outputDataType"] == "BIPOLAR"
+        attrs["act_val"] = int(a.get("ActVal", 0))
+    return Step("conv", [src], list(node.output), attrs, arrays)

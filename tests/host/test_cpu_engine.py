@@ -1,0 +1,145 @@
+"""The bit-packed CPU engine against FINN's own execution of the same folded graph."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from bnnpose.host.artifacts import BnnposeError, manifest, write_json
+from bnnpose.host.backends import CpuBackend, SimBackend
+from bnnpose.host.cpu_engine import PLAN_FILE, Plan, compile_plan, native_kernels
+from bnnpose.host.packing import input_spec, output_spec, to_packed
+from bnnpose.hw_build.sim import execute_hw_graph
+
+REAL_OVERLAY = Path(__file__).resolve().parents[2] / "overlays" / "pynq-z2" / "bhg-tiny"
+
+pytestmark = pytest.mark.skipif(not (REAL_OVERLAY / "model_hw.onnx").is_file(),
+                                reason="no built overlay yet (make demo builds it)")
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(11).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def finn_out(images) -> np.ndarray:
+    model = str(REAL_OVERLAY / "model_hw.onnx")
+    return np.concatenate([execute_hw_graph(model, x[None].astype(np.float32)) for x in images])
+
+
+@pytest.fixture(scope="module")
+def plan() -> Plan:
+    return compile_plan(REAL_OVERLAY / "model_hw.onnx")
+
+
+def test_numpy_path_equals_finn_execution(plan, images, finn_out):
+    y = plan.run(images, native=False)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, finn_out)
+
+
+@pytest.mark.skipif(native_kernels() is None, reason="no C compiler for the native kernels")
+def test_native_kernels_equal_the_numpy_path(plan, images, finn_out):
+    np.testing.assert_array_equal(plan.run(images, native=True), finn_out)
+
+
+def test_binary_convs_run_as_xnor_popcount_on_packed_words(plan):
+    convs = [s for s in plan.steps if s.op == "conv"]
+    xnor = [s for s in convs if s.attrs["xnor"]]
+    assert len(xnor) >= len(convs) - 2  # only the 8-bit stem and the head are wider
+    for s in xnor:
+        words = s.arrays["weight_words"]
+        assert words.dtype == np.uint64 and words.shape[0] == s.attrs["out_shape"][-1]
+        assert words.shape[1] * 64 >= s.attrs["k_bits"]
+
+
+def test_plan_round_trips_through_npz(plan, images, finn_out, tmp_path):
+    plan.save(tmp_path / PLAN_FILE)
+    loaded = Plan.load(tmp_path / PLAN_FILE)
+    assert loaded.source_sha256 == plan.source_sha256 and len(loaded.steps) == len(plan.steps)
+    np.testing.assert_array_equal(loaded.run(images[:1], native=False), finn_out[:1])
+
+
+def test_bad_plan_files_are_one_line_errors(plan, tmp_path):
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(BnnposeError, match="not a cpu engine plan"):
+        Plan.load(tmp_path / "junk.npz")
+    plan.save(tmp_path / "p.npz")
+    with np.load(tmp_path / "p.npz") as npz:
+        arrays = dict(npz)
+    header = json.loads(str(arrays["header"]))
+    header["format"] = 999
+    np.savez(tmp_path / "old.npz", **{**arrays, "header": np.array(json.dumps(header))})
+    with pytest.raises(BnnposeError, match="plan format 999"):
+        Plan.load(tmp_path / "old.npz")
+    with pytest.raises(BnnposeError, match="does not match"):
+        plan.run(np.zeros((1, 64, 64, 3), np.uint8))
+
+
+def test_unsupported_op_is_refused_by_name(tmp_path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])
+    node = helper.make_node("LabelSelect_hls", ["x"], ["y"], name="top1",
+                            domain="finn.custom_op.fpgadataflow.hls")
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y])), tmp_path / "m.onnx")
+    with pytest.raises(BnnposeError, match=r"LabelSelect_hls \(top1\) is not supported"):
+        compile_plan(tmp_path / "m.onnx")
+
+
+def copy_overlay(tmp_path, edit=None):
+    folder = tmp_path / "overlay"
+    shutil.copytree(REAL_OVERLAY, folder)
+    if edit:
+        edit(folder)
+    old = json.loads((folder / "manifest.json").read_text())
+    fields = {k: v for k, v in old.items() if k not in ("versions", "files")}
+    write_json(folder / "manifest.json", manifest(folder, **fields))
+    return folder
+
+
+def test_cpu_and_sim_backends_return_the_same_bytes(tmp_path, images):
+    folder = copy_overlay(tmp_path)
+    cpu, sim = CpuBackend(folder), SimBackend(folder)
+    ibuf = to_packed(images[:2], input_spec(cpu.io_shape))
+    out = cpu.execute_packed(ibuf)
+    assert out.dtype == np.uint8 and out.shape == output_spec(cpu.io_shape).packed_shape(2)
+    np.testing.assert_array_equal(out, sim.execute_packed(ibuf))
+
+
+def test_plan_from_another_model_is_refused(tmp_path, plan):
+    def stale_plan(folder):
+        plan.source_sha256 = "0" * 64
+        plan.save(folder / PLAN_FILE)
+
+    folder = copy_overlay(tmp_path, stale_plan)
+    with pytest.raises(BnnposeError, match="compiled from another model_hw.onnx"):
+        CpuBackend(folder)
+
+
+def test_io_shape_that_disagrees_with_the_graph_is_refused(tmp_path):
+    def wrong_datatype(folder):
+        io = json.loads((folder / "io_shape.json").read_text())
+        io["odt"] = ["DataType['INT9']"]
+        io["oshape_packed"] = [[*io["oshape_folded"][0][:-1],
+                                -(-io["oshape_folded"][0][-1] * 9 // 8)]]
+        write_json(folder / "io_shape.json", io)
+
+    folder = copy_overlay(tmp_path, wrong_datatype)
+    with pytest.raises(BnnposeError, match="io_shape.json says INT9"):
+        SimBackend(folder)
+
+
+def test_overlay_without_plan_or_model(tmp_path):
+    def strip(folder):
+        (folder / "model_hw.onnx").unlink()
+        (folder / PLAN_FILE).unlink(missing_ok=True)
+
+    with pytest.raises(BnnposeError, match="neither cpu_plan.npz nor model_hw.onnx"):
+        CpuBackend(copy_overlay(tmp_path, strip))
