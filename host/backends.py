@@ -264,7 +264,8 @@ class CpuBackend(_OverlayBackend):
             self.plan = compile_plan(ov.model_hw)
         else:
             raise BnnposeError(f"overlay {ov.path} has neither {PLAN_FILE} nor {MODEL_FILE}")
-        listed = ov.manifest["files"].get(MODEL_FILE)
+        # A deployed overlay leaves the graph behind but keeps its checksum.
+        listed = ov.manifest["files"].get(MODEL_FILE) or ov.manifest.get("model_hw_sha256")
         if listed is not None and self.plan.source_sha256 != listed:
             raise BnnposeError(f"overlay {ov.path}: {PLAN_FILE} was compiled from another "
                                f"{MODEL_FILE} than the manifest lists; rebuild the overlay")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import NoReturn
 from bnnpose.host.artifacts import BnnposeError
 
 BACKENDS = ("pynq", "sim", "cpu")
-#: The overlay `make demo` builds, beside the host package in a source checkout.
-DEFAULT_OVERLAY = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2" / "bhg-tiny"
+#: The overlay `make demo` builds, beside the host package in a source checkout (a deployed
+#: folder's entry script points BNNPOSE_OVERLAY at its own copy).
+DEFAULT_OVERLAY = Path(os.environ.get("BNNPOSE_OVERLAY") or Path(__file__).resolve().parents[1]
+                       / "overlays" / "pynq-z2" / "bhg-tiny")
 
 #: Sub-commands implemented elsewhere: name -> ("module:function", help). Their arguments are
 #: passed through untouched so each stage owns its own options and --help.
@@ -66,6 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write keypoints.jsonl only, no annotated images or videos")
     run.add_argument("inputs", nargs="+", metavar="INPUT",
                      help="image, folder of images, video file, or camera index (e.g. 0)")
+
+    tp = sub.add_parser("throughput", help="FPS and latency of a backend at batch 1...N")
+    tp.add_argument("--backend", choices=BACKENDS, required=True)
+    tp.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
+                    help="overlay folder (default: %(default)s)")
+    tp.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8, 16], metavar="N",
+                    help="batch sizes (default: 1 2 4 8 16)")
+    tp.add_argument("--repeats", type=int, default=5, help="timed runs per batch size")
+    tp.add_argument("--numpy-only", action="store_true",
+                    help="cpu backend: skip the compiled C kernels")
+    tp.add_argument("--out", default="out/throughput", metavar="DIR",
+                    help="writes throughput.json and throughput.png (default: %(default)s)")
+
+    dep = sub.add_parser("deploy", help="write a self-contained folder to copy to a board")
+    dep.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
+                     help="overlay folder (default: %(default)s)")
+    dep.add_argument("--to", required=True, metavar="DIR", help="folder to create")
     for name, (_, help_text) in FORWARDED.items():
         # Listed for --help only; main() hands these off before argparse sees their options.
         sub.add_parser(name, help=help_text, add_help=False)
@@ -79,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv and argv[0] in FORWARDED:
             return _forward(argv[0], argv[1:])
         args = build_parser().parse_args(argv)
-        return _run(args)
+        return {"run": _run, "throughput": _throughput, "deploy": _deploy}[args.command](args)
     except (BnnposeError, FileNotFoundError, ValueError) as e:
         _fail(e)
     except KeyboardInterrupt:
@@ -127,6 +147,29 @@ def make_backend(name: str, overlay: str, numpy_only: bool = False):
     if name == "cpu":
         return CpuBackend(overlay, native=False if numpy_only else None)
     return (SimBackend if name == "sim" else PynqBackend)(overlay)
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    from bnnpose.host.runtime import throughput_test, write_throughput
+
+    backend = make_backend(args.backend, args.overlay, args.numpy_only)
+    rows = throughput_test(backend, args.batch, args.repeats)
+    write_throughput(rows, args.out, {"backend": args.backend, "overlay": args.overlay})
+    print(f"{'batch':>5} {'ms/batch':>10} {'FPS':>9} {'in MB/s':>8} {'out MB/s':>8}")
+    for r in rows:
+        print(f"{r['batch_size']:>5} {r['runtime_ms']:>10.2f} {r['fps']:>9.1f} "
+              f"{r['dram_in_mb_s']:>8.2f} {r['dram_out_mb_s']:>8.2f}")
+    print(f"-> {args.out}/throughput.json")
+    return 0
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from bnnpose.host.runtime import deploy
+
+    man = deploy(args.overlay, args.to)
+    print(f"{args.to}: {len(man['files'])} files for {man['model']} on {man['board']}"
+          f"{'' if man['bitstream'] else ' (no bitstream: cpu backend only until built with Vivado)'}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
