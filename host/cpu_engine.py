@@ -78,21 +78,37 @@ class Plan:
         """Normal-shaped integer input ``[N, H, W, C]`` -> normal-shaped output, float32.
 
         Args:
-            native: run the convolutions in the compiled C kernels (``None``: when they
-                can be built here); ``False`` is the numpy reference path.
+            native: run the whole plan in the compiled C program (``None``: when it can be
+                built here); ``False`` is the numpy reference path.
         """
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape[1:]:
             raise BnnposeError(f"cpu engine: input {list(x.shape)} does not match "
                                f"[N, {', '.join(map(str, self.input_shape[1:]))}]")
-        lib = native_kernels() if native in (None, True) else None
-        if native and lib is None:
-            raise BnnposeError(f"cpu engine: native kernels unavailable ({_NATIVE_ERROR[0]})")
+        if native is not False:
+            program = self._program()
+            if program is not None:
+                return np.stack([program.run(xi) for xi in x]).astype(np.float32)
+            if native:
+                raise BnnposeError(f"cpu engine: no native program ({self._native_error})")
         env = {self.input_name: np.ascontiguousarray(x, dtype=np.int32)}
         for step in self.steps:
-            results = OPS[step.op]([env[i] for i in step.inputs], step.attrs, step.arrays, lib)
+            results = OPS[step.op]([env[i] for i in step.inputs], step.attrs, step.arrays)
             env.update(zip(step.outputs, results))
         return env[self.output_name].astype(np.float32)
+
+    def _program(self) -> _NativeProgram | None:
+        if not hasattr(self, "_native"):
+            self._native, self._native_error = None, ""
+            lib = native_kernels()
+            if lib is None:
+                self._native_error = _NATIVE_ERROR[0]
+            else:
+                try:
+                    self._native = _NativeProgram(self, lib)
+                except _NotNative as e:
+                    self._native_error = str(e)
+        return self._native
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as one ``.npz`` (a JSON header plus the arrays), atomically."""
@@ -186,16 +202,14 @@ def _threshold(acc: np.ndarray, arrays: dict[str, np.ndarray], attrs: dict[str, 
     return y + attrs["act_val"] if attrs["act_val"] else y
 
 
-def _op_conv(inputs, attrs, arrays, lib=None):
+def _op_conv(inputs, attrs, arrays):
     (x,) = inputs
     if attrs["dense"]:
         # Rows of MW features, however the stream is shaped (a 1x1 conv, or the flattened
         # input of a fully connected layer), as FINN's MVAU reads them.
         rows = x.reshape(-1, 1, 1, attrs["mw"])
-        y = _op_conv([rows], {**attrs, "dense": False}, arrays, lib)[0]
+        y = _op_conv([rows], {**attrs, "dense": False}, arrays)[0]
         return [y.reshape(x.shape[0], *attrs["out_shape"][1:])]
-    if lib is not None and (attrs["xnor"] or attrs["int32_exact"]):
-        return [_native_conv(lib, x, attrs, arrays)]
     if attrs["xnor"]:
         bits = x >= arrays["in_thresholds"] if "in_thresholds" in arrays else x
         # Channels -> bits, 8 per byte: pad bits are 0 in both operands and so never mismatch.
@@ -226,40 +240,11 @@ def _op_conv(inputs, attrs, arrays, lib=None):
     return [acc.reshape(n, oh, ow, -1)]
 
 
-def _native_conv(lib, x: np.ndarray, attrs: dict[str, Any], arrays: dict[str, np.ndarray]
-                 ) -> np.ndarray:
-    n, h, w, c = x.shape
-    (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["stride"], attrs["dilation"]
-    top, left, bottom, right = attrs["pads"]
-    oh = (h + top + bottom - (kh - 1) * dh - 1) // sh + 1
-    ow = (w + left + right - (kw - 1) * dw - 1) // sw + 1
-    thr = arrays.get("thresholds")
-    steps = 0 if thr is None else thr.shape[1]
-    act = (0 if thr is None else int(thr.shape[0] > 1), int(attrs.get("bipolar", False)),
-           int(attrs.get("act_val", 0)))
-    x = np.ascontiguousarray(x, dtype=np.int32)
-    if attrs["xnor"]:
-        words = arrays["weight_words"]
-        out = np.empty((n, oh, ow, words.shape[0]), dtype=np.int32)
-        status = lib.xnor_conv(_ptr(x), n, h, w, c, _ptr(arrays.get("in_thresholds")),
-                               kh, kw, sh, sw, dh, dw, top, left, oh, ow, _ptr(words),
-                               words.shape[0], words.shape[1], attrs["k_bits"], _ptr(thr), steps,
-                               *act, _ptr(out))
-    else:
-        weight = arrays["weight"]
-        out = np.empty((n, oh, ow, weight.shape[1]), dtype=np.int32)
-        status = lib.int_conv(_ptr(x), n, h, w, c, kh, kw, sh, sw, dh, dw, top, left, oh, ow,
-                              _ptr(weight), weight.shape[1], _ptr(thr), steps, *act, _ptr(out))
-    if status != 0:
-        raise MemoryError("cpu engine: native convolution could not allocate its buffers")
-    return out
-
-
-def _op_threshold(inputs, attrs, arrays, lib=None):
+def _op_threshold(inputs, attrs, arrays):
     return [_threshold(inputs[0], arrays, attrs)]
 
 
-def _op_maxpool(inputs, attrs, arrays, lib=None):
+def _op_maxpool(inputs, attrs, arrays):
     (x,) = inputs
     taps = _window_slices(x, attrs["kernel"], attrs["stride"], [1, 1], attrs["pads"],
                           pad_value=attrs["pad_value"])
@@ -269,7 +254,7 @@ def _op_maxpool(inputs, attrs, arrays, lib=None):
     return [out]
 
 
-def _op_binary(inputs, attrs, arrays, lib=None):
+def _op_binary(inputs, attrs, arrays):
     lhs = inputs[0] if "lhs" not in arrays else arrays["lhs"]
     rhs = inputs[-1] if "rhs" not in arrays else arrays["rhs"]
     return [_BINARY_UFUNCS[attrs["func"]](lhs, rhs).astype(np.int32)]
@@ -278,16 +263,16 @@ def _op_binary(inputs, attrs, arrays, lib=None):
 _BINARY_UFUNCS = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
 
 
-def _op_concat(inputs, attrs, arrays, lib=None):
+def _op_concat(inputs, attrs, arrays):
     return [np.concatenate(inputs, axis=-1)]
 
 
-def _op_upsample(inputs, attrs, arrays, lib=None):
+def _op_upsample(inputs, attrs, arrays):
     sh, sw = attrs["scale"]
     return [inputs[0].repeat(sh, axis=1).repeat(sw, axis=2)]
 
 
-def _op_alias(inputs, attrs, arrays, lib=None):
+def _op_alias(inputs, attrs, arrays):
     return [inputs[0]] * attrs["n_outputs"]
 
 
@@ -301,10 +286,6 @@ OPS: dict[str, Callable[..., list[np.ndarray]]] = {
 
 _KERNEL_SOURCE = Path(__file__).with_name("xnor_kernels.c")
 _NATIVE_ERROR = ["not tried"]
-
-
-def _ptr(a: np.ndarray | None) -> int | None:
-    return None if a is None else a.ctypes.data
 
 
 def _cache_dir() -> Path:
@@ -343,12 +324,133 @@ def native_kernels() -> ctypes.CDLL | None:
         finally:
             Path(tmp).unlink(missing_ok=True)
     lib = ctypes.CDLL(str(lib_path))
-    p, i = ctypes.c_void_p, ctypes.c_int
-    lib.xnor_conv.argtypes = [p, i, i, i, i, p, i, i, i, i, i, i, i, i, i, i, p, i, i, i, p, i,
-                              i, i, i, p]
-    lib.int_conv.argtypes = [p, i, i, i, i, i, i, i, i, i, i, i, i, i, i, p, i, p, i, i, i, i, p]
-    lib.xnor_conv.restype = lib.int_conv.restype = i
+    lib.run_program.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    lib.run_program.restype = ctypes.c_int
     return lib
+
+
+class _NotNative(Exception):
+    """A plan step the C program does not implement (the numpy path still runs it)."""
+
+
+#: Opcodes and record size of run_program() in xnor_kernels.c.
+_OPCODES = {"xnor": 1, "int": 2, "threshold": 3, "Add": 4, "Sub": 5, "Mul": 6, "concat": 7,
+            "upsample": 8, "maxpool": 9}
+_RECORD = 32
+
+
+def _steps_by_channel(thresholds: np.ndarray, channels: int) -> np.ndarray:
+    """``[C or 1, steps]`` -> ``[steps, C]``: the C loops run over contiguous channels."""
+    return np.broadcast_to(thresholds, (channels, thresholds.shape[1])).T
+
+
+class _NativeProgram:
+    """A plan as one C call per frame: instruction records over preallocated int32 buffers.
+
+    Tensor shapes come from one run of the numpy path, so they are by construction the ones
+    the reference computes; every tensor gets its own buffer (a frame of bhg-tiny needs about
+    1 MB), and an alias is the buffer of its source.
+    """
+
+    def __init__(self, plan: Plan, lib: ctypes.CDLL) -> None:
+        shapes: dict[str, tuple[int, ...]] = {}
+        env = {plan.input_name: np.zeros(plan.input_shape, np.int32)}
+        shapes[plan.input_name] = plan.input_shape
+        for step in plan.steps:
+            results = OPS[step.op]([env[i] for i in step.inputs], step.attrs, step.arrays)
+            for name, value in zip(step.outputs, results):
+                env[name], shapes[name] = value, value.shape
+        buffer_of: dict[str, int] = {}
+        self._buffers: list[np.ndarray] = []
+        self._params: list[np.ndarray] = []
+
+        def buf(name: str) -> int:
+            if name not in buffer_of:
+                buffer_of[name] = len(self._buffers)
+                self._buffers.append(np.zeros(int(np.prod(shapes[name])), np.int32))
+            return buffer_of[name]
+
+        def par(a: np.ndarray | None, dtype) -> int:
+            if a is None:
+                return -1
+            self._params.append(np.ascontiguousarray(a, dtype=dtype))
+            return len(self._params) - 1
+
+        records = []
+        self._in = buf(plan.input_name)
+        for step in plan.steps:
+            a, arr = step.attrs, step.arrays
+            if step.op == "alias":
+                for name in step.outputs:
+                    buffer_of[name] = buf(step.inputs[0])
+                continue
+            src, dst = step.inputs[0], step.outputs[0]
+            r = [0] * _RECORD
+            if step.op == "conv":
+                n, oh, ow, mh = (shapes[dst] if not a["dense"] else
+                                 (1, int(np.prod(shapes[dst])) // shapes[dst][-1], 1,
+                                  shapes[dst][-1]))
+                h, w, c = ((shapes[src][1], shapes[src][2], shapes[src][3]) if not a["dense"]
+                           else (int(np.prod(shapes[src])) // a["mw"], 1, a["mw"]))
+                thr = arr.get("thresholds")
+                if not a["xnor"] and not a["float_exact"]:
+                    raise _NotNative(f"{dst}: accumulator beyond float32's exact integers")
+                r[:23] = [_OPCODES["xnor" if a["xnor"] else "int"], buf(src), buf(dst), h, w, c,
+                          oh, ow, *a["kernel"], *a["stride"], *a["dilation"], a["pads"][0],
+                          a["pads"][1], mh,
+                          arr["weight_words"].shape[1] if a["xnor"] else 0,
+                          a["k_bits"] if a["xnor"] else 0, 0 if thr is None else thr.shape[1],
+                          0, int(a.get("bipolar", 0)),
+                          int(a.get("act_val", 0))]
+                r[23] = (par(arr["weight_words"], np.uint64) if a["xnor"]
+                         else par(arr["weight"], np.int32))
+                r[24] = par(arr.get("in_thresholds"), np.int32)
+                r[25] = -1 if thr is None else par(_steps_by_channel(thr, mh), np.int32)
+            elif step.op == "threshold":
+                t = arr["thresholds"]
+                c = shapes[src][-1]
+                r[:10] = [_OPCODES["threshold"], buf(src), buf(dst),
+                          int(np.prod(shapes[src])) // c, c, t.shape[1], 0,
+                          int(a["bipolar"]), int(a["act_val"]), par(_steps_by_channel(t, c), np.int32)]
+            elif step.op == "binary":
+                if arr or shapes[step.inputs[0]] != shapes[step.inputs[-1]]:
+                    raise _NotNative(f"{dst}: {a['func']} with a constant or broadcast operand")
+                r[:5] = [_OPCODES[a["func"]], buf(step.inputs[0]), buf(step.inputs[1]), buf(dst),
+                         int(np.prod(shapes[dst]))]
+            elif step.op == "concat":
+                if len(step.inputs) > (_RECORD - 4) // 2:
+                    raise _NotNative(f"{dst}: concat of {len(step.inputs)} streams")
+                pixels = int(np.prod(shapes[dst])) // shapes[dst][-1]
+                r[:4] = [_OPCODES["concat"], buf(dst), pixels, len(step.inputs)]
+                for q, name in enumerate(step.inputs):
+                    r[4 + 2 * q], r[5 + 2 * q] = buf(name), shapes[name][-1]
+            elif step.op == "upsample":
+                _, h, w, c = shapes[src]
+                r[:8] = [_OPCODES["upsample"], buf(src), buf(dst), h, w, c, *a["scale"]]
+            elif step.op == "maxpool":
+                _, h, w, c = shapes[src]
+                _, oh, ow, _ = shapes[dst]
+                r[:15] = [_OPCODES["maxpool"], buf(src), buf(dst), h, w, c, oh, ow,
+                          *a["kernel"], *a["stride"], a["pads"][0], a["pads"][1],
+                          a["pad_value"]]
+            else:
+                raise _NotNative(f"step {step.op}")
+            records.append(r)
+        self._out = buffer_of[plan.output_name]
+        self._out_shape = shapes[plan.output_name][1:]
+        self._prog = np.ascontiguousarray(records, dtype=np.int32)
+        self._buf_ptrs = np.array([b.ctypes.data for b in self._buffers], dtype=np.uintp)
+        self._par_ptrs = np.array([p.ctypes.data for p in self._params] or [0], dtype=np.uintp)
+        self._lib = lib
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
+        """One frame ``[H, W, C]`` -> its output ``[...]`` (int32, a fresh array)."""
+        self._buffers[self._in][:] = frame.reshape(-1)
+        status = self._lib.run_program(self._prog.ctypes.data, len(self._prog),
+                                       self._buf_ptrs.ctypes.data, self._par_ptrs.ctypes.data)
+        if status != 0:
+            raise MemoryError(f"cpu engine: native program failed (status {status})")
+        return self._buffers[self._out].reshape(self._out_shape).copy()
 
 
 # --------------------------------------------------------------------------- compilation
@@ -487,10 +589,8 @@ def _fuse_binarising_thresholds(steps: list[Step], graph_output: str) -> list[St
 def _int_thresholds(t: np.ndarray) -> np.ndarray:
     # For an integer accumulator acc >= t <=> acc >= ceil(t); clipping keeps +-inf-like
     # sentinels (never/always reached) representable without changing any comparison.
-    # Sorting each row does not change how many thresholds are reached, and lets the native
-    # kernels stop counting at the first one that is not.
     t = np.clip(np.ceil(np.asarray(t, dtype=np.float64)), -(2**31), 2**31 - 1)
-    return np.ascontiguousarray(np.sort(np.atleast_2d(t), axis=1), dtype=np.int32)
+    return np.ascontiguousarray(np.atleast_2d(t), dtype=np.int32)
 
 
 def _check_integral(arrays: dict[str, np.ndarray], node) -> None:

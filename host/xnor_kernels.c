@@ -1,7 +1,9 @@
 /* Native kernels of the cpu engine (host/cpu_engine.py), compiled on first use.
  *
  * Same arithmetic as the numpy path, which stays the reference: the tests require both to
- * give identical integers. Tensors are NHWC int32, weights laid out as the plan stores them.
+ * give identical integers. Tensors are NHWC int32 for one frame; weights and thresholds are
+ * laid out as the plan stores them. run_program() executes a whole plan in one call, so a
+ * frame costs no Python per layer.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -9,115 +11,279 @@
 
 static inline int popcount64(uint64_t v) { return __builtin_popcountll(v); }
 
-/* Threshold one accumulator: count of thresholds reached, then FINN's output bias.
- * The plan stores each channel's thresholds sorted, so counting stops at the first miss. */
-static inline int32_t threshold(int32_t acc, const int32_t *t, int steps, int bipolar,
-                                int act_val) {
-    int32_t y = 0;
-    while (y < steps && acc >= t[y]) y++;
-    return bipolar ? 2 * y - 1 : y + act_val;
+/* Threshold a row of c accumulators: the count of thresholds each reaches, then FINN's
+ * output bias. thr is [steps][c] (per-channel thresholds, transposed by the plan) so every
+ * pass is a contiguous, branch-free loop the compiler vectorises. */
+static void threshold_row(const int32_t *restrict acc, int32_t *restrict out, int c,
+                          const int32_t *restrict thr, int steps, int bipolar, int act_val) {
+    for (int ch = 0; ch < c; ch++) out[ch] = 0;
+    for (int k = 0; k < steps; k++) {
+        const int32_t *t = thr + (size_t)k * c;
+        for (int ch = 0; ch < c; ch++) out[ch] += acc[ch] >= t[ch];
+    }
+    if (bipolar)
+        for (int ch = 0; ch < c; ch++) out[ch] = 2 * out[ch] - 1;
+    else
+        for (int ch = 0; ch < c; ch++) out[ch] += act_val;
 }
 
-/* Binary convolution by XNOR-popcount.
- *
- * x: [n, h, w, c] values; bit = (x >= in_thr[ch]) when in_thr is given (a fused binarising
- * threshold), else x itself (0/1). Channels are packed 8 per byte, little bit order, and a
- * window is the concatenation of its taps' bytes in (kh, kw) order, zero-filled to whole
- * 64-bit words: exactly the rows the weights were packed into. Out-of-image taps stay 0
- * bits, i.e. -1, FINN's padding value for binary streams.
- * words: [mh, nwords]. acc = k_bits - popcount(window ^ weights) (the matches).
- * thr: [mh or 1, steps] or NULL for no activation. out: [n, oh, ow, mh].
- */
-int xnor_conv(const int32_t *x, int n, int h, int w, int c, const int32_t *in_thr,
-              int kh, int kw, int sh, int sw, int dh, int dw, int pad_top, int pad_left,
-              int oh, int ow, const uint64_t *words, int mh, int nwords, int k_bits,
-              const int32_t *thr, int steps, int thr_per_channel, int bipolar, int act_val,
-              int32_t *out) {
-    int cb = (c + 7) / 8;
-    uint8_t *packed = calloc((size_t)h * w * cb, 1);
-    uint64_t *row = malloc((size_t)nwords * 8);
-    if (!packed || !row) { free(packed); free(row); return -1; }
-    for (int b = 0; b < n; b++) {
-        const int32_t *xb = x + (size_t)b * h * w * c;
-        for (int p = 0; p < h * w; p++) {
-            const int32_t *v = xb + (size_t)p * c;
-            for (int byte = 0; byte < cb; byte++) {
-                int lo = byte * 8, hi = lo + 8 < c ? lo + 8 : c;
-                uint8_t bits = 0;
-                if (in_thr)
-                    for (int ch = lo; ch < hi; ch++) bits |= (uint8_t)((v[ch] >= in_thr[ch]) << (ch - lo));
-                else
-                    for (int ch = lo; ch < hi; ch++) bits |= (uint8_t)((v[ch] != 0) << (ch - lo));
-                packed[(size_t)p * cb + byte] = bits;
-            }
-        }
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                uint8_t *bytes = (uint8_t *)row;
-                memset(row, 0, (size_t)nwords * 8);
-                for (int i = 0; i < kh; i++) {
-                    int y = oy * sh + i * dh - pad_top;
-                    for (int j = 0; j < kw; j++) {
-                        int xx = ox * sw + j * dw - pad_left;
-                        if (y >= 0 && y < h && xx >= 0 && xx < w)
-                            memcpy(bytes + (size_t)(i * kw + j) * cb,
-                                   packed + ((size_t)y * w + xx) * cb, cb);
-                    }
-                }
-                int32_t *o = out + (((size_t)b * oh + oy) * ow + ox) * mh;
-                for (int m = 0; m < mh; m++) {
-                    const uint64_t *wm = words + (size_t)m * nwords;
-                    int mismatches = 0;
-                    for (int k = 0; k < nwords; k++) mismatches += popcount64(row[k] ^ wm[k]);
-                    int32_t acc = k_bits - mismatches;
-                    o[m] = thr ? threshold(acc, thr + (thr_per_channel ? m * steps : 0), steps,
-                                           bipolar, act_val)
-                               : acc;
-                }
+/* One pixel's c channels as bits, 8 per byte, little bit order. */
+static void pack_pixel(const int32_t *restrict v, const int32_t *restrict in_thr, int c,
+                       uint8_t *restrict dst) {
+    for (int lo = 0; lo < c; lo += 8) {
+        int cnt = c - lo < 8 ? c - lo : 8;
+        uint8_t bits = 0;
+        if (cnt == 8 && in_thr)
+            for (int k = 0; k < 8; k++) bits |= (uint8_t)((v[lo + k] >= in_thr[lo + k]) << k);
+        else if (cnt == 8)
+            for (int k = 0; k < 8; k++) bits |= (uint8_t)((v[lo + k] != 0) << k);
+        else
+            for (int k = 0; k < cnt; k++)
+                bits |= (uint8_t)((in_thr ? v[lo + k] >= in_thr[lo + k] : v[lo + k] != 0) << k);
+        dst[lo / 8] = bits;
+    }
+}
+
+/* Mismatching bits between one window row and every output channel's weight row. The word
+ * count is a compile-time constant in the common cases so the loop unrolls. */
+#define MISMATCH_CASE(NW)                                                            \
+    case NW:                                                                         \
+        for (int m = 0; m < mh; m++) {                                               \
+            const uint64_t *wm = words + (size_t)m * NW;                             \
+            int s = 0;                                                               \
+            for (int k = 0; k < NW; k++) s += popcount64(row[k] ^ wm[k]);            \
+            mism[m] = s;                                                             \
+        }                                                                            \
+        break;
+
+static void mismatches(const uint64_t *restrict row, const uint64_t *restrict words, int mh,
+                       int nwords, int32_t *restrict mism) {
+    switch (nwords) {
+        MISMATCH_CASE(1)
+        MISMATCH_CASE(2)
+        MISMATCH_CASE(3)
+        MISMATCH_CASE(4)
+        MISMATCH_CASE(5)
+        MISMATCH_CASE(6)
+        MISMATCH_CASE(8)
+        default:
+            for (int m = 0; m < mh; m++) {
+                const uint64_t *wm = words + (size_t)m * nwords;
+                int s = 0;
+                for (int k = 0; k < nwords; k++) s += popcount64(row[k] ^ wm[k]);
+                mism[m] = s;
             }
     }
+}
+
+/* Binary convolution by XNOR-popcount, one frame.
+ *
+ * x: [h, w, c] values; bit = (x >= in_thr[ch]) when in_thr is given (a fused binarising
+ * threshold), else x != 0. Channels are packed 8 per byte, little bit order, and a window
+ * is the concatenation of its taps' bytes in (kh, kw) order, zero-filled to whole 64-bit
+ * words: exactly the rows the weights were packed into. Out-of-image taps stay 0 bits,
+ * i.e. -1, FINN's padding value for binary streams.
+ * words: [mh, nwords]. acc = k_bits - popcount(window ^ weights) (the matches).
+ * thr: [steps][mh] or NULL for no activation. out: [oh, ow, mh].
+ */
+static int xnor_conv(const int32_t *x, int h, int w, int c, const int32_t *in_thr,
+                     int kh, int kw, int sh, int sw, int dh, int dw, int pad_top, int pad_left,
+                     int oh, int ow, const uint64_t *words, int mh, int nwords, int k_bits,
+                     const int32_t *thr, int steps, int bipolar, int act_val, int32_t *out) {
+    int cb = (c + 7) / 8;
+    uint8_t *packed = malloc((size_t)h * w * cb);
+    uint64_t *row = malloc((size_t)nwords * 8);
+    int32_t *acc = malloc((size_t)mh * sizeof(int32_t) * 2);
+    if (!packed || !row || !acc) { free(packed); free(row); free(acc); return -1; }
+    int32_t *mism = acc + mh;
+    for (int p = 0; p < h * w; p++) pack_pixel(x + (size_t)p * c, in_thr, c, packed + (size_t)p * cb);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            uint8_t *bytes = (uint8_t *)row;
+            memset(row, 0, (size_t)nwords * 8);
+            for (int i = 0; i < kh; i++) {
+                int y = oy * sh + i * dh - pad_top;
+                if (y < 0 || y >= h) continue;
+                for (int j = 0; j < kw; j++) {
+                    int xx = ox * sw + j * dw - pad_left;
+                    if (xx < 0 || xx >= w) continue;
+                    const uint8_t *src = packed + ((size_t)y * w + xx) * cb;
+                    uint8_t *dst = bytes + (size_t)(i * kw + j) * cb;
+                    for (int q = 0; q < cb; q++) dst[q] = src[q];
+                }
+            }
+            mismatches(row, words, mh, nwords, mism);
+            int32_t *o = out + ((size_t)oy * ow + ox) * mh;
+            for (int m = 0; m < mh; m++) acc[m] = k_bits - mism[m];
+            if (thr) threshold_row(acc, o, mh, thr, steps, bipolar, act_val);
+            else memcpy(o, acc, (size_t)mh * sizeof(int32_t));
+        }
     free(packed);
     free(row);
+    free(acc);
     return 0;
 }
 
-/* Integer convolution (k-bit streams or 8-bit pixels times narrow integer weights).
- * weight: [kh * kw * c, mh] in (kh, kw, c) row order; out-of-image taps read 0 (FINN's
- * FMPadding value). The caller guarantees every partial sum fits int32, so the inner loop
- * over output channels vectorises. */
-int int_conv(const int32_t *x, int n, int h, int w, int c, int kh, int kw, int sh, int sw,
-             int dh, int dw, int pad_top, int pad_left, int oh, int ow,
-             const int32_t *weight, int mh, const int32_t *thr, int steps, int thr_per_channel,
-             int bipolar, int act_val, int32_t *out) {
-    int32_t *restrict acc = malloc((size_t)mh * sizeof(int32_t));
-    if (!acc) return -1;
-    for (int b = 0; b < n; b++)
-        for (int oy = 0; oy < oh; oy++)
-            for (int ox = 0; ox < ow; ox++) {
-                memset(acc, 0, (size_t)mh * sizeof(int32_t));
-                for (int i = 0; i < kh; i++) {
-                    int y = oy * sh + i * dh - pad_top;
-                    if (y < 0 || y >= h) continue;
-                    for (int j = 0; j < kw; j++) {
-                        int xx = ox * sw + j * dw - pad_left;
-                        if (xx < 0 || xx >= w) continue;
-                        const int32_t *px = x + (((size_t)b * h + y) * w + xx) * c;
-                        const int32_t *wt = weight + (size_t)(i * kw + j) * c * mh;
-                        for (int ch = 0; ch < c; ch++) {
-                            int32_t v = px[ch];
-                            const int32_t *restrict wr = wt + (size_t)ch * mh;
-                            for (int m = 0; m < mh; m++) acc[m] += v * wr[m];
-                        }
+/* Integer convolution (k-bit streams or 8-bit pixels times narrow integer weights), one
+ * frame. weight: [kh * kw * c, mh] in (kh, kw, c) row order; out-of-image taps read 0
+ * (FINN's FMPadding value). Accumulated in float32, which is exact because the caller
+ * guarantees every partial sum stays below 2**24 in magnitude, and far faster than int32
+ * multiplies on common CPUs. int_conv() instantiates the body for the common channel
+ * counts, so the accumulators stay in vector registers. */
+static inline __attribute__((always_inline)) void int_conv_body(
+        const int32_t *restrict x, int h, int w, int c, int kh, int kw, int sh, int sw, int dh,
+        int dw, int pad_top, int pad_left, int oh, int ow, const float *restrict wpad,
+        int mh, const int mh8, const int32_t *thr, int steps, int bipolar, int act_val,
+        float *restrict acc, int32_t *restrict acc_int, int32_t *restrict out) {
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            for (int m = 0; m < mh8; m++) acc[m] = 0.0f;
+            for (int i = 0; i < kh; i++) {
+                int y = oy * sh + i * dh - pad_top;
+                if (y < 0 || y >= h) continue;
+                for (int j = 0; j < kw; j++) {
+                    int xx = ox * sw + j * dw - pad_left;
+                    if (xx < 0 || xx >= w) continue;
+                    const int32_t *px = x + ((size_t)y * w + xx) * c;
+                    const float *wt = wpad + (size_t)(i * kw + j) * c * mh8;
+                    for (int ch = 0; ch < c; ch++) {
+                        float v = (float)px[ch];
+                        const float *restrict wr = wt + (size_t)ch * mh8;
+                        for (int m = 0; m < mh8; m++) acc[m] += v * wr[m];
                     }
                 }
-                int32_t *o = out + (((size_t)b * oh + oy) * ow + ox) * mh;
-                if (thr)
-                    for (int m = 0; m < mh; m++)
-                        o[m] = threshold(acc[m], thr + (thr_per_channel ? m * steps : 0), steps,
-                                         bipolar, act_val);
-                else
-                    memcpy(o, acc, (size_t)mh * sizeof(int32_t));
             }
+            for (int m = 0; m < mh; m++) acc_int[m] = (int32_t)acc[m];
+            int32_t *o = out + ((size_t)oy * ow + ox) * mh;
+            if (thr) threshold_row(acc_int, o, mh, thr, steps, bipolar, act_val);
+            else memcpy(o, acc_int, (size_t)mh * sizeof(int32_t));
+        }
+}
+
+static int int_conv(const int32_t *x, int h, int w, int c, int kh, int kw, int sh, int sw,
+                    int dh, int dw, int pad_top, int pad_left, int oh, int ow,
+                    const int32_t *weight, int mh, const int32_t *thr, int steps, int bipolar,
+                    int act_val, int32_t *out) {
+    int mh8 = (mh + 7) / 8 * 8;
+    float *acc = malloc((size_t)mh8 * sizeof(float));
+    int32_t *acc_int = malloc((size_t)mh8 * sizeof(int32_t));
+    float *wpad = calloc((size_t)kh * kw * c * mh8, sizeof(float));
+    if (!acc || !acc_int || !wpad) { free(acc); free(acc_int); free(wpad); return -1; }
+    for (int r = 0; r < kh * kw * c; r++)
+        for (int m = 0; m < mh; m++) wpad[(size_t)r * mh8 + m] = (float)weight[(size_t)r * mh + m];
+#define BODY(MH8) int_conv_body(x, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, oh, ow, \
+                                wpad, mh, MH8, thr, steps, bipolar, act_val, acc, acc_int, out)
+    switch (mh8) {
+        case 8: BODY(8); break;
+        case 16: BODY(16); break;
+        case 32: BODY(32); break;
+        case 64: BODY(64); break;
+        default: BODY(mh8);
+    }
+#undef BODY
     free(acc);
+    free(acc_int);
+    free(wpad);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- whole-plan execution */
+
+enum { OP_XNOR = 1, OP_INT = 2, OP_THRESHOLD = 3, OP_ADD = 4, OP_SUB = 5, OP_MUL = 6,
+       OP_CONCAT = 7, OP_UPSAMPLE = 8, OP_MAXPOOL = 9 };
+
+/* Every instruction is RECORD int32s; field meanings per opcode are written by
+ * cpu_engine._NativeProgram, which is the only producer. bufs[] are the frame's tensors,
+ * params[] the plan's weight and threshold arrays (index -1: none); thresholds come
+ * expanded to [steps][channels]. */
+#define RECORD 32
+
+static const void *param(const void *const *params, int32_t i) { return i < 0 ? NULL : params[i]; }
+
+int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
+                const void *const *params) {
+    for (int k = 0; k < n_instr; k++) {
+        const int32_t *r = prog + (size_t)k * RECORD;
+        int status = 0;
+        switch (r[0]) {
+            case OP_XNOR:  /* in out h w c oh ow kh kw sh sw dh dw pt pl mh nwords kbits steps
+                              - bipolar act words in_thr thr */
+                status = xnor_conv(bufs[r[1]], r[3], r[4], r[5], param(params, r[24]),
+                                   r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15],
+                                   r[6], r[7], param(params, r[23]), r[16], r[17], r[18],
+                                   param(params, r[25]), r[19], r[21], r[22], bufs[r[2]]);
+                break;
+            case OP_INT:  /* in out h w c oh ow kh kw sh sw dh dw pt pl mh - - steps -
+                             bipolar act weight - thr */
+                status = int_conv(bufs[r[1]], r[3], r[4], r[5], r[8], r[9], r[10], r[11],
+                                  r[12], r[13], r[14], r[15], r[6], r[7], param(params, r[23]),
+                                  r[16], param(params, r[25]), r[19], r[21], r[22], bufs[r[2]]);
+                break;
+            case OP_THRESHOLD: {  /* in out pixels c steps - bipolar act thr */
+                const int32_t *x = bufs[r[1]], *t = param(params, r[9]);
+                int32_t *o = bufs[r[2]];
+                int c = r[4];
+                for (int p = 0; p < r[3]; p++)
+                    threshold_row(x + (size_t)p * c, o + (size_t)p * c, c, t, r[5], r[7], r[8]);
+                break;
+            }
+            case OP_ADD: case OP_SUB: case OP_MUL: {  /* a b out size */
+                const int32_t *a = bufs[r[1]], *b = bufs[r[2]];
+                int32_t *o = bufs[r[3]];
+                int size = r[4];
+                if (r[0] == OP_ADD) for (int i = 0; i < size; i++) o[i] = a[i] + b[i];
+                else if (r[0] == OP_SUB) for (int i = 0; i < size; i++) o[i] = a[i] - b[i];
+                else for (int i = 0; i < size; i++) o[i] = a[i] * b[i];
+                break;
+            }
+            case OP_CONCAT: {  /* out pixels n_in (in, c) x n_in */
+                int32_t *o = bufs[r[1]];
+                int pixels = r[2], n_in = r[3], total = 0;
+                for (int q = 0; q < n_in; q++) total += r[5 + 2 * q];
+                for (int p = 0; p < pixels; p++) {
+                    int32_t *dst = o + (size_t)p * total;
+                    for (int q = 0; q < n_in; q++) {
+                        int c = r[5 + 2 * q];
+                        memcpy(dst, bufs[r[4 + 2 * q]] + (size_t)p * c, (size_t)c * 4);
+                        dst += c;
+                    }
+                }
+                break;
+            }
+            case OP_UPSAMPLE: {  /* in out h w c sh sw */
+                const int32_t *x = bufs[r[1]];
+                int32_t *o = bufs[r[2]];
+                int h = r[3], w = r[4], c = r[5], sh = r[6], sw = r[7], ow = w * sw;
+                for (int y = 0; y < h * sh; y++)
+                    for (int xx = 0; xx < ow; xx++)
+                        memcpy(o + ((size_t)y * ow + xx) * c,
+                               x + ((size_t)(y / sh) * w + xx / sw) * c, (size_t)c * 4);
+                break;
+            }
+            case OP_MAXPOOL: {  /* in out h w c oh ow kh kw sh sw pt pl pad_value */
+                const int32_t *x = bufs[r[1]];
+                int32_t *o = bufs[r[2]];
+                int h = r[3], w = r[4], c = r[5];
+                for (int oy = 0; oy < r[6]; oy++)
+                    for (int ox = 0; ox < r[7]; ox++) {
+                        int32_t *dst = o + ((size_t)oy * r[7] + ox) * c;
+                        for (int i = 0; i < r[8]; i++)
+                            for (int j = 0; j < r[9]; j++) {
+                                int y = oy * r[10] + i - r[12], xx = ox * r[11] + j - r[13];
+                                int inside = y >= 0 && y < h && xx >= 0 && xx < w;
+                                const int32_t *src = x + ((size_t)y * w + xx) * c;
+                                for (int ch = 0; ch < c; ch++) {
+                                    int32_t v = inside ? src[ch] : r[14];
+                                    if ((i == 0 && j == 0) || v > dst[ch]) dst[ch] = v;
+                                }
+                            }
+                    }
+                break;
+            }
+            default:
+                return -2;
+        }
+        if (status != 0) return status;
+    }
     return 0;
 }

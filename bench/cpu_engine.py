@@ -1,0 +1,164 @@
+"""The cpu backend's engine against float inference of the same network, one thread each.
+
+Contenders, all on one 128x128 input, measured interleaved in one run so that load from other
+processes hits them alike:
+
+* ``engine_native``: the bit-packed XNOR-popcount plan of the overlay, C kernels;
+* ``engine_numpy``: the same plan, numpy only (the reference path);
+* ``torch_float``: PyTorch running the float twin (same topology, real-valued);
+* ``onnxruntime_float``: ONNX Runtime running the float twin exported to ONNX.
+
+Writes ``bench/results/cpu_engine.json`` (with ``speedup_vs_torch_float``), a bar chart
+``cpu_engine.png`` beside it, and prints a table.
+
+    .venv/bin/python bench/cpu_engine.py [--overlay DIR] [--rounds 7] [--iters 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+# One thread everywhere, set before numpy/torch load their thread pools.
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from bnnpose.host.artifacts import versions, write_json  # noqa: E402
+from bnnpose.host.backends import load_overlay  # noqa: E402
+from bnnpose.host.cpu_engine import Plan, compile_plan, native_kernels  # noqa: E402
+from bnnpose.models.registry import build_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OVERLAY = REPO / "overlays" / "pynq-z2" / "bhg-tiny"
+RESULTS = REPO / "bench" / "results"
+
+
+def timed(fn: Callable[[], object], iters: int) -> float:
+    """Mean seconds per call over ``iters`` calls."""
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t) / iters
+
+
+def contenders(overlay: Path, x_uint8: np.ndarray, workdir: Path) -> dict[str, Callable]:
+    ov = load_overlay(overlay)
+    plan = Plan.load(ov.cpu_plan) if ov.cpu_plan else compile_plan(ov.model_hw)
+    name = ov.manifest.get("model", "bhg-tiny")
+    model = build_model(name, binary=False).eval()
+    x_nchw = torch.from_numpy(x_uint8.transpose(0, 3, 1, 2).astype(np.float32))
+
+    import onnxruntime as ort
+
+    onnx_path = workdir / "float_twin.onnx"
+    torch.onnx.export(model, x_nchw, str(onnx_path), dynamo=False, opset_version=17)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x_nchw.numpy()}
+
+    def torch_float():
+        with torch.no_grad():
+            return model(x_nchw)
+
+    out = {
+        "engine_numpy": lambda: plan.run(x_uint8, native=False),
+        "torch_float": torch_float,
+        "onnxruntime_float": lambda: sess.run(None, feed),
+    }
+    if native_kernels() is not None:
+        out["engine_native"] = lambda: plan.run(x_uint8, native=True)
+        # Same integers, or the comparison is meaningless.
+        assert np.array_equal(plan.run(x_uint8, native=True), plan.run(x_uint8, native=False))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--overlay", type=Path, default=DEFAULT_OVERLAY)
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
+    ap.add_argument("--iters", type=int, default=20, help="calls per contender per round")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    x = np.random.default_rng(0).integers(0, 256, (1, 128, 128, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        fns = contenders(args.overlay, x, Path(tmp))
+        for fn in fns.values():  # warm-up: caches, lazy init, kernel compilation
+            fn()
+        samples: dict[str, list[float]] = {k: [] for k in fns}
+        for r in range(args.rounds):
+            # Rotate the order so no contender always runs right after the same neighbour.
+            names = list(fns)[r % len(fns):] + list(fns)[: r % len(fns)]
+            for k in names:
+                samples[k].append(timed(fns[k], args.iters))
+            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+
+    ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
+    engine = "engine_native" if "engine_native" in ms else "engine_numpy"
+    result = {
+        "command": "python bench/cpu_engine.py " + " ".join(argv or sys.argv[1:]),
+        "overlay": str(args.overlay),
+        "input": [1, 128, 128, 3],
+        "threads": 1,
+        "rounds": args.rounds,
+        "iters_per_round": args.iters,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpu_count": os.cpu_count(),
+                    "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+        "median_ms": ms,
+        "all_rounds_ms": {k: [1e3 * s for s in v] for k, v in samples.items()},
+        "engine": engine,
+        "speedup_vs_torch_float": ms["torch_float"] / ms[engine],
+        "speedup_vs_onnxruntime_float": ms["onnxruntime_float"] / ms[engine],
+        "native_vs_numpy": (ms["engine_numpy"] / ms["engine_native"]
+                            if "engine_native" in ms else None),
+        "goal_speedup_vs_torch_float": 5.0,
+        "versions": versions(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "cpu_engine.json", result)
+    _plot(ms, args.out / "cpu_engine.png")
+
+    print(f"| contender | ms / frame | vs torch float |\n|---|---:|---:|")
+    for k, v in sorted(ms.items(), key=lambda kv: kv[1]):
+        print(f"| {k} | {v:.2f} | {ms['torch_float'] / v:.2f}x |")
+    print(f"-> {args.out / 'cpu_engine.json'}")
+    return 0
+
+
+def _plot(ms: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(ms, key=ms.get)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.barh(names, [ms[n] for n in names],
+            color=["tab:blue" if n.startswith("engine") else "tab:grey" for n in names])
+    ax.set(xlabel="ms per 128x128 frame, one thread (median)", title="cpu backend vs float")
+    for i, n in enumerate(names):
+        ax.text(ms[n], i, f" {ms[n]:.1f}", va="center")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
