@@ -364,13 +364,13 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     ``cfg.init_from``, and the checkpoint it was loaded from.
 
     A float head's weights are far larger than a binary head's scale should start, so the
-    head is rescaled unless the source was itself binary: then the run is a warm start.
+    head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
     overrides = {} if cfg.bits is None else {"bits": cfg.bits}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
     source = None if cfg.init_from is None else _init_from(model, cfg.init_from)
-    warm = source is not None and source.get("config", {}).get("binary", False)
+    warm = source is not None and source.get("config", {}).get("binary") == cfg.binary
     if cfg.head_init is not None and not warm:
         _init_head(model, cfg.head_init)
     return model, source

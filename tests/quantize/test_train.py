@@ -155,6 +155,22 @@ def test_binary_run_starts_from_a_float_checkpoint(full_run, tiny, tmp_path, cap
         create_model(replace(tiny, init_from=str(tmp_path / "none.pt")))
 
 
+def test_binary_run_warm_starts_from_a_binary_checkpoint(tiny, tmp_path):
+    first = train(replace(tiny, epochs=1, head_affine=True, loss="softmax",
+                          out_dir=str(tmp_path / "first")))
+    source = _state(first / "best.pt")
+    model, loaded = create_model(replace(tiny, init_from=str(first / "best.pt")))
+    # Same kind of network: every tensor, the head's scale included, continues as it was.
+    for key, value in source["state_dict"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+    assert loaded["head_affine"] == source["head_affine"]
+    second = train(replace(tiny, epochs=1, head_affine=True, loss="softmax",
+                           init_from=str(first / "best.pt"), out_dir=str(tmp_path / "second")))
+    first_loss = json.loads((first / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+    second_loss = json.loads((second / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+    assert second_loss < first_loss  # it went on from where the first run stopped
+
+
 def test_load_checkpoint_round_trip(full_run, tiny):
     model, ckpt = load_checkpoint(full_run / "best.pt")
     assert not model.training
