@@ -413,10 +413,24 @@ class _NativeProgram:
                           int(np.prod(shapes[src])) // c, c, t.shape[1], 0,
                           int(a["bipolar"]), int(a["act_val"]), par(_steps_by_channel(t, c), np.int32)]
             elif step.op == "binary":
-                if arr or shapes[step.inputs[0]] != shapes[step.inputs[-1]]:
-                    raise _NotNative(f"{dst}: {a['func']} with a constant or broadcast operand")
-                r[:5] = [_OPCODES[a["func"]], buf(step.inputs[0]), buf(step.inputs[1]), buf(dst),
-                         int(np.prod(shapes[dst]))]
+                size = int(np.prod(shapes[dst]))
+                operands, streams = [], iter(step.inputs)
+                for side in ("lhs", "rhs"):
+                    if side in arr:
+                        const = np.asarray(arr[side]).reshape(-1)
+                        tail = [d for d in np.shape(arr[side])]
+                        while tail and tail[0] == 1:
+                            tail.pop(0)
+                        if tuple(tail) != tuple(shapes[dst][len(shapes[dst]) - len(tail):]):
+                            raise _NotNative(f"{dst}: {a['func']} broadcasts {np.shape(arr[side])}")
+                        operands += [par(const, np.int32), 1, len(const)]
+                    else:
+                        name = next(streams)
+                        if shapes[name] != shapes[dst]:
+                            raise _NotNative(f"{dst}: {a['func']} broadcasts {shapes[name]}")
+                        operands += [buf(name), 0, size]
+                r[:9] = [_OPCODES[a["func"]], operands[0], operands[3], buf(dst), size,
+                         operands[1], operands[2], operands[4], operands[5]]
             elif step.op == "concat":
                 if len(step.inputs) > (_RECORD - 4) // 2:
                     raise _NotNative(f"{dst}: concat of {len(step.inputs)} streams")

@@ -227,13 +227,17 @@ int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
                     threshold_row(x + (size_t)p * c, o + (size_t)p * c, c, t, r[5], r[7], r[8]);
                 break;
             }
-            case OP_ADD: case OP_SUB: case OP_MUL: {  /* a b out size */
-                const int32_t *a = bufs[r[1]], *b = bufs[r[2]];
+            case OP_ADD: case OP_SUB: case OP_MUL: {
+                /* a b out size a_is_param a_len b_is_param b_len: a constant operand (a
+                 * parameter) repeats over the leading axes, so element i reads [i % len] */
+                const int32_t *a = r[5] ? param(params, r[1]) : bufs[r[1]];
+                const int32_t *b = r[7] ? param(params, r[2]) : bufs[r[2]];
                 int32_t *o = bufs[r[3]];
-                int size = r[4];
-                if (r[0] == OP_ADD) for (int i = 0; i < size; i++) o[i] = a[i] + b[i];
-                else if (r[0] == OP_SUB) for (int i = 0; i < size; i++) o[i] = a[i] - b[i];
-                else for (int i = 0; i < size; i++) o[i] = a[i] * b[i];
+                int size = r[4], la = r[6], lb = r[8];
+                for (int i = 0; i < size; i++) {
+                    int32_t u = a[la == size ? i : i % la], v = b[lb == size ? i : i % lb];
+                    o[i] = r[0] == OP_ADD ? u + v : r[0] == OP_SUB ? u - v : u * v;
+                }
                 break;
             }
             case OP_CONCAT: {  /* out pixels n_in (in, c) x n_in */

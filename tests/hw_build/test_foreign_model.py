@@ -10,7 +10,9 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from torch import nn
 
+from bnnpose.host.cpu_engine import compile_plan, native_kernels
 from bnnpose.hw_build.make_bitstream import main
+from bnnpose.hw_build.sim import execute_hw_graph
 from bnnpose.quantize.export import export_network
 
 
@@ -54,3 +56,13 @@ def test_cnv_style_model_maps_bit_exactly(tmp_path):
     assert all(report["bitexact"].values()) and report["verification"]["folded_hw"]["n_inputs"] == 16
     assert report["xnor_mac_share"] > 0.5
     assert report["estimate"]["board"]["name"] == "zcu104"
+
+    # The cpu engine maps this graph too (valid-padded convs, max-pool, flatten into a fully
+    # connected layer) and gives FINN's integers, numpy and native alike.
+    model_hw = tmp_path / "build" / "model_hw.onnx"
+    plan = compile_plan(model_hw)
+    xs = x[:4].transpose(0, 2, 3, 1)
+    want = np.concatenate([execute_hw_graph(str(model_hw), xi[None]) for xi in xs])
+    np.testing.assert_array_equal(plan.run(xs, native=False), want)
+    if native_kernels() is not None:
+        np.testing.assert_array_equal(plan.run(xs, native=True), want)
