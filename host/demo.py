@@ -84,7 +84,7 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.host.pipeline import PosePipeline
     from bnnpose.hw_build.make_bitstream import BuildConfig, build, summary_line
-    from bnnpose.hw_build.overlay import check_host_sim, package_overlay
+    from bnnpose.hw_build.overlay import check_host, package_overlay
     from bnnpose.quantize.export import export
 
     t0 = time.perf_counter()
@@ -108,8 +108,10 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
     overlay = REPO / "overlays" / board / MODEL
     print(f"[3/5] overlay -> {overlay}")
     package_overlay(out / "build", overlay, MODEL, joints=info["output"]["joints"])
-    print("[4/5] golden vectors through the host's packed-byte path (simulated accelerator)")
-    host_sim = check_host_sim(overlay, out / "export")
+    print("[4/5] golden vectors through the host's packed-byte path (simulated accelerator, "
+          "cpu engine)")
+    host_sim = check_host(overlay, out / "export", "sim")
+    host_cpu = check_host(overlay, out / "export", "cpu")
     print(f"[5/5] PCK on {n_eval} held-out synthetic crops; host pipeline on crops + a photo")
     scores = score_synthetic(ckpt, n_eval)
     backend = SimBackend(overlay)  # loads and parses model_hw.onnx once
@@ -127,13 +129,15 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
         "pck_note": "held-out synthetic crops, PCK@0.2 of the torso diagonal; computed with "
                     "the torch network, which every stage below reproduces bit for bit",
         "bitexact": {"torch_vs_qonnx": info["bitexact"]["torch_vs_qonnx"],
-                     **report["bitexact"], "host_sim": host_sim["bitexact"]},
+                     **report["bitexact"], "host_sim": host_sim["bitexact"],
+                     "host_cpu": host_cpu["bitexact"]},
         "bitexact_inputs": host_sim["n_inputs"],
         "unmapped_nodes": report["unmapped_nodes"], "host_ops": [o["what"] for o in
                                                                  report["host_ops"]],
         "estimate": report["estimate"], "xnor_mac_share": report["xnor_mac_share"],
         "macs_by_bitwidth": report["macs_by_bitwidth"],
         "sim_ms_per_frame": round(acc_ms, 1),
+        "cpu_ms_per_frame": round(1e3 * host_cpu["seconds_per_frame"], 2),
         "real_photo": "scikit-image astronaut (unlabelled: shown in keypoints.png, not scored)",
         "overlay": str(overlay.relative_to(REPO)), "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -56,19 +56,19 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
     return man
 
 
-def check_host_sim(overlay_dir: Path, export_dir: Path) -> dict:
-    """Golden inputs through pack -> simulated accelerator -> unpack, compared to torch."""
-    from bnnpose.host.backends import SimBackend
+def check_host(overlay_dir: Path, export_dir: Path, backend: str = "sim") -> dict:
+    """Golden inputs through pack -> ``backend`` ("sim" or "cpu") -> unpack, against torch."""
+    from bnnpose.host.backends import CpuBackend, SimBackend
     from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 
-    backend = SimBackend(overlay_dir)
-    ispec, ospec = input_spec(backend.io_shape), output_spec(backend.io_shape)
-    scale = backend.host_cfg.output_scale
+    runner = {"sim": SimBackend, "cpu": CpuBackend}[backend](overlay_dir)
+    ispec, ospec = input_spec(runner.io_shape), output_spec(runner.io_shape)
+    scale = runner.host_cfg.output_scale
     x = np.load(export_dir / "golden_in.npy").transpose(0, 2, 3, 1).astype(np.uint8)
     y = np.load(export_dir / "golden_out.npy").transpose(0, 2, 3, 1)
     mismatched, t = 0, time.perf_counter()
     for xi, yi in zip(x, y):
-        out = to_normal(backend.execute_packed(to_packed(xi[None], ispec)), ospec)[0]
+        out = to_normal(runner.execute_packed(to_packed(xi[None], ispec)), ospec)[0]
         mismatched += int(not np.array_equal(out * scale, yi))
     return {"bitexact": mismatched == 0, "n_inputs": len(x), "n_mismatched": mismatched,
-            "seconds_per_frame": round((time.perf_counter() - t) / len(x), 3)}
+            "seconds_per_frame": round((time.perf_counter() - t) / len(x), 4)}

@@ -151,14 +151,16 @@ def test_golden_vectors_match_export(small_export):
 
 def test_overlay_runs_bit_exact_through_host_packing(small_build, small_export, tmp_path):
     from bnnpose.host.backends import load_overlay
-    from bnnpose.hw_build.overlay import check_host_sim, package_overlay
+    from bnnpose.hw_build.overlay import check_host, package_overlay
 
     build_dir, _ = small_build
     export_dir, _ = small_export
     overlay = tmp_path / "overlays" / "pynq-z2" / "small-hg"
     man = package_overlay(build_dir, overlay, "small-hg", joints=["a", "b", "c", "d"])
-    assert {"model_hw.onnx", "io_shape.json", "host.json", "estimate.json"} <= set(man["files"])
+    assert {"model_hw.onnx", "io_shape.json", "host.json", "estimate.json",
+            "cpu_plan.npz"} <= set(man["files"])
     assert man["versions"]["finn-plus"] == "1.6.1"
     assert load_overlay(overlay).host.joints == ("a", "b", "c", "d")
-    result = check_host_sim(overlay, export_dir)
-    assert result == {**result, "bitexact": True, "n_inputs": 16, "n_mismatched": 0}
+    for backend in ("sim", "cpu"):  # torch's golden outputs through either backend's bytes
+        result = check_host(overlay, export_dir, backend)
+        assert result == {**result, "bitexact": True, "n_inputs": 16, "n_mismatched": 0}
