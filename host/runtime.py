@@ -130,6 +130,8 @@ picks the person region. It writes `out/keypoints.jsonl` (one line per frame: `s
 `frame`, `keypoints` as [x, y, score] in source pixels, `latency_ms`), annotated images or
 videos, and `summary.json`. The `pynq` backend needs root for the FPGA.
 
+`board_*.ipynb` are the image, camera and throughput notebooks for the board's Jupyter.
+
 Contents: `overlay/` ({bitstream}driver io shapes, host settings, the cpu engine's plan,
 manifest with sha256 of every file, checked before each run), `bnnpose/` (the host code),
 `requirements.txt`, `manifest.json` (this folder's own checksums and the versions that built it).
@@ -170,6 +172,10 @@ def deploy(overlay_dir: str | os.PathLike, to: str | os.PathLike) -> dict[str, A
         for name in ("__init__.py", "codec.py", "skeleton.py"):
             if (models_src / name).is_file():
                 shutil.copy2(models_src / name, models / name)
+        notebooks = src_root.parent / "notebooks"
+        # Beside run_pose.py, where the board notebooks find ./overlay and ./bnnpose.
+        for nb in sorted(notebooks.glob("board_*.ipynb")) if notebooks.is_dir() else ():
+            shutil.copy2(nb, tmp / nb.name)
         (tmp / "run_pose.py").write_text(_ENTRY)
         os.chmod(tmp / "run_pose.py", 0o755)
         (tmp / "requirements.txt").write_text("\n".join(BOARD_REQUIREMENTS) + "\n")

@@ -146,6 +146,12 @@ class PersonFinder:
     HOG_MAX_SIDE = 640
     #: Tracking needs this many confident joints to trust the previous frame's box.
     TRACK_MIN_JOINTS = 4
+    #: The tracked box is the confident joints' box grown by this share of its longer side
+    #: on every side (as training crops are), and shrinks by at most TRACK_MAX_SHRINK per
+    #: frame: predicted joints sit inside the body, so their tight box would close in on
+    #: itself frame after frame.
+    TRACK_PAD = 0.1
+    TRACK_MAX_SHRINK = 0.9
 
     def __init__(self, mode: str = "full", roi: Sequence[float] | None = None,
                  threshold: float = 0.3) -> None:
@@ -185,7 +191,14 @@ class PersonFinder:
             self._last = None  # lost: detect again on the next frame
             return
         (x0, y0), (x1, y1) = good.min(axis=0), good.max(axis=0)
-        self._last = (float(x0), float(y0), float(max(x1, x0 + 1)), float(max(y1, y0 + 1)))
+        pad = self.TRACK_PAD * max(x1 - x0, y1 - y0, 1.0)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        hw, hh = (x1 - x0) / 2 + pad, (y1 - y0) / 2 + pad
+        if self._last is not None:
+            lx0, ly0, lx1, ly1 = self._last
+            hw = max(hw, self.TRACK_MAX_SHRINK * (lx1 - lx0) / 2)
+            hh = max(hh, self.TRACK_MAX_SHRINK * (ly1 - ly0) / 2)
+        self._last = (float(cx - hw), float(cy - hh), float(cx + hw), float(cy + hh))
 
     def _detect(self, image: np.ndarray) -> tuple[float, float, float, float] | None:
         if self._hog is None:

@@ -128,11 +128,17 @@ def test_tracking_follows_the_previous_keypoints_and_restarts_per_input(
         host_cfg=host_dict, person=PersonFinder("track", threshold=0.0))
     records = read_jsonl(tmp_path / "out" / "keypoints.jsonl")
     # Random noise holds no person for HOG: each input starts on the whole frame, then each
-    # frame's box is the bounding box of the previous frame's keypoints.
+    # frame's box is the padded box of the previous frame's keypoints, shrinking at most 10%.
     assert records[0]["box"] is None and records[3]["box"] is None
     for prev, cur in [(records[0], records[1]), (records[1], records[2]), (records[3], records[4])]:
         kps = np.array(prev["keypoints"])[:, :2]
-        np.testing.assert_allclose(cur["box"], [*kps.min(0), *kps.max(0)], atol=0.01)
+        lo, hi = kps.min(0), kps.max(0)
+        box = np.array(cur["box"])
+        np.testing.assert_allclose((box[:2] + box[2:]) / 2, (lo + hi) / 2, atol=0.01)
+        size = box[2:] - box[:2]
+        assert np.all(size >= hi - lo + 0.2 * (hi - lo).max() - 0.02)
+        if prev["box"] is not None:
+            assert np.all(size >= 0.9 * (np.array(prev["box"][2:]) - prev["box"][:2]) - 0.02)
 
 
 class InterruptingAccelerator(FakeAccelerator):

@@ -42,6 +42,7 @@ def test_deploy_folder_runs_on_its_own(real_overlay, tmp_path):
         assert rel in man["files"], rel
         assert sha256_file(board / rel) == man["files"][rel]
     assert not (board / "overlay" / "model_hw.onnx").exists()  # simulation stays on the PC
+    assert "board_image_demo.ipynb" in man["files"]
     assert "finn-plus-driver==" in (board / "requirements.txt").read_text()
     load_overlay(board / "overlay")  # its manifest still checks out without the graph
 
