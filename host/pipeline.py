@@ -23,7 +23,7 @@ from bnnpose.host.draw import draw_pose, save_png
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 from bnnpose.host.preprocess import DEFAULT_MARGIN, PAD_GREY, Crop, preprocess
 from bnnpose.host.sources import PersonFinder, Source, open_inputs
-from bnnpose.models.codec import HeatmapCodec
+from bnnpose.models.codec import HeatmapCodec, peak_confidence
 
 #: Timed stages of :meth:`PosePipeline.predict`, in execution order.
 STAGES = ("preprocess", "pack", "accelerator", "unpack", "decode")
@@ -59,7 +59,7 @@ class PosePipeline:
 
         Returns:
             ``keypoints``: ``[J, 2]`` float64 (x, y) in original image pixels;
-            ``scores``: ``[J]`` float64;
+            ``scores``: ``[J]`` float64, :func:`~bnnpose.models.codec.peak_confidence`;
             ``latency_ms``: {stage: milliseconds} for every stage in :data:`STAGES`.
         """
         return self.finish(*self.prepare(image_rgb, box))
@@ -89,7 +89,8 @@ class PosePipeline:
         heat = to_normal(obuf, self._ospec)[0] * self.cfg.output_scale + self.cfg.output_bias
         heat = np.ascontiguousarray(heat.transpose(2, 0, 1))
         t.append(time.perf_counter())
-        kp_crop, scores = self.codec.decode(heat)
+        kp_crop, _ = self.codec.decode(heat)
+        scores = peak_confidence(heat)
         keypoints = crop.to_original(kp_crop)
         t.append(time.perf_counter())
         later = ("accelerator", "unpack", "decode")

@@ -127,6 +127,33 @@ class HeatmapCodec:
                 centre.reshape(hm.shape[:-2]).astype(np.float32))
 
 
+def peak_confidence(heatmaps: np.ndarray) -> np.ndarray:
+    """Softmax probability mass in the 3x3 cells around each heatmap's maximum, in [0, 1].
+
+    The networks are trained with a softmax over each heatmap, so this reads the heatmap as
+    the distribution it was trained to be: about 1 for one sharp peak, ``9 / (H * W)`` for a
+    flat map. Unlike the raw maximum it does not depend on the head's output scale.
+
+    Args:
+        heatmaps: ``[J, H, W]`` or ``[N, J, H, W]``.
+
+    Returns:
+        float32 ``[..., J]``.
+    """
+    hm = np.asarray(heatmaps, dtype=np.float64)
+    h, w = hm.shape[-2:]
+    maps = hm.reshape(-1, h, w)
+    p = np.exp(maps - maps.max(axis=(1, 2), keepdims=True))
+    p /= p.sum(axis=(1, 2), keepdims=True)
+    iy, ix = np.divmod(maps.reshape(len(maps), -1).argmax(axis=1), w)
+    padded = np.pad(p, ((0, 0), (1, 1), (1, 1)))
+    rows = np.arange(len(maps))[:, None, None]
+    ys = (iy[:, None, None] + np.arange(3)[None, :, None])
+    xs = (ix[:, None, None] + np.arange(3)[None, None, :])
+    mass = padded[rows, ys, xs].sum(axis=(1, 2))
+    return mass.reshape(hm.shape[:-2]).astype(np.float32)
+
+
 def _refine(lo: np.ndarray, centre: np.ndarray, hi: np.ndarray, interior: np.ndarray) -> np.ndarray:
     """Sub-pixel offset in [-0.5, 0.5] of a maximum ``centre`` between neighbours ``lo``, ``hi``."""
     positive = (lo > 0) & (centre > 0) & (hi > 0)

@@ -13,7 +13,7 @@ from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 from bnnpose.host.pipeline import STAGES, PosePipeline, run
 from bnnpose.host.sources import PersonFinder
 from bnnpose.host.preprocess import preprocess
-from bnnpose.models.codec import HeatmapCodec
+from bnnpose.models.codec import HeatmapCodec, peak_confidence
 
 
 def gaussian_heatmaps(peaks: np.ndarray) -> np.ndarray:
@@ -56,9 +56,9 @@ def test_predict_maps_heatmap_peaks_back_to_the_image(io_shape, host_dict, peaks
     np.testing.assert_array_equal(to_normal(backend.seen[0], input_spec(io_shape))[0], crop_img)
     # Exact plumbing: scale, bias and the NHWC -> [J, H, W] transpose, then the inverse crop.
     float_heat = (heat[0] * np.float32(0.0625)).transpose(2, 0, 1)
-    kp_crop, scores = HeatmapCodec(input_size=(128, 128), heatmap_size=(32, 32)).decode(float_heat)
+    kp_crop, _ = HeatmapCodec(input_size=(128, 128), heatmap_size=(32, 32)).decode(float_heat)
     np.testing.assert_allclose(res["keypoints"], crop.to_original(kp_crop), atol=1e-6)
-    np.testing.assert_allclose(res["scores"], scores, atol=1e-6)
+    np.testing.assert_allclose(res["scores"], peak_confidence(float_heat), atol=1e-6)
     # And the geometry: heatmap cell centre x maps to crop pixel 4x + 1.5 (codec convention).
     np.testing.assert_allclose(crop.to_crop(res["keypoints"]), peaks * 4 + 1.5, atol=1.0)
 

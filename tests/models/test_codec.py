@@ -197,3 +197,22 @@ def test_codec_imports_only_numpy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_peak_confidence_reads_heatmaps_as_softmax_distributions():
+    from bnnpose.models.codec import peak_confidence
+
+    flat = np.zeros((2, 32, 32))
+    sharp = np.zeros((32, 32))
+    sharp[5, 7] = 50.0
+    corner = np.zeros((32, 32))
+    corner[0, 0] = 50.0
+    conf = peak_confidence(np.stack([flat[0], sharp, corner])[None])
+    assert conf.shape == (1, 3)
+    # A flat map's first maximum is the corner cell, whose window holds 4 cells.
+    np.testing.assert_allclose(conf[0, 0], 4 / 1024, rtol=1e-6)
+    assert conf[0, 1] > 0.999 and conf[0, 2] > 0.999  # the border does not lose the peak
+    # Scale-free in the sense that matters: a sharper map of the same shape is more confident.
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(size=(16, 32, 32))
+    assert np.all(peak_confidence(3 * noisy) >= peak_confidence(noisy) - 1e-6)
