@@ -68,3 +68,203 @@ def evaluate(
         "per_joint": {name: float(v) for name, v in zip(MPII_JOINTS, per_joint, strict=True)},
         "n_instances": int(counted.sum()),
     }
+
+
+# --------------------------------------------------------------------------- bnnpose eval
+
+
+def train_mean_pose(n: int = 512) -> np.ndarray:
+    """Mean pose ``[16, 2]`` of ``n`` training crops (crop pixels): the baseline's prediction.
+
+    Rendered from the first training seeds, so it is the same for every run and machine.
+    """
+    from bnnpose.quantize import synthetic
+
+    kps = [synthetic.render_crop_sample(synthetic.TRAIN_SEED_OFFSET + i)["keypoints"]
+           for i in range(n)]
+    return mean_pose_baseline(np.stack(kps))
+
+
+def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int = 32,
+                     mean_pose: np.ndarray | None = None) -> dict:
+    """PCK@``thr`` of ``model`` and of the training mean pose on a :class:`Dataset`.
+
+    Each person is cut out with the host's top-down crop, run through the model, decoded
+    with the shared codec and mapped back to image pixels; both predictions are scored on the
+    joints model and data share by name, normalised by the data's torso diagonal. People
+    without both joints of a torso diagonal cannot be normalised and are counted, not scored.
+    """
+    from tqdm import tqdm
+
+    from bnnpose.host.preprocess import Crop, person_crop, warp
+    from bnnpose.quantize.datasets import iter_batches, shared_joints
+
+    size = int(model.cfg.input_size)
+    model_joints = tuple(MPII_JOINTS[: model.cfg.num_joints])
+    shared = shared_joints(model_joints, data.joints)
+    names = [n for _, _, n in shared]
+    for need in (("l_shoulder", "r_hip"), ("r_shoulder", "l_hip")):
+        if not set(need) <= set(names):
+            raise ValueError(f"{data.name}: the shared joints {names} lack the torso diagonal "
+                             f"{need[0]}-{need[1]} PCK is normalised by")
+    mean_pose = train_mean_pose() if mean_pose is None else mean_pose
+    codec = None
+    preds, base, gts, vis, crops = [], [], [], [], []
+    for batch in tqdm(list(iter_batches(data.instances, batch_size)), desc="eval", unit="batch",
+                      disable=None):
+        images, batch_crops = [], []
+        for inst in batch:
+            if inst.box is None:
+                h, w = inst.image.shape[:2]
+                crop = Crop(np.array([[size / w, 0, (size / w - 1) / 2],
+                                      [0, size / h, (size / h - 1) / 2]]), (size, size))
+                images.append(inst.image if (h, w) == (size, size) else warp(inst.image, crop))
+            else:
+                crop = person_crop(inst.image.shape, inst.box, (size, size))
+                images.append(warp(inst.image, crop))
+            batch_crops.append(crop)
+        heat = predict_heatmaps(model, np.stack(images))
+        if codec is None:
+            codec = HeatmapCodec((size, size), (heat.shape[-1], heat.shape[-2]))
+        kp_crop, _ = codec.decode(heat)
+        for inst, crop, kp in zip(batch, batch_crops, kp_crop, strict=True):
+            preds.append(crop.to_original(kp))
+            base.append(crop.to_original(mean_pose[: len(model_joints)]))
+            gts.append(inst.keypoints)
+            vis.append(inst.visible)
+        crops += batch_crops
+    mi = [m for m, _, _ in shared]
+    di = [d for _, d, _ in shared]
+    gt = np.stack(gts)[:, di]
+    visible = np.stack(vis)[:, di]
+    # The shared joints in model order, so torso_size's MPII indices apply via the names.
+    order = {n: k for k, n in enumerate(names)}
+    norm = _torso(gt, visible, order)
+    score, per_joint = pck(np.stack(preds)[:, mi], gt, visible, norm, thr)
+    score_base, per_joint_base = pck(np.stack(base)[:, mi], gt, visible, norm, thr)
+    counted = visible & (np.isfinite(norm) & (norm > 0))[:, None]
+    return {
+        "pck": float(score), "pck_mean_pose": float(score_base), "thr": thr,
+        "n_instances": int(counted.sum()), "n_people": int(np.isfinite(norm).sum()),
+        "n_people_without_torso": int((~np.isfinite(norm)).sum()),
+        "joints": names,
+        "per_joint": {n: {"pck": float(a), "pck_mean_pose": float(b),
+                          "n": int(counted[:, k].sum())}
+                      for k, (n, a, b) in enumerate(zip(names, per_joint, per_joint_base))},
+        "predictions": np.stack(preds), "shared": shared,
+    }
+
+
+def _torso(gt: np.ndarray, visible: np.ndarray, order: dict[str, int]) -> np.ndarray:
+    size = np.full(len(gt), np.nan)
+    for a, b in (("r_shoulder", "l_hip"), ("l_shoulder", "r_hip")):  # the second one wins
+        ia, ib = order[a], order[b]
+        ok = visible[:, ia] & visible[:, ib]
+        size[ok] = np.linalg.norm(gt[ok, ia] - gt[ok, ib], axis=-1)
+    return size
+
+
+def coco_ap_shared(data, result: dict) -> float:
+    """COCO keypoint AP (pycocotools COCOeval) over the joints model and data share.
+
+    OKS uses COCO's sigmas of those joints only; every person is scored with confidence 1.
+    """
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    from bnnpose.quantize.datasets import COCO_SIGMAS, canonical
+
+    api = data.coco
+    _, di, names = zip(*result["shared"], strict=True)
+    mi = [m for m, _, _ in result["shared"]]
+    gt_api = type(api)()
+    # loadRes copies these; files written by other tools often leave them out.
+    gt_api.dataset = {"info": {}, "licenses": [],
+                      **{k: v for k, v in api.dataset.items() if k != "annotations"}}
+    anns = []
+    for ann in api.dataset["annotations"]:
+        kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)[list(di)]
+        anns.append({**ann, "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": int((kp[:, 2] > 0).sum())})
+    gt_api.dataset["annotations"] = anns
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt_api.createIndex()
+        dets = []
+        for inst, pred in zip(data.instances, result["predictions"], strict=True):
+            kp = np.concatenate([pred[mi], np.ones((len(mi), 1))], axis=1)
+            img_id = api.anns[inst.ann_id]["image_id"]
+            dets.append({"image_id": img_id, "category_id": api.anns[inst.ann_id]["category_id"],
+                         "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
+        dt_api = gt_api.loadRes(dets)
+        ev = COCOeval(gt_api, dt_api, "keypoints")
+        ev.params.kpt_oks_sigmas = np.array([COCO_SIGMAS[canonical(n)] for n in
+                                             (data.joints[d] for d in di)])
+        ev.params.imgIds = sorted({api.anns[i.ann_id]["image_id"] for i in data.instances})
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bnnpose eval``: score a checkpoint on synthetic or COCO-format data."""
+    import argparse
+    from pathlib import Path
+
+    from bnnpose.host.artifacts import BnnposeError, atomic_dir, versions, write_json
+    from bnnpose.host.draw import keypoints_grid
+    from bnnpose.quantize import datasets
+    from bnnpose.quantize.train import load_checkpoint
+
+    p = argparse.ArgumentParser(prog="bnnpose eval", description=main.__doc__)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="default: the shipped models/checkpoints/bhg-tiny.pt")
+    p.add_argument("--data", default="synthetic:512",
+                   help="synthetic[:N] (held-out renders) or coco:ANN.json (with --images)")
+    p.add_argument("--images", type=Path, help="image folder of a coco: dataset")
+    p.add_argument("--thr", type=float, default=0.2, help="PCK threshold (default: 0.2)")
+    p.add_argument("--out", type=Path, default=Path("out/eval"))
+    a = p.parse_args(argv)
+
+    ckpt = a.checkpoint or Path(__file__).resolve().parents[1] / "models" / "checkpoints" / \
+        "bhg-tiny.pt"
+    model, meta = load_checkpoint(ckpt)
+    kind, _, arg = a.data.partition(":")
+    if kind == "synthetic":
+        data = datasets.synthetic(int(arg or 512))
+    elif kind == "coco":
+        if a.images is None:
+            raise BnnposeError("--data coco:ANN.json needs --images DIR")
+        data = datasets.coco(arg, a.images)
+    else:
+        raise BnnposeError(f"unknown --data {a.data!r}: synthetic[:N] or coco:ANN.json")
+    for reason, n in data.skipped.items():
+        print(f"skipped {n} people: {reason}")
+    result = evaluate_dataset(model, data, a.thr)
+    if result["n_people_without_torso"]:
+        print(f"not scored: {result['n_people_without_torso']} people without a labelled "
+              "torso diagonal (PCK's normaliser)")
+    metrics = {
+        "data": data.name, "checkpoint": str(ckpt), "model": meta["model"],
+        **{k: v for k, v in result.items() if k not in ("predictions", "shared")},
+        "skipped": data.skipped, "versions": versions(),
+    }
+    if data.coco is not None:
+        metrics["coco_ap_shared_joints"] = coco_ap_shared(data, result)
+    with atomic_dir(a.out) as tmp:
+        write_json(tmp / "metrics.json", metrics)
+        shown = data.instances[:16]
+        preds = result["predictions"][: len(shown)]
+        keypoints_grid([i.image for i in shown], list(preds), [np.ones(len(p)) for p in preds],
+                       path=tmp / "predictions.png", cols=4)
+    width = max(len(n) for n in result["joints"])
+    print(f"{'joint':<{width}}  {'PCK':>6}  {'mean pose':>9}  {'n':>6}")
+    for n, v in metrics["per_joint"].items():
+        print(f"{n:<{width}}  {v['pck']:>6.3f}  {v['pck_mean_pose']:>9.3f}  {v['n']:>6}")
+    print(f"PCK@{a.thr:g} {metrics['pck']:.3f} (mean pose {metrics['pck_mean_pose']:.3f}) on "
+          f"{metrics['n_instances']} joints of {metrics['n_people']} people -> {a.out}"
+          + (f"; COCO AP (shared joints) {metrics['coco_ap_shared_joints']:.3f}"
+             if "coco_ap_shared_joints" in metrics else ""))
+    return 0

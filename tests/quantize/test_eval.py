@@ -1,0 +1,109 @@
+"""`bnnpose eval` on data the project has never seen: a COCO keypoints file written here."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from bnnpose.host.artifacts import BnnposeError
+from bnnpose.quantize import datasets, synthetic
+from bnnpose.quantize.evaluate import evaluate_dataset, main, train_mean_pose
+from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.quantize.train import load_checkpoint
+
+SEEDS = range(synthetic.EVAL_SEED_OFFSET, synthetic.EVAL_SEED_OFFSET + 12)
+
+
+def write_coco(folder, seeds=SEEDS) -> tuple:
+    """Rendered people on full canvases, labelled in COCO's 17-joint layout (face unlabelled)."""
+    (folder / "images").mkdir(parents=True)
+    images, anns = [], []
+    for k, seed in enumerate(seeds):
+        s = synthetic.render_sample(seed, synthetic.CROP_CANVAS)
+        box = synthetic.person_box(seed, s["keypoints"], s["visible"])
+        name = f"{seed}.png"
+        cv2.imwrite(str(folder / "images" / name), cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
+        kp = np.zeros((17, 3))
+        for m, d, _ in datasets.shared_joints(tuple(MPII_JOINTS), datasets.COCO_JOINTS):
+            if s["visible"][m]:
+                kp[d] = [*s["keypoints"][m], 2]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        images.append({"id": k + 1, "file_name": name, "width": synthetic.CROP_CANVAS,
+                       "height": synthetic.CROP_CANVAS})
+        anns.append({"id": 100 + k, "image_id": k + 1, "category_id": 1, "iscrowd": 0,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                     "keypoints": kp.reshape(-1).tolist(),
+                     "num_keypoints": int((kp[:, 2] > 0).sum())})
+    ann = {"images": images, "annotations": anns,
+           "categories": [{"id": 1, "name": "person", "keypoints": list(datasets.COCO_JOINTS),
+                           "skeleton": []}]}
+    (folder / "ann.json").write_text(json.dumps(ann))
+    return folder / "ann.json", folder / "images", ann
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from pathlib import Path
+
+    return load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "checkpoints"
+                           / "bhg-tiny.pt")[0]
+
+
+@pytest.fixture(scope="module")
+def mean_pose():
+    return train_mean_pose(64)
+
+
+def test_coco_people_score_as_their_synthetic_crops(shipped, mean_pose, tmp_path):
+    ann, images, _ = write_coco(tmp_path)
+    coco = datasets.coco(ann, images)
+    assert len(coco.instances) == 12 and coco.skipped == {}
+    on_coco = evaluate_dataset(shipped, coco, mean_pose=mean_pose)
+    # MPII-16 on COCO-17: scored on the 12 limb joints both name.
+    assert len(on_coco["joints"]) == 12 and "head_top" not in on_coco["joints"]
+    # The same people through the host's top-down crop are the synthetic eval's crops, so
+    # the two paths must agree exactly on the joints they share.
+    crops = datasets.synthetic(12)
+    on_crops = evaluate_dataset(shipped, crops, mean_pose=mean_pose)
+    names = on_coco["joints"]
+    for n in names:
+        assert on_coco["per_joint"][n]["n"] == on_crops["per_joint"][n]["n"], n
+        assert on_coco["per_joint"][n]["pck"] == pytest.approx(on_crops["per_joint"][n]["pck"]), n
+
+
+def test_eval_cli_writes_metrics_and_pictures(tmp_path):
+    ann, images, _ = write_coco(tmp_path, SEEDS[:4])
+    assert main(["--data", f"coco:{ann}", "--images", str(images),
+                 "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for key in ("pck", "pck_mean_pose", "n_instances", "joints", "per_joint",
+                "coco_ap_shared_joints"):
+        assert key in metrics, key
+    assert 0 <= metrics["coco_ap_shared_joints"] <= 1
+    assert metrics["n_instances"] == sum(v["n"] for v in metrics["per_joint"].values())
+    assert cv2.imread(str(tmp_path / "out" / "predictions.png")) is not None
+
+
+def test_bad_coco_inputs_are_one_line_errors(tmp_path):
+    ann, images, raw = write_coco(tmp_path, SEEDS[:2])
+    with pytest.raises(BnnposeError, match="annotation file not found"):
+        datasets.coco(tmp_path / "nope.json", images)
+    bad = json.loads(json.dumps(raw))
+    bad["annotations"][0]["keypoints"][5 * 3] = 500.0  # left_shoulder far outside
+    bad["annotations"][0]["keypoints"][5 * 3 + 2] = 2
+    (tmp_path / "outside.json").write_text(json.dumps(bad))
+    with pytest.raises(BnnposeError, match="left_shoulder outside"):
+        datasets.coco(tmp_path / "outside.json", images)
+    empty = {**raw, "annotations": []}
+    (tmp_path / "empty.json").write_text(json.dumps(empty))
+    with pytest.raises(BnnposeError, match="no person to evaluate"):
+        datasets.coco(tmp_path / "empty.json", images)
+    (images / raw["images"][0]["file_name"]).write_bytes(b"broken")
+    with pytest.raises(BnnposeError, match="cannot decode image"):
+        datasets.coco(ann, images)
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(BnnposeError, match="not a COCO annotation file"):
+        datasets.coco(tmp_path / "junk.json", images)
