@@ -8,6 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 static inline int popcount64(uint64_t v) { return __builtin_popcountll(v); }
 
@@ -30,7 +33,17 @@ static void threshold_row(const int32_t *restrict acc, int32_t *restrict out, in
 /* One pixel's c channels as bits, 8 per byte, little bit order. */
 static void pack_pixel(const int32_t *restrict v, const int32_t *restrict in_thr, int c,
                        uint8_t *restrict dst) {
-    for (int lo = 0; lo < c; lo += 8) {
+    int lo = 0;
+#ifdef __AVX2__
+    /* Eight comparisons and their sign bits gathered into one byte per instruction pair. */
+    for (; lo + 8 <= c; lo += 8) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(v + lo));
+        __m256i off = in_thr ? _mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(in_thr + lo)), x)
+                             : _mm256_cmpeq_epi32(x, _mm256_setzero_si256());
+        dst[lo / 8] = (uint8_t)~_mm256_movemask_ps(_mm256_castsi256_ps(off));
+    }
+#endif
+    for (; lo < c; lo += 8) {
         int cnt = c - lo < 8 ? c - lo : 8;
         uint8_t bits = 0;
         if (cnt == 8 && in_thr)
@@ -109,7 +122,13 @@ static int xnor_conv(const int32_t *x, int h, int w, int c, const int32_t *in_th
                     if (xx < 0 || xx >= w) continue;
                     const uint8_t *src = packed + ((size_t)y * w + xx) * cb;
                     uint8_t *dst = bytes + (size_t)(i * kw + j) * cb;
-                    for (int q = 0; q < cb; q++) dst[q] = src[q];
+                    switch (cb) {  /* fixed-size copies compile to single moves */
+                        case 1: *dst = *src; break;
+                        case 2: memcpy(dst, src, 2); break;
+                        case 4: memcpy(dst, src, 4); break;
+                        case 8: memcpy(dst, src, 8); break;
+                        default: memcpy(dst, src, (size_t)cb);
+                    }
                 }
             }
             mismatches(row, words, mh, nwords, mism);
@@ -128,62 +147,91 @@ static int xnor_conv(const int32_t *x, int h, int w, int c, const int32_t *in_th
  * frame. weight: [kh * kw * c, mh] in (kh, kw, c) row order; out-of-image taps read 0
  * (FINN's FMPadding value). Accumulated in float32, which is exact because the caller
  * guarantees every partial sum stays below 2**24 in magnitude, and far faster than int32
- * multiplies on common CPUs. int_conv() instantiates the body for the common channel
- * counts, so the accumulators stay in vector registers. */
-static inline __attribute__((always_inline)) void int_conv_body(
-        const int32_t *restrict x, int h, int w, int c, int kh, int kw, int sh, int sw, int dh,
-        int dw, int pad_top, int pad_left, int oh, int ow, const float *restrict wpad,
-        int mh, const int mh8, const int32_t *thr, int steps, int bipolar, int act_val,
-        float *restrict acc, int32_t *restrict acc_int, int32_t *restrict out) {
-    for (int oy = 0; oy < oh; oy++)
-        for (int ox = 0; ox < ow; ox++) {
-            for (int m = 0; m < mh8; m++) acc[m] = 0.0f;
-            for (int i = 0; i < kh; i++) {
-                int y = oy * sh + i * dh - pad_top;
-                if (y < 0 || y >= h) continue;
-                for (int j = 0; j < kw; j++) {
-                    int xx = ox * sw + j * dw - pad_left;
-                    if (xx < 0 || xx >= w) continue;
-                    const int32_t *px = x + ((size_t)y * w + xx) * c;
-                    const float *wt = wpad + (size_t)(i * kw + j) * c * mh8;
-                    for (int ch = 0; ch < c; ch++) {
-                        float v = (float)px[ch];
-                        const float *restrict wr = wt + (size_t)ch * mh8;
-                        for (int m = 0; m < mh8; m++) acc[m] += v * wr[m];
-                    }
-                }
-            }
-            for (int m = 0; m < mh; m++) acc_int[m] = (int32_t)acc[m];
-            int32_t *o = out + ((size_t)oy * ow + ox) * mh;
-            if (thr) threshold_row(acc_int, o, mh, thr, steps, bipolar, act_val);
-            else memcpy(o, acc_int, (size_t)mh * sizeof(int32_t));
+ * multiplies. PIXELS output pixels are computed together from their im2col rows, so each
+ * weight row loaded feeds PIXELS accumulator rows; output channels go in blocks of a
+ * compile-time width (8..64) so those rows stay in vector registers. */
+#define PIXELS 4 /* spelled out in int_block */
+
+static inline __attribute__((always_inline)) void int_block(
+        const float *restrict rows, int k_len, const float *restrict wblock, const int width,
+        int32_t *restrict acc_out, int mh) {
+    float acc[PIXELS][64];
+    for (int q = 0; q < PIXELS; q++)
+        for (int m = 0; m < width; m++) acc[q][m] = 0.0f;
+    const float *r0 = rows, *r1 = rows + k_len, *r2 = rows + 2 * k_len, *r3 = rows + 3 * k_len;
+    for (int k = 0; k < k_len; k++) {
+        const float *wr = wblock + (size_t)k * width;
+        /* The four pixels spelled out: the loop over channels is then the only one the
+         * compiler can vectorise, which is the one that should be. */
+        float v0 = r0[k], v1 = r1[k], v2 = r2[k], v3 = r3[k];
+        for (int m = 0; m < width; m++) {
+            float wm = wr[m];
+            acc[0][m] += v0 * wm;
+            acc[1][m] += v1 * wm;
+            acc[2][m] += v2 * wm;
+            acc[3][m] += v3 * wm;
         }
+    }
+    for (int q = 0; q < PIXELS; q++)
+        for (int m = 0; m < width; m++) acc_out[(size_t)q * mh + m] = (int32_t)acc[q][m];
 }
 
 static int int_conv(const int32_t *x, int h, int w, int c, int kh, int kw, int sh, int sw,
                     int dh, int dw, int pad_top, int pad_left, int oh, int ow,
                     const int32_t *weight, int mh, const int32_t *thr, int steps, int bipolar,
                     int act_val, int32_t *out) {
-    int mh8 = (mh + 7) / 8 * 8;
-    float *acc = malloc((size_t)mh8 * sizeof(float));
-    int32_t *acc_int = malloc((size_t)mh8 * sizeof(int32_t));
-    float *wpad = calloc((size_t)kh * kw * c * mh8, sizeof(float));
-    if (!acc || !acc_int || !wpad) { free(acc); free(acc_int); free(wpad); return -1; }
-    for (int r = 0; r < kh * kw * c; r++)
-        for (int m = 0; m < mh; m++) wpad[(size_t)r * mh8 + m] = (float)weight[(size_t)r * mh + m];
-#define BODY(MH8) int_conv_body(x, h, w, c, kh, kw, sh, sw, dh, dw, pad_top, pad_left, oh, ow, \
-                                wpad, mh, MH8, thr, steps, bipolar, act_val, acc, acc_int, out)
-    switch (mh8) {
-        case 8: BODY(8); break;
-        case 16: BODY(16); break;
-        case 32: BODY(32); break;
-        case 64: BODY(64); break;
-        default: BODY(mh8);
+    int k_len = kh * kw * c, n_pix = oh * ow, mh8 = (mh + 7) / 8 * 8;
+    float *rows = malloc((size_t)PIXELS * k_len * sizeof(float));
+    int32_t *acc = malloc((size_t)PIXELS * mh8 * sizeof(int32_t));
+    /* Weights re-laid per block of up to 64 output channels: [block][k][width]. */
+    float *wblocks = calloc((size_t)k_len * mh8, sizeof(float));
+    if (!rows || !acc || !wblocks) { free(rows); free(acc); free(wblocks); return -1; }
+    for (int m0 = 0; m0 < mh8; m0 += 64) {
+        int width = mh8 - m0 < 64 ? mh8 - m0 : 64;
+        for (int k = 0; k < k_len; k++)
+            for (int m = 0; m < width && m0 + m < mh; m++)
+                wblocks[(size_t)m0 * k_len + (size_t)k * width + m] =
+                    (float)weight[(size_t)k * mh + m0 + m];
     }
-#undef BODY
+    for (int p0 = 0; p0 < n_pix; p0 += PIXELS) {
+        int n = n_pix - p0 < PIXELS ? n_pix - p0 : PIXELS;
+        for (int q = 0; q < PIXELS; q++) {
+            float *row = rows + (size_t)q * k_len;
+            int p = p0 + (q < n ? q : 0), oy = p / ow, ox = p % ow, k = 0;
+            for (int i = 0; i < kh; i++) {
+                int y = oy * sh + i * dh - pad_top;
+                for (int j = 0; j < kw; j++) {
+                    int xx = ox * sw + j * dw - pad_left;
+                    const int32_t *px = x + ((size_t)y * w + xx) * c;
+                    int inside = y >= 0 && y < h && xx >= 0 && xx < w;
+                    for (int ch = 0; ch < c; ch++) row[k++] = inside ? (float)px[ch] : 0.0f;
+                }
+            }
+        }
+        for (int m0 = 0; m0 < mh8; m0 += 64) {
+            int width = mh8 - m0 < 64 ? mh8 - m0 : 64;
+            const float *wb = wblocks + (size_t)m0 * k_len;
+            int32_t *ab = acc + m0;
+            switch (width) {
+                case 8: int_block(rows, k_len, wb, 8, ab, mh8); break;
+                case 16: int_block(rows, k_len, wb, 16, ab, mh8); break;
+                case 24: int_block(rows, k_len, wb, 24, ab, mh8); break;
+                case 32: int_block(rows, k_len, wb, 32, ab, mh8); break;
+                case 40: int_block(rows, k_len, wb, 40, ab, mh8); break;
+                case 48: int_block(rows, k_len, wb, 48, ab, mh8); break;
+                case 56: int_block(rows, k_len, wb, 56, ab, mh8); break;
+                default: int_block(rows, k_len, wb, 64, ab, mh8); break;
+            }
+        }
+        for (int q = 0; q < n; q++) {
+            int32_t *o = out + (size_t)(p0 + q) * mh;
+            if (thr) threshold_row(acc + (size_t)q * mh8, o, mh, thr, steps, bipolar, act_val);
+            else memcpy(o, acc + (size_t)q * mh8, (size_t)mh * sizeof(int32_t));
+        }
+    }
+    free(rows);
     free(acc);
-    free(acc_int);
-    free(wpad);
+    free(wblocks);
     return 0;
 }
 
