@@ -73,7 +73,7 @@ class TrainConfig:
     head_affine: bool = False
     #: checkpoint (e.g. the float twin) whose heatmaps the network also regresses to
     distill_from: str | None = None
-    distill_weight: float = 0.5  #: weight of the distillation MSE (with ``distill_from``)
+    distill_weight: float = 0.5  #: weight of the distillation loss (with ``distill_from``)
     #: "mse" (heatmap regression) or "softmax": cross-entropy of the spatial softmax of each
     #: (affine-scaled) heatmap against the normalised target, blind to the heatmaps' scale
     loss: str = "mse"
@@ -231,6 +231,24 @@ def spatial_softmax_loss(
     w = weight * (mass > 0)
     ce = -(t / mass.clamp_min(1e-12)[..., None] * logp).sum(-1)
     return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+
+def distillation_loss(pred: torch.Tensor, teacher: nn.Module, teacher_gain: torch.Tensor | None,
+                      inputs: torch.Tensor, weight: torch.Tensor, loss: str) -> torch.Tensor:
+    """How far ``pred`` is from the teacher's heatmaps on the same inputs.
+
+    With the softmax loss this is the cross-entropy against the teacher's spatial softmax
+    (KL divergence up to the teacher's constant entropy), at the temperature the teacher was
+    trained at (its head gain); with MSE, the squared error to its heatmaps.
+    """
+    with torch.no_grad():
+        soft = teacher(inputs)
+        if teacher_gain is not None:
+            soft = soft * teacher_gain[:, None, None]
+    if loss == "softmax":
+        soft = torch.softmax(soft.flatten(2), dim=-1).view_as(soft)
+        return spatial_softmax_loss(pred, soft, weight)
+    return keypoint_mse_loss(pred, soft, weight)
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -439,7 +457,11 @@ def train(cfg: TrainConfig) -> Path:
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
     if affine is not None and source is not None and "head_affine" in source:
         affine.load_lists(source["head_affine"])
-    teacher = load_checkpoint(cfg.distill_from)[0] if cfg.distill_from is not None else None
+    teacher, teacher_gain = None, None
+    if cfg.distill_from is not None:
+        teacher, teacher_ckpt = load_checkpoint(cfg.distill_from)
+        if "head_affine" in teacher_ckpt:  # the temperature the teacher was trained at
+            teacher_gain = torch.tensor(teacher_ckpt["head_affine"]["gain"])
     params = list(model.parameters()) + ([] if affine is None else list(affine.parameters()))
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -490,9 +512,8 @@ def train(cfg: TrainConfig) -> Path:
             loss = (spatial_softmax_loss if cfg.loss == "softmax" else keypoint_mse_loss)(
                 pred, target, weight)
             if teacher is not None:
-                with torch.no_grad():
-                    soft = teacher(inputs)
-                loss = loss + cfg.distill_weight * keypoint_mse_loss(pred, soft, weight)
+                loss = loss + cfg.distill_weight * distillation_loss(
+                    pred, teacher, teacher_gain, inputs, weight, cfg.loss)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

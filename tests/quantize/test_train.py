@@ -171,6 +171,27 @@ def test_binary_run_warm_starts_from_a_binary_checkpoint(tiny, tmp_path):
     assert second_loss < first_loss  # it went on from where the first run stopped
 
 
+def test_distillation_pulls_toward_the_teacher(full_run, tiny, tmp_path):
+    from bnnpose.quantize.train import distillation_loss
+
+    teacher, _ = load_checkpoint(full_run / "best.pt")
+    x = torch.rand(2, 3, 128, 128) * 255
+    weight = torch.ones(2, 16)
+    with torch.no_grad():
+        same = teacher(x)
+    other = same + torch.randn_like(same)
+    assert distillation_loss(same, teacher, None, x, weight, "mse") == 0
+    # Cross-entropy against the teacher's softmax is smallest at the teacher's own logits.
+    assert (distillation_loss(same, teacher, None, x, weight, "softmax")
+            < distillation_loss(other, teacher, None, x, weight, "softmax"))
+    # A gain sharpens the teacher's distribution: the temperature it was trained at.
+    sharp = distillation_loss(same * 3, teacher, torch.full((16,), 3.0), x, weight, "softmax")
+    assert sharp < distillation_loss(same, teacher, torch.full((16,), 3.0), x, weight, "softmax")
+    run = train(replace(tiny, epochs=1, loss="softmax", distill_from=str(full_run / "best.pt"),
+                        out_dir=str(tmp_path / "kd")))
+    assert (run / "best.pt").is_file()
+
+
 def test_load_checkpoint_round_trip(full_run, tiny):
     model, ckpt = load_checkpoint(full_run / "best.pt")
     assert not model.training
