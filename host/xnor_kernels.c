@@ -318,16 +318,19 @@ int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
                 int h = r[3], w = r[4], c = r[5];
                 for (int oy = 0; oy < r[6]; oy++)
                     for (int ox = 0; ox < r[7]; ox++) {
-                        int32_t *dst = o + ((size_t)oy * r[7] + ox) * c;
+                        int32_t *restrict dst = o + ((size_t)oy * r[7] + ox) * c;
+                        for (int ch = 0; ch < c; ch++) dst[ch] = INT32_MIN;
                         for (int i = 0; i < r[8]; i++)
                             for (int j = 0; j < r[9]; j++) {
                                 int y = oy * r[10] + i - r[12], xx = ox * r[11] + j - r[13];
-                                int inside = y >= 0 && y < h && xx >= 0 && xx < w;
-                                const int32_t *src = x + ((size_t)y * w + xx) * c;
-                                for (int ch = 0; ch < c; ch++) {
-                                    int32_t v = inside ? src[ch] : r[14];
-                                    if ((i == 0 && j == 0) || v > dst[ch]) dst[ch] = v;
+                                if (y < 0 || y >= h || xx < 0 || xx >= w) {
+                                    for (int ch = 0; ch < c; ch++)
+                                        dst[ch] = dst[ch] > r[14] ? dst[ch] : r[14];
+                                    continue;
                                 }
+                                const int32_t *restrict src = x + ((size_t)y * w + xx) * c;
+                                for (int ch = 0; ch < c; ch++)
+                                    dst[ch] = dst[ch] > src[ch] ? dst[ch] : src[ch];
                             }
                     }
                 break;
