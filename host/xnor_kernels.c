@@ -117,18 +117,18 @@ static int xnor_conv(const int32_t *x, int h, int w, int c, const int32_t *in_th
             for (int i = 0; i < kh; i++) {
                 int y = oy * sh + i * dh - pad_top;
                 if (y < 0 || y >= h) continue;
+                int x0 = ox * sw - pad_left;
+                uint8_t *dst_row = bytes + (size_t)i * kw * cb;
+                if (dw == 1 && x0 >= 0 && x0 + kw <= w) {
+                    /* The kernel row's pixels are adjacent in the packed image: one copy. */
+                    memcpy(dst_row, packed + ((size_t)y * w + x0) * cb, (size_t)kw * cb);
+                    continue;
+                }
                 for (int j = 0; j < kw; j++) {
-                    int xx = ox * sw + j * dw - pad_left;
+                    int xx = x0 + j * dw;
                     if (xx < 0 || xx >= w) continue;
-                    const uint8_t *src = packed + ((size_t)y * w + xx) * cb;
-                    uint8_t *dst = bytes + (size_t)(i * kw + j) * cb;
-                    switch (cb) {  /* fixed-size copies compile to single moves */
-                        case 1: *dst = *src; break;
-                        case 2: memcpy(dst, src, 2); break;
-                        case 4: memcpy(dst, src, 4); break;
-                        case 8: memcpy(dst, src, 8); break;
-                        default: memcpy(dst, src, (size_t)cb);
-                    }
+                    memcpy(dst_row + (size_t)j * cb, packed + ((size_t)y * w + xx) * cb,
+                           (size_t)cb);
                 }
             }
             mismatches(row, words, mh, nwords, mism);
