@@ -425,9 +425,36 @@ def _plot_curves(history: list[dict], path: Path) -> None:
         fig.savefig(f, format="png", dpi=100)
 
 
+def _distributed() -> tuple[int, int]:
+    """``(rank, world size)``: from torchrun's variables, with the process group created here
+    (gloo on CPUs, NCCL on GPUs); ``(0, 1)`` for a plain run."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
+
+
 def train(cfg: TrainConfig) -> Path:
-    """Train (or with ``cfg.resume`` continue) a run in ``cfg.out_dir``; returns that folder."""
+    """Train (or with ``cfg.resume`` continue) a run in ``cfg.out_dir``; returns that folder.
+
+    Under ``torchrun --nproc_per_node N`` every process takes 1/N of each batch and gradients
+    are averaged (DistributedDataParallel), so the recipe and its batch size mean the same as
+    in one process; rank 0 alone renders the data cache, evaluates and writes the run folder.
+    """
     _check(cfg)
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise BnnposeError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    lead = rank == 0
     torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -442,16 +469,21 @@ def train(cfg: TrainConfig) -> Path:
         if stored != cfg.recipe():
             changed = sorted(k for k in stored if stored[k] != cfg.recipe()[k])
             raise BnnposeError(f"cannot resume {out} with a different recipe: {', '.join(changed)}")
-    else:
+    elif lead:
         for stale in (last_path, best_path, metrics_path, out / "curves.png"):
             stale.unlink(missing_ok=True)
-    cfg.save(out / "config.json")
+    if lead:
+        cfg.save(out / "config.json")
 
     model, source = create_model(cfg)
     size = model.cfg.input_size
     codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
+    if not lead:  # the cache is written once, by rank 0, then read by all
+        _barrier(world)
     train_data = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
     val_data = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
+    if lead:
+        _barrier(world)
 
     steps_per_epoch = cfg.n_train // cfg.batch_size  # full batches only: BN needs the samples
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
@@ -478,7 +510,13 @@ def train(cfg: TrainConfig) -> Path:
         history = list(state["history"])
         first_epoch = state["epoch"] + 1
     # Rewritten from the checkpoint, so epochs logged after it by an interrupted session go.
-    metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+    if lead:
+        metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+    net = model if affine is None else _WithAffine(model, affine)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net)
     best_pck = max((h["val_pck"] for h in history), default=-math.inf)
 
     def checkpoint(metrics: dict) -> dict:
@@ -502,13 +540,14 @@ def train(cfg: TrainConfig) -> Path:
         flips = rng.random(order.shape) < cfg.flip
         model.train()
         total_loss = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step")
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
+                   disable=not lead)
         for step in bar:
-            idx = np.sort(order[step])  # sorted gathers are faster; BN ignores sample order
-            inputs, target, weight = make_batch(*(a[idx] for a in train_data), flips[step], codec)
-            pred = model(inputs)
-            if affine is not None:
-                pred = affine(pred)
+            # Sorted gathers are faster; BN ignores sample order. Rank r takes every world-th.
+            idx = np.sort(order[step])[rank::world]
+            inputs, target, weight = make_batch(*(a[idx] for a in train_data),
+                                                flips[step][rank::world], codec)
+            pred = net(inputs)
             loss = (spatial_softmax_loss if cfg.loss == "softmax" else keypoint_mse_loss)(
                 pred, target, weight)
             if teacher is not None:
@@ -522,6 +561,13 @@ def train(cfg: TrainConfig) -> Path:
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{total_loss / (step + 1):.5f}")
         bar.close()
+        if world > 1:
+            summed = torch.tensor(total_loss)
+            torch.distributed.all_reduce(summed)
+            total_loss = summed.item() / world
+        if not lead:
+            _barrier(world)  # rank 0 evaluates and writes the run folder
+            continue
         # PCK of the raw network output: the hardware runs the network without the affine.
         result = evaluate(model, *val_data, train_data[1])
         extra = {}
@@ -537,6 +583,7 @@ def train(cfg: TrainConfig) -> Path:
             "val_pck_mean_pose": result["pck_mean_pose"],
             "val_per_joint": result["per_joint"],
             "val_instances": result["n_instances"],
+            "world_size": world,
             **extra,
             "epoch_time_s": time.perf_counter() - started,
         }
@@ -554,7 +601,33 @@ def train(cfg: TrainConfig) -> Path:
                       "scheduler": scheduler.state_dict(), "epoch": epoch,
                       "torch_rng_state": torch.get_rng_state(), "history": history}, last_path)
         _plot_curves(history, out / "curves.png")
+        _barrier(world)
+    if world > 1:
+        identical = _replicas_identical(net)
+        if lead:
+            write_json(out / "distributed.json", {"world_size": world,
+                                                  "backend": torch.distributed.get_backend(),
+                                                  "replicas_identical": identical})
+        if not identical:
+            raise BnnposeError("the processes ended with different weights")
     return out
+
+
+def _replicas_identical(net: nn.Module) -> bool:
+    """Whether every process holds rank 0's parameters, bit for bit.
+
+    Buffers are left out: each process's last step updated its BatchNorm running statistics
+    from its own share of the batch, and DDP replaces them with rank 0's at the next forward;
+    rank 0's are the ones evaluated and saved.
+    """
+    dist = torch.distributed
+    differs = torch.zeros(1)
+    for t in net.parameters():
+        ref = t.detach().clone()
+        dist.broadcast(ref, 0)
+        differs += float(not torch.equal(ref, t.detach()))
+    dist.all_reduce(differs)
+    return differs.item() == 0
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -624,6 +697,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cfg = replace(TrainConfig(), **given)
     out = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        torch.distributed.destroy_process_group()
+        return 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = max(history, key=lambda h: h["val_pck"])
     print(f"{out}: best val PCK@0.2 {best['val_pck']:.3f} (epoch {best['epoch']}), "
