@@ -1,12 +1,18 @@
-"""Markers that skip themselves when their tool or board is absent."""
+"""Markers that skip themselves when their tool or board is absent; the built overlay."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+from bnnpose.host.artifacts import manifest, write_json
+
+REAL_OVERLAY = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2" / "bhg-tiny"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,3 +25,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(no_vivado)
         if "board" in item.keywords and not have_board:
             item.add_marker(no_board)
+
+
+@pytest.fixture(scope="session")
+def real_overlay(tmp_path_factory) -> Path:
+    """A copy of the built bhg-tiny overlay with its cpu plan, as package_overlay writes it."""
+    from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
+
+    if not (REAL_OVERLAY / "model_hw.onnx").is_file():
+        pytest.skip("no built overlay yet (make demo builds it)")
+    folder = tmp_path_factory.mktemp("overlay") / "bhg-tiny"
+    shutil.copytree(REAL_OVERLAY, folder)
+    compile_plan(folder / "model_hw.onnx").save(folder / PLAN_FILE)
+    old = json.loads((folder / "manifest.json").read_text())
+    write_json(folder / "manifest.json", manifest(
+        folder, **{k: v for k, v in old.items() if k not in ("versions", "files")}))
+    return folder

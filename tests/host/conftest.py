@@ -70,25 +70,3 @@ def make_overlay(tmp_path: Path):
 def overlay_dir(make_overlay) -> Path:
     return make_overlay()
 
-
-REAL_OVERLAY = Path(__file__).resolve().parents[2] / "overlays" / "pynq-z2" / "bhg-tiny"
-
-
-@pytest.fixture(scope="session")
-def real_overlay(tmp_path_factory) -> Path:
-    """A copy of the built bhg-tiny overlay with its cpu plan, as package_overlay writes it."""
-    import json
-
-    from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
-
-    if not (REAL_OVERLAY / "model_hw.onnx").is_file():
-        pytest.skip("no built overlay yet (make demo builds it)")
-    folder = tmp_path_factory.mktemp("overlay") / "bhg-tiny"
-    import shutil
-
-    shutil.copytree(REAL_OVERLAY, folder)
-    compile_plan(folder / "model_hw.onnx").save(folder / PLAN_FILE)
-    old = json.loads((folder / "manifest.json").read_text())
-    write_json(folder / "manifest.json", manifest(
-        folder, **{k: v for k, v in old.items() if k not in ("versions", "files")}))
-    return folder

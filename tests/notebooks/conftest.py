@@ -63,20 +63,3 @@ def built_overlay() -> Path:
     if not (OVERLAY / "model_hw.onnx").is_file():
         pytest.skip("no built overlay yet (make demo builds it)")
     return OVERLAY
-
-
-@pytest.fixture(scope="session")
-def overlay_with_plan(built_overlay, tmp_path_factory) -> Path:
-    """A copy of the built overlay with the cpu engine's plan, as package_overlay writes it."""
-    import shutil
-
-    from bnnpose.host.artifacts import manifest, write_json
-    from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
-
-    folder = tmp_path_factory.mktemp("overlay") / "bhg-tiny"
-    shutil.copytree(built_overlay, folder)
-    compile_plan(folder / "model_hw.onnx").save(folder / PLAN_FILE)
-    old = json.loads((folder / "manifest.json").read_text())
-    write_json(folder / "manifest.json", manifest(
-        folder, **{k: v for k, v in old.items() if k not in ("versions", "files")}))
-    return folder

@@ -76,11 +76,11 @@ def test_image_demo_in_simulation_matches_the_cpu_engine(execute_notebook, built
     np.testing.assert_allclose(got[:, 2], ref["scores"], atol=1e-4)
 
 
-def test_image_demo_runs_inside_a_deploy_folder(execute_notebook, overlay_with_plan, tmp_path):
+def test_image_demo_runs_inside_a_deploy_folder(execute_notebook, real_overlay, tmp_path):
     from bnnpose.host.runtime import deploy
 
     board = tmp_path / "bnnpose-board"
-    deploy(overlay_with_plan, board)
+    deploy(real_overlay, board)
     execute_notebook("board_image_demo.ipynb", board, BNNPOSE_NB_BACKEND="cpu",
                      BNNPOSE_NB_REPEATS="2")
     saved = json.loads((board / "astronaut_pose.json").read_text())
