@@ -177,19 +177,20 @@ def _deploy(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Imported here so `bnnpose train ...` on a training box never loads OpenCV or the codec.
     from bnnpose.host.pipeline import run
-    from bnnpose.host.sources import PersonFinder
+    from bnnpose.host.sources import PersonFinder, open_inputs
 
     mode = args.person or ("roi" if args.roi is not None else "full")
     person = PersonFinder(mode, args.roi, args.threshold)
-    # Inputs are opened inside run() before the first frame, but the backend comes first
-    # only when the inputs are fine: programming an FPGA only to fail on a typo wastes seconds.
-    from bnnpose.host.sources import open_inputs
-
-    for src in open_inputs(args.inputs):
-        src.close()
-    backend = make_backend(args.backend, args.overlay, args.numpy_only)
+    # Inputs first: programming an FPGA only to fail on a typo wastes seconds.
+    sources = open_inputs(args.inputs)
     try:
-        summary = run(args.inputs, backend, args.out, person=person, threshold=args.threshold,
+        backend = make_backend(args.backend, args.overlay, args.numpy_only)
+    except BaseException:
+        for src in sources:
+            src.close()
+        raise
+    try:
+        summary = run(sources, backend, args.out, person=person, threshold=args.threshold,
                       save_annotated=not args.no_annotate)
     except KeyboardInterrupt:
         print(f"bnnpose: interrupted; the records so far are in {args.out}/keypoints.jsonl",

@@ -491,6 +491,7 @@ def compile_plan(model_path: str | os.PathLike) -> Plan:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    producer_of = {name: node for node in graph.node for name in node.output}
 
     def attrs_of(node) -> dict[str, Any]:
         out = {}
@@ -521,7 +522,7 @@ def compile_plan(model_path: str | os.PathLike) -> Plan:
             continue  # read back by the window generator below
         if op == "ConvolutionInputGenerator":
             pads, src = [0, 0, 0, 0], node.input[0]
-            producer = next((p for p in graph.node if src in p.output), None)
+            producer = producer_of.get(src)
             if producer is not None and kind(producer) == "FMPadding":
                 pad_attr = attrs_of(producer)["Padding"]  # [top, left, bottom, right]
                 pads, src = list(pad_attr), producer.input[0]
@@ -629,7 +630,6 @@ def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
         raise BnnposeError(f"cpu engine: {node.name} has bipolar streams; export with "
                            "binary (0/1) activations")
     attrs["xnor"] = xnor
-    attrs["int32_exact"] = True
     if xnor:
         channels = mw // (kh * kw)
         bits = weight.reshape(kh, kw, channels, mh).transpose(3, 0, 1, 2).astype(np.uint8)
@@ -644,7 +644,6 @@ def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
         imax = max(abs(DataType[a["inputDataType"]].min()), abs(DataType[a["inputDataType"]].max()))
         bound = int(mw) * imax * float(np.abs(weight).max(initial=0))
         attrs["float_exact"] = bound < _FLOAT_EXACT
-        attrs["int32_exact"] = bound < 2**31
         arrays["weight"] = np.ascontiguousarray(weight, dtype=np.int32)
     if not a.get("noActivation", 0):
         arrays["thresholds"] = _int_thresholds(inits[node.input[2]])

@@ -111,7 +111,7 @@ class _Prepared(NamedTuple):
 
 
 def run(
-    inputs: Sequence[str | os.PathLike],
+    inputs: Sequence[str | os.PathLike] | Sequence[Source],
     backend: Backend,
     out_dir: str | os.PathLike,
     host_cfg: HostConfig | Mapping[str, Any] | None = None,
@@ -133,6 +133,7 @@ def run(
     propagates.
 
     Args:
+        inputs: paths and camera indices, or the sources :func:`open_inputs` already opened.
         host_cfg: host.json contents; defaults to the backend's own ``host_cfg``.
         person: how to find the person in each frame (default: the whole frame).
         threshold: joints scoring below this are drawn faded (and do not steer tracking).
@@ -140,7 +141,8 @@ def run(
     Returns:
         The summary dict written to ``summary.json``.
     """
-    sources = open_inputs(inputs)
+    opened = bool(inputs) and all(isinstance(i, Source) for i in inputs)
+    sources = list(inputs) if opened else open_inputs(inputs)
     if host_cfg is None:
         host_cfg = getattr(backend, "host_cfg", None)
         if host_cfg is None:
