@@ -28,7 +28,7 @@ FORWARDED = {
     "train": ("bnnpose.quantize.train:main", "train a binarized pose network (needs torch)"),
     "export": ("bnnpose.quantize.export:main", "export a trained network to QONNX"),
     "eval": ("bnnpose.quantize.evaluate:main",
-             "score a checkpoint: PCK vs mean pose on synthetic or COCO-format data"),
+             "score a checkpoint against the mean pose: synthetic, COCO, MPII or 300W data"),
     "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
     "demo": ("bnnpose.host.demo:main", "checkpoint to simulated accelerator on the shipped model"),
     "docker": ("bnnpose.hw_build.docker.launch:main",

@@ -1,4 +1,4 @@
-"""Heatmap targets, keypoint decoding and PCK for MPII-16 poses.
+"""Heatmap targets, keypoint decoding and pose metrics (PCK, PCKh, NME).
 
 Numpy only (besides the constants in ``skeleton``): this module also runs on the ARM board.
 
@@ -224,7 +224,57 @@ def pck(
     return mean, per_joint
 
 
-def mean_pose_baseline(train_keypoints: np.ndarray) -> np.ndarray:
+def pckh(
+    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, head_size: np.ndarray,
+    thr: float = 0.5,
+) -> tuple[float, np.ndarray]:
+    """MPII's PCKh: :func:`pck` normalised by each person's head size.
+
+    ``head_size`` ``[N]`` is MPII's normaliser, 0.6 times the diagonal of the labelled head
+    box. The official benchmark averages over all joints but pelvis and thorax; pass a
+    ``visible`` without them for that mean. Returns ``(mean, per_joint)`` as :func:`pck` does.
+    """
+    return pck(pred, gt, visible, head_size, thr)
+
+
+def nme(
+    pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, norm: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Normalised mean error, the face-landmark metric (300W: ``norm`` = inter-ocular distance).
+
+    Args:
+        pred, gt: ``[N, J, 2]`` keypoints in the same pixel units.
+        visible: ``[N, J]`` truthy for points to score.
+        norm: ``[N]`` per-image normaliser.
+
+    Returns:
+        mean: mean of the per-image NMEs over the images that have one, NaN if none does.
+        per_image: float64 ``[N]``, the mean over visible points of ``|pred - gt| / norm``;
+            NaN for images without visible points or a finite, positive ``norm``. A
+            non-finite prediction makes its image's NME infinite.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=np.float64)
+    n = np.asarray(norm, dtype=np.float64)
+    vis = np.asarray(visible).astype(bool)
+    dist = np.linalg.norm(p - g, axis=-1)
+    dist[np.isnan(dist) & vis] = np.inf
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_image = np.where(vis, dist, 0.0).sum(axis=1) / vis.sum(axis=1) / n
+    per_image[~(np.isfinite(n) & (n > 0)) | ~vis.any(axis=1)] = np.nan
+    scored = per_image[~np.isnan(per_image)]
+    return (float(scored.mean()) if len(scored) else float("nan")), per_image
+
+
+def mean_pose_baseline(train_keypoints: np.ndarray, visible: np.ndarray | None = None
+                       ) -> np.ndarray:
     """The training set's mean pose ``[J, 2]`` (float32), predicted for every image as a
-    sanity floor for PCK. ``train_keypoints`` is ``[N, J, 2]``."""
-    return np.asarray(train_keypoints, dtype=np.float64).mean(axis=0).astype(np.float32)
+    sanity floor for PCK. ``train_keypoints`` is ``[N, J, 2]``; with ``visible`` ``[N, J]``
+    each joint is averaged over the samples that label it (a joint nobody labels is NaN)."""
+    kp = np.asarray(train_keypoints, dtype=np.float64)
+    if visible is None:
+        return kp.mean(axis=0).astype(np.float32)
+    vis = np.asarray(visible).astype(bool)[..., None]
+    with np.errstate(invalid="ignore"):
+        mean = np.where(vis, kp, 0.0).sum(axis=0) / vis.sum(axis=0)
+    return mean.astype(np.float32)

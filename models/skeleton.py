@@ -17,3 +17,6 @@ MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 
 #: PCK normaliser for MPII-16 in this project: the torso diagonal l_shoulder to r_hip (fallback
 #: r_shoulder to l_hip), as implemented in codec.torso_size.
+
+#: The 68 iBUG/300W face landmarks in file order (0-based; 36 and 45 are the outer eye corners).
+FACE68_JOINTS = tuple(f"face68_{i}" for i in range(68))

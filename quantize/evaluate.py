@@ -1,4 +1,4 @@
-"""PCK of a heatmap network on labelled images, next to the mean-pose floor."""
+"""PCK (and PCKh, NME) of a heatmap network on labelled images, next to the mean-pose floor."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline, pck, torso_size
+from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline, nme, pck, pckh, torso_size
 from bnnpose.models.skeleton import MPII_JOINTS
 
 
@@ -45,7 +45,8 @@ def evaluate(
         images: uint8 ``[N, H, W, 3]`` RGB.
         keypoints: ``[N, J, 2]`` ground truth (x, y) in image pixels.
         visible: ``[N, J]`` truthy for joints to score.
-        train_keypoints: ``[M, J, 2]``; their mean is the baseline prediction for every image.
+        train_keypoints: ``[M, J, 2]``, whose mean is the baseline prediction for every
+            image, or that mean pose ``[J, 2]`` itself.
 
     Returns:
         ``pck`` and ``pck_mean_pose`` (floats), ``per_joint`` {joint name: PCK of the model}
@@ -59,7 +60,10 @@ def evaluate(
     pred, _ = codec.decode(heatmaps)
     norm = torso_size(keypoints, visible)
     score, per_joint = pck(pred, keypoints, visible, norm, thr)
-    mean_pose = np.broadcast_to(mean_pose_baseline(train_keypoints), np.shape(keypoints))
+    mean_pose = np.asarray(train_keypoints)
+    if mean_pose.ndim == 3:
+        mean_pose = mean_pose_baseline(mean_pose)
+    mean_pose = np.broadcast_to(mean_pose, np.shape(keypoints))
     score_mean_pose, _ = pck(mean_pose, keypoints, visible, norm, thr)
     counted = np.asarray(visible).astype(bool) & (np.isfinite(norm) & (norm > 0))[:, None]
     return {
@@ -87,12 +91,23 @@ def train_mean_pose(n: int = 512) -> np.ndarray:
 
 def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int = 32,
                      mean_pose: np.ndarray | None = None) -> dict:
-    """PCK@``thr`` of ``model`` and of the training mean pose on a :class:`Dataset`.
+    """PCK@``thr`` of ``model`` and of the training mean pose on a :class:`Dataset`, with
+    PCKh@0.5 and NME where the data has their normalisers.
 
     Each person is cut out with the host's top-down crop, run through the model, decoded
     with the shared codec and mapped back to image pixels; both predictions are scored on the
-    joints model and data share by name, normalised by the data's torso diagonal. People
-    without both joints of a torso diagonal cannot be normalised and are counted, not scored.
+    joints model and data share by name.
+
+    - ``pck``: normalised by the data's torso diagonal; None when the shared joints lack one.
+      People without both joints of a diagonal cannot be normalised and are counted, not
+      scored.
+    - ``pckh``: when every person has a ``head_size`` (else ``n_people_without_head_box``
+      says how many lack one). Its mean leaves out pelvis and thorax, as MPII's benchmark
+      does; ``per_joint`` has them all.
+    - ``nme``: when every person has an ``interocular`` distance.
+
+    Raises:
+        ValueError: the model and the data share no joint.
     """
     from tqdm import tqdm
 
@@ -102,14 +117,13 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
     size = int(model.cfg.input_size)
     model_joints = tuple(MPII_JOINTS[: model.cfg.num_joints])
     shared = shared_joints(model_joints, data.joints)
+    if not shared:
+        raise ValueError(f"{data.name}: the model's joints ({_layout(model_joints)}) and the "
+                         f"data's ({_layout(data.joints)}) share none")
     names = [n for _, _, n in shared]
-    for need in (("l_shoulder", "r_hip"), ("r_shoulder", "l_hip")):
-        if not set(need) <= set(names):
-            raise ValueError(f"{data.name}: the shared joints {names} lack the torso diagonal "
-                             f"{need[0]}-{need[1]} PCK is normalised by")
     mean_pose = train_mean_pose() if mean_pose is None else mean_pose
     codec = None
-    preds, base, gts, vis, crops = [], [], [], [], []
+    preds, base, gts, vis = [], [], [], []
     for batch in tqdm(list(iter_batches(data.instances, batch_size)), desc="eval", unit="batch",
                       disable=None):
         images, batch_crops = [], []
@@ -132,32 +146,65 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
             base.append(crop.to_original(mean_pose[: len(model_joints)]))
             gts.append(inst.keypoints)
             vis.append(inst.visible)
-        crops += batch_crops
     mi = [m for m, _, _ in shared]
     di = [d for _, d, _ in shared]
+    pred, pred_base = np.stack(preds)[:, mi], np.stack(base)[:, mi]
     gt = np.stack(gts)[:, di]
     visible = np.stack(vis)[:, di]
-    # The shared joints in model order, so torso_size's MPII indices apply via the names.
-    order = {n: k for k, n in enumerate(names)}
-    norm = _torso(gt, visible, order)
-    score, per_joint = pck(np.stack(preds)[:, mi], gt, visible, norm, thr)
-    score_base, per_joint_base = pck(np.stack(base)[:, mi], gt, visible, norm, thr)
-    counted = visible & (np.isfinite(norm) & (norm > 0))[:, None]
+    per_joint: dict[str, dict] = {n: {"pck": None, "pck_mean_pose": None} for n in names}
+    result = {"pck": None, "pck_mean_pose": None, "thr": thr}
+
+    # The shared joints are in model order, so the torso diagonal is found by name.
+    norm = _torso(gt, visible, {n: k for k, n in enumerate(names)})
+    if norm is None:
+        counted = visible
+        result.update(n_people=len(gt), n_people_without_torso=0)
+    else:
+        counted = visible & (np.isfinite(norm) & (norm > 0))[:, None]
+        for key, p in (("pck", pred), ("pck_mean_pose", pred_base)):
+            result[key], joint_scores = pck(p, gt, visible, norm, thr)
+            for n, v in zip(names, joint_scores, strict=True):
+                per_joint[n][key] = float(v)
+        result.update(n_people=int(np.isfinite(norm).sum()),
+                      n_people_without_torso=int((~np.isfinite(norm)).sum()))
+    for k, n in enumerate(names):
+        per_joint[n]["n"] = int(counted[:, k].sum())
+
+    heads = [i.head_size for i in data.instances]
+    if None in heads:
+        result["n_people_without_head_box"] = heads.count(None)
+    else:
+        head = np.array(heads, np.float64)
+        benchmark = visible & ~np.isin(names, ("pelvis", "thorax"))
+        for key, p in (("pckh", pred), ("pckh_mean_pose", pred_base)):
+            result[key] = pckh(p, gt, benchmark, head)[0]
+            for n, v in zip(names, pckh(p, gt, visible, head)[1], strict=True):
+                per_joint[n][key] = float(v)
+
+    interocular = [i.interocular for i in data.instances]
+    if None not in interocular:
+        io = np.array(interocular, np.float64)
+        result["nme"] = nme(pred, gt, visible, io)[0]
+        result["nme_mean_pose"] = nme(pred_base, gt, visible, io)[0]
+
     return {
-        "pck": float(score), "pck_mean_pose": float(score_base), "thr": thr,
-        "n_instances": int(counted.sum()), "n_people": int(np.isfinite(norm).sum()),
-        "n_people_without_torso": int((~np.isfinite(norm)).sum()),
-        "joints": names,
-        "per_joint": {n: {"pck": float(a), "pck_mean_pose": float(b),
-                          "n": int(counted[:, k].sum())}
-                      for k, (n, a, b) in enumerate(zip(names, per_joint, per_joint_base))},
+        **result, "n_instances": int(counted.sum()), "joints": names, "per_joint": per_joint,
         "predictions": np.stack(preds), "shared": shared,
     }
 
 
-def _torso(gt: np.ndarray, visible: np.ndarray, order: dict[str, int]) -> np.ndarray:
+def _layout(joints: tuple[str, ...]) -> str:
+    return f"{len(joints)}: {joints[0]} ... {joints[-1]}"
+
+
+def _torso(gt: np.ndarray, visible: np.ndarray, order: dict[str, int]) -> np.ndarray | None:
+    """Torso diagonal per person (NaN without one), None when no diagonal's joints are shared."""
+    diagonals = (("r_shoulder", "l_hip"), ("l_shoulder", "r_hip"))
+    pairs = [p for p in diagonals if set(p) <= set(order)]
+    if not pairs:
+        return None
     size = np.full(len(gt), np.nan)
-    for a, b in (("r_shoulder", "l_hip"), ("l_shoulder", "r_hip")):  # the second one wins
+    for a, b in pairs:  # the last one wins, as in codec.torso_size
         ia, ib = order[a], order[b]
         ok = visible[:, ia] & visible[:, ib]
         size[ok] = np.linalg.norm(gt[ok, ia] - gt[ok, ib], axis=-1)
@@ -209,11 +256,11 @@ def coco_ap_shared(data, result: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``bnnpose eval``: score a checkpoint on synthetic or COCO-format data."""
+    """``bnnpose eval``: score a checkpoint on synthetic, COCO, MPII or 300W data."""
     import argparse
     from pathlib import Path
 
-    from bnnpose.host.artifacts import BnnposeError, atomic_dir, versions, write_json
+    from bnnpose.host.artifacts import atomic_dir, versions, write_json
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.quantize import datasets
     from bnnpose.quantize.train import load_checkpoint
@@ -221,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bnnpose eval", description=main.__doc__)
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="default: the shipped models/checkpoints/bhg-tiny.pt")
-    p.add_argument("--data", default="synthetic:512",
-                   help="synthetic[:N] (held-out renders) or coco:ANN.json (with --images)")
-    p.add_argument("--images", type=Path, help="image folder of a coco: dataset")
+    p.add_argument("--data", default="synthetic:512", help=datasets.DATA_SPECS)
+    p.add_argument("--images", type=Path, help="image folder of coco: and mpii: data")
+    p.add_argument("--headboxes", type=Path,
+                   help="MPII head boxes for PCKh of mpii:FILE.json (mmpose's mpii_gt_val.mat)")
     p.add_argument("--thr", type=float, default=0.2, help="PCK threshold (default: 0.2)")
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     a = p.parse_args(argv)
@@ -231,21 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = a.checkpoint or Path(__file__).resolve().parents[1] / "models" / "checkpoints" / \
         "bhg-tiny.pt"
     model, meta = load_checkpoint(ckpt)
-    kind, _, arg = a.data.partition(":")
-    if kind == "synthetic":
-        data = datasets.synthetic(int(arg or 512))
-    elif kind == "coco":
-        if a.images is None:
-            raise BnnposeError("--data coco:ANN.json needs --images DIR")
-        data = datasets.coco(arg, a.images)
-    else:
-        raise BnnposeError(f"unknown --data {a.data!r}: synthetic[:N] or coco:ANN.json")
+    data = datasets.from_spec(a.data, a.images, a.headboxes)
     for reason, n in data.skipped.items():
         print(f"skipped {n} people: {reason}")
     result = evaluate_dataset(model, data, a.thr)
     if result["n_people_without_torso"]:
         print(f"not scored: {result['n_people_without_torso']} people without a labelled "
               "torso diagonal (PCK's normaliser)")
+    if a.data.startswith("mpii:") and "pckh" not in result:
+        print(f"no PCKh: {result['n_people_without_head_box']} people without a head box"
+              + ("" if a.headboxes else " (--headboxes gives them to a JSON file)"))
     metrics = {
         "data": data.name, "checkpoint": str(ckpt), "model": meta["model"],
         **{k: v for k, v in result.items() if k not in ("predictions", "shared")},
@@ -259,12 +302,25 @@ def main(argv: list[str] | None = None) -> int:
         preds = result["predictions"][: len(shown)]
         keypoints_grid([i.image for i in shown], list(preds), [np.ones(len(p)) for p in preds],
                        path=tmp / "predictions.png", cols=4)
+    columns = [("pck", "PCK"), ("pck_mean_pose", "mean pose")]
+    if "pckh" in metrics:
+        columns += [("pckh", "PCKh"), ("pckh_mean_pose", "mean pose")]
     width = max(len(n) for n in result["joints"])
-    print(f"{'joint':<{width}}  {'PCK':>6}  {'mean pose':>9}  {'n':>6}")
+    print(f"{'joint':<{width}}" + "".join(f"  {h:>9}" for _, h in columns) + f"  {'n':>6}")
     for n, v in metrics["per_joint"].items():
-        print(f"{n:<{width}}  {v['pck']:>6.3f}  {v['pck_mean_pose']:>9.3f}  {v['n']:>6}")
-    print(f"PCK@{a.thr:g} {metrics['pck']:.3f} (mean pose {metrics['pck_mean_pose']:.3f}) on "
-          f"{metrics['n_instances']} joints of {metrics['n_people']} people -> {a.out}"
+        print(f"{n:<{width}}" + "".join(f"  {_number(v[k]):>9}" for k, _ in columns)
+              + f"  {v['n']:>6}")
+    scores = [f"{label} {_number(metrics[key], digits)} (mean pose "
+              f"{_number(metrics[key + '_mean_pose'], digits)})"
+              for key, label, digits in (("pck", f"PCK@{a.thr:g}", 3), ("pckh", "PCKh@0.5", 3),
+                                         ("nme", "NME", 4))
+              if metrics.get(key) is not None]
+    print(f"{', '.join(scores)} on {metrics['n_instances']} joints of {metrics['n_people']} "
+          f"people -> {a.out}"
           + (f"; COCO AP (shared joints) {metrics['coco_ap_shared_joints']:.3f}"
              if "coco_ap_shared_joints" in metrics else ""))
     return 0
+
+
+def _number(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"

@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -32,10 +33,11 @@ from tqdm import tqdm
 
 from bnnpose.host import preprocess
 from bnnpose.host.artifacts import BnnposeError, write_json
-from bnnpose.models.codec import HeatmapCodec
+from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline
 from bnnpose.models.registry import MODEL_CONFIGS, build_model
-from bnnpose.models.skeleton import MPII_FLIP_PAIRS
+from bnnpose.models.skeleton import MPII_FLIP_PAIRS, MPII_JOINTS
 from bnnpose.quantize import synthetic
+from bnnpose.quantize.crops import apply_affines, random_affines
 from bnnpose.quantize.evaluate import evaluate
 
 #: Keys of a model checkpoint (``best.pt`` and the shipped ones); ``last.pt`` adds RESUME_KEYS.
@@ -54,14 +56,28 @@ class TrainConfig:
     model: str = "bhg-tiny"  #: registry name
     binary: bool = True  #: False trains the float twin
     bits: int | None = None  #: overrides the model's stream width k
-    n_train: int = 24_000  #: training renders, seeds TRAIN_SEED_OFFSET + i
-    n_val: int = 512  #: held-out renders, seeds EVAL_SEED_OFFSET + i
+    channels: int | None = None  #: overrides the model's block width
+    #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
+    data: str = "synthetic"
+    images: str | None = None  #: image folder of a real ``data`` set
+    #: a real set whose people all join the training samples (e.g. teacher-labelled footage
+    #: next to synthetic renders); keep its images apart from any set you evaluate on
+    mix: str | None = None
+    mix_images: str | None = None  #: image folder of ``mix``
+    mix_repeat: int = 1  #: times each ``mix`` person is seen per epoch
+    #: training samples: synthetic renders (seeds TRAIN_SEED_OFFSET + i) or, for real data,
+    #: at most this many people, taken in file order after the held-out ones
+    n_train: int = 24_000
+    #: held-out samples: renders with seeds EVAL_SEED_OFFSET + i, or a real set's first people
+    n_val: int = 512
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3  #: Adam peak learning rate
     weight_decay: float = 0.0
     warmup_steps: int = 100  #: linear warmup before the cosine decay
     flip: float = 0.5  #: probability of a horizontal flip per sample
+    rotate: float = 0.0  #: max rotation of a training crop, degrees (uniform in +-rotate)
+    scale: float = 0.0  #: max zoom change of a training crop (uniform in 1 +- scale)
     sigma: float = 1.0  #: target Gaussian width, heatmap pixels
     #: initial max |weight| of each head channel (see ``_init_head``); None keeps the default
     head_init: float | None = 2**-5.5
@@ -78,7 +94,7 @@ class TrainConfig:
     #: (affine-scaled) heatmap against the normalised target, blind to the heatmaps' scale
     loss: str = "mse"
     out_dir: str = "out/train/bhg-tiny"
-    cache_dir: str = "out/cache/synthetic"
+    cache_dir: str = "out/cache/synthetic"  #: rendered and cropped training arrays
     # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
     # and made a training step ten times slower in measurements.
     num_threads: int = 1
@@ -153,6 +169,64 @@ def cached_renders(
     return images, keypoints, visible
 
 
+def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
+    """``(train, val)`` arrays (images, keypoints, visible) of a recipe's data, cached.
+
+    A real set is split by image, so no photograph lends people to both sides: the people
+    of its first images (at least ``n_val``) are held out, the next ``n_train`` train. All
+    people of a ``mix`` set join the training samples, each ``mix_repeat`` times.
+    """
+    size = model_cfg.input_size
+    if cfg.data == "synthetic":
+        train = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
+        val = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
+    else:
+        arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
+        people = Counter(sources)
+        held: set[str] = set()
+        for src in people:  # images in file order
+            if sum(people[s] for s in held) >= cfg.n_val:
+                break
+            held.add(src)
+        is_val = np.array([s in held for s in sources])
+        train_idx = np.flatnonzero(~is_val)[: cfg.n_train]
+        train, val = tuple(a[train_idx] for a in arrays), tuple(a[is_val] for a in arrays)
+    if cfg.mix is not None:
+        mixed, _ = _people(cfg.mix, cfg.mix_images, cfg.cache_dir, model_cfg)
+        train = tuple(np.concatenate([a, *[m] * cfg.mix_repeat])
+                      for a, m in zip(train, mixed, strict=True))
+    return train, val
+
+
+def _people(spec: str, images: str | None, cache_dir: str, model_cfg
+            ) -> tuple[tuple[np.ndarray, ...], list[str]]:
+    """Crops of every person of a real set (see :func:`crops.people_arrays`), cached by the
+    annotation, the image files' sizes and dates, and the crop code; and their images."""
+    from bnnpose.quantize import crops, datasets
+
+    data = datasets.from_spec(spec, images)
+    for reason, n in data.skipped.items():
+        tqdm.write(f"{spec}: skipped {n} people ({reason})")
+    joints = tuple(MPII_JOINTS[: model_cfg.num_joints])
+    key = hashlib.sha256()
+    for module in (preprocess, crops):
+        key.update(Path(module.__file__).read_bytes())
+    key.update(f"{spec}|{model_cfg.input_size}|{','.join(joints)}".encode())
+    sources = [i.source for i in data.instances]
+    for path in sorted(set(sources)):
+        st = os.stat(path)
+        key.update(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode())
+    path = Path(cache_dir) / f"people-{key.hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return (z["images"], z["keypoints"], z["visible"]), sources
+    arrays = crops.people_arrays(data, joints, model_cfg.input_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as f:
+        np.savez(f, images=arrays[0], keypoints=arrays[1], visible=arrays[2])
+    return arrays, sources
+
+
 @contextlib.contextmanager
 def _atomic_file(path: Path) -> Iterator:
     """A binary file object that becomes ``path`` only if the block succeeds."""
@@ -182,10 +256,12 @@ def make_batch(
     visible: np.ndarray,
     flips: np.ndarray,
     codec: HeatmapCodec,
+    affines: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Network inputs and targets for samples ``[B, H, W, 3]``, ``[B, J, 2]``, ``[B, J]``.
 
-    Samples with ``flips[b]`` are mirrored left-right, with left and right joints swapped.
+    Samples are first warped by ``affines`` ``[B, 2, 3]`` (rotation/zoom, if given); those
+    with ``flips[b]`` are then mirrored left-right, with left and right joints swapped.
     Targets are encoded here rather than cached: encoding costs under 1% of a training step,
     caching would cost 64 KiB per image.
 
@@ -194,6 +270,8 @@ def make_batch(
         target weights float32 ``[B, J]``.
     """
     images, kp, vis = images.copy(), keypoints.copy(), visible.copy()
+    if affines is not None:
+        images, kp = apply_affines(images, kp, affines)
     if flips.any():
         width = images.shape[2]
         perm = _flip_permutation(kp.shape[1])
@@ -384,7 +462,7 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     A float head's weights are far larger than a binary head's scale should start, so the
     head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
-    overrides = {} if cfg.bits is None else {"bits": cfg.bits}
+    overrides = {k: v for k, v in (("bits", cfg.bits), ("channels", cfg.channels)) if v is not None}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
     source = None if cfg.init_from is None else _init_from(model, cfg.init_from)
@@ -403,6 +481,15 @@ def _check(cfg: TrainConfig) -> None:
         raise BnnposeError(f"n_train={cfg.n_train} would reach the held-out evaluation seeds")
     if cfg.n_val < 1 or cfg.epochs < 1:
         raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
+    if cfg.channels is not None and (cfg.channels < 4 or cfg.channels % 4):
+        raise BnnposeError(f"channels must be a positive multiple of 4 (HPM halves twice), got {cfg.channels}")
+    if not 0 <= cfg.rotate <= 180 or not 0 <= cfg.scale < 1:
+        raise BnnposeError(f"need 0 <= rotate <= 180 and 0 <= scale < 1, got {cfg.rotate}, "
+                           f"{cfg.scale}")
+    if cfg.mix_repeat < 1:
+        raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
+    if cfg.data == "synthetic" and cfg.images is not None:
+        raise BnnposeError("--images names the image folder of a real --data set, not synthetic")
     if cfg.loss not in ("mse", "softmax"):
         raise BnnposeError(f"unknown loss {cfg.loss!r}; known: mse, softmax")
     if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
@@ -480,12 +567,17 @@ def train(cfg: TrainConfig) -> Path:
     codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
     if not lead:  # the cache is written once, by rank 0, then read by all
         _barrier(world)
-    train_data = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
-    val_data = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
+    train_data, val_data = training_arrays(cfg, model.cfg)
     if lead:
         _barrier(world)
+    n_train = len(train_data[0])
+    if n_train < cfg.batch_size:
+        raise BnnposeError(f"{cfg.data}: {n_train} training samples, fewer than one batch "
+                           f"of {cfg.batch_size}")
+    # Over every known position (renders know joints outside the crop; real sets do not).
+    mean_pose = mean_pose_baseline(train_data[1], np.isfinite(train_data[1]).all(axis=-1))
 
-    steps_per_epoch = cfg.n_train // cfg.batch_size  # full batches only: BN needs the samples
+    steps_per_epoch = n_train // cfg.batch_size  # full batches only: BN needs the samples
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
     if affine is not None and source is not None and "head_affine" in source:
         affine.load_lists(source["head_affine"])
@@ -535,9 +627,12 @@ def train(cfg: TrainConfig) -> Path:
         started = time.perf_counter()
         # Shuffling and flips depend on (seed, epoch) alone, so a resumed run sees the same.
         rng = np.random.default_rng([cfg.seed, epoch])
-        order = rng.permutation(cfg.n_train)[: steps_per_epoch * cfg.batch_size]
+        order = rng.permutation(n_train)[: steps_per_epoch * cfg.batch_size]
         order = order.reshape(steps_per_epoch, cfg.batch_size)
         flips = rng.random(order.shape) < cfg.flip
+        affines = random_affines(rng, order.size, size, cfg.rotate, cfg.scale)
+        if affines is not None:
+            affines = affines.reshape(*order.shape, 2, 3)
         model.train()
         total_loss = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
@@ -545,8 +640,9 @@ def train(cfg: TrainConfig) -> Path:
         for step in bar:
             # Sorted gathers are faster; BN ignores sample order. Rank r takes every world-th.
             idx = np.sort(order[step])[rank::world]
-            inputs, target, weight = make_batch(*(a[idx] for a in train_data),
-                                                flips[step][rank::world], codec)
+            inputs, target, weight = make_batch(
+                *(a[idx] for a in train_data), flips[step][rank::world], codec,
+                None if affines is None else affines[step][rank::world])
             pred = net(inputs)
             loss = (spatial_softmax_loss if cfg.loss == "softmax" else keypoint_mse_loss)(
                 pred, target, weight)
@@ -569,10 +665,10 @@ def train(cfg: TrainConfig) -> Path:
             _barrier(world)  # rank 0 evaluates and writes the run folder
             continue
         # PCK of the raw network output: the hardware runs the network without the affine.
-        result = evaluate(model, *val_data, train_data[1])
+        result = evaluate(model, *val_data, mean_pose)
         extra = {}
         if affine is not None:
-            with_affine = evaluate(_WithAffine(model, affine), *val_data, train_data[1])
+            with_affine = evaluate(_WithAffine(model, affine), *val_data, mean_pose)
             extra = {"val_pck_affine": with_affine["pck"], "head_affine": affine.to_lists()}
         metrics = {
             "epoch": epoch,
@@ -641,14 +737,29 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--float", dest="binary", action="store_const", const=False,
                         help="train the float twin instead of the binary network")
     recipe.add_argument("--bits", type=int, help="stream width k (default: the model's)")
-    recipe.add_argument("--n-train", type=int, help=f"training renders (default: {d.n_train})")
-    recipe.add_argument("--n-val", type=int, help=f"held-out renders (default: {d.n_val})")
+    recipe.add_argument("--channels", type=int, help="block width (default: the model's)")
+    recipe.add_argument("--data", help="synthetic, or a labelled set as `bnnpose eval --data` "
+                        "takes it (coco:ANN.json, mpii:FILE; with --images)")
+    recipe.add_argument("--images", help="image folder of a real --data set")
+    recipe.add_argument("--mix", metavar="SPEC",
+                        help="a real set whose people all join the training samples")
+    recipe.add_argument("--mix-images", metavar="DIR", help="image folder of --mix")
+    recipe.add_argument("--mix-repeat", type=int, metavar="K",
+                        help=f"times each --mix person is seen per epoch (default: {d.mix_repeat})")
+    recipe.add_argument("--n-train", type=int,
+                        help=f"training samples, at most (default: {d.n_train})")
+    recipe.add_argument("--n-val", type=int,
+                        help=f"held-out samples, at least (default: {d.n_val})")
     recipe.add_argument("--epochs", type=int, help=f"default: {d.epochs}")
     recipe.add_argument("--batch-size", type=int, help=f"default: {d.batch_size}")
     recipe.add_argument("--lr", type=float, help=f"peak Adam learning rate (default: {d.lr})")
     recipe.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
     recipe.add_argument("--warmup-steps", type=int, help=f"default: {d.warmup_steps}")
     recipe.add_argument("--flip", type=float, help=f"flip probability (default: {d.flip})")
+    recipe.add_argument("--rotate", type=float, metavar="DEG",
+                        help=f"max random rotation of a crop (default: {d.rotate})")
+    recipe.add_argument("--scale", type=float, metavar="S",
+                        help=f"max random zoom change, 1 +- S (default: {d.scale})")
     recipe.add_argument("--sigma", type=float, help=f"target Gaussian sigma (default: {d.sigma})")
     recipe.add_argument("--head-init", type=float,
                         help=f"initial max |w| per head channel (default: {d.head_init:.4g})")

@@ -107,3 +107,10 @@ def test_bad_coco_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(BnnposeError, match="not a COCO annotation file"):
         datasets.coco(tmp_path / "junk.json", images)
+
+
+def test_oks_sigmas_are_cocoevals():
+    from pycocotools.cocoeval import Params
+
+    ours = np.array([datasets.COCO_SIGMAS[n] for n in datasets.COCO_JOINTS])
+    assert np.array_equal(ours, Params(iouType="keypoints").kpt_oks_sigmas)
