@@ -90,8 +90,9 @@ class TrainConfig:
     #: checkpoint (e.g. the float twin) whose heatmaps the network also regresses to
     distill_from: str | None = None
     distill_weight: float = 0.5  #: weight of the distillation loss (with ``distill_from``)
-    #: "mse" (heatmap regression) or "softmax": cross-entropy of the spatial softmax of each
-    #: (affine-scaled) heatmap against the normalised target, blind to the heatmaps' scale
+    #: "mse" (heatmap regression), "awing" (Adaptive Wing, BiHRNet's heatmap loss) or
+    #: "softmax": cross-entropy of the spatial softmax of each (affine-scaled) heatmap
+    #: against the normalised target, blind to the heatmaps' scale
     loss: str = "mse"
     out_dir: str = "out/train/bhg-tiny"
     cache_dir: str = "out/cache/synthetic"  #: rendered and cropped training arrays
@@ -311,13 +312,38 @@ def spatial_softmax_loss(
     return (ce * w).sum() / w.sum().clamp_min(1.0)
 
 
+def adaptive_wing_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, omega: float = 14.0,
+    theta: float = 0.5, epsilon: float = 1.0, alpha: float = 2.1,
+) -> torch.Tensor:
+    """Adaptive Wing loss (Wang et al., ICCV 2019) with target weights, mean over pixels.
+
+    Near a target's foreground (target -> 1) the exponent ``alpha - target`` makes it
+    steeper than MSE for small errors, so the peak is not blurred; on the background it
+    tends to a plain L1. ``theta`` joins the log and the linear branch with a continuous
+    gradient. Shapes as :func:`keypoint_mse_loss`.
+    """
+    diff = (pred - target).abs()
+    power = alpha - target
+    ratio = theta / epsilon
+    a = omega / (1 + ratio**power) * power * ratio ** (power - 1) / epsilon
+    c = theta * a - omega * torch.log1p(ratio**power)
+    loss = torch.where(diff < theta, omega * torch.log1p((diff / epsilon) ** power),
+                       a * diff - c)
+    return (loss * weight[:, :, None, None]).mean()
+
+
+#: heatmap loss functions by ``TrainConfig.loss``
+LOSSES = {"mse": keypoint_mse_loss, "awing": adaptive_wing_loss, "softmax": spatial_softmax_loss}
+
+
 def distillation_loss(pred: torch.Tensor, teacher: nn.Module, teacher_gain: torch.Tensor | None,
                       inputs: torch.Tensor, weight: torch.Tensor, loss: str) -> torch.Tensor:
     """How far ``pred`` is from the teacher's heatmaps on the same inputs.
 
     With the softmax loss this is the cross-entropy against the teacher's spatial softmax
     (KL divergence up to the teacher's constant entropy), at the temperature the teacher was
-    trained at (its head gain); with MSE, the squared error to its heatmaps.
+    trained at (its head gain); with MSE or AWing, that loss against its heatmaps.
     """
     with torch.no_grad():
         soft = teacher(inputs)
@@ -325,8 +351,7 @@ def distillation_loss(pred: torch.Tensor, teacher: nn.Module, teacher_gain: torc
             soft = soft * teacher_gain[:, None, None]
     if loss == "softmax":
         soft = torch.softmax(soft.flatten(2), dim=-1).view_as(soft)
-        return spatial_softmax_loss(pred, soft, weight)
-    return keypoint_mse_loss(pred, soft, weight)
+    return LOSSES[loss](pred, soft, weight)
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -490,8 +515,8 @@ def _check(cfg: TrainConfig) -> None:
         raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
     if cfg.data == "synthetic" and cfg.images is not None:
         raise BnnposeError("--images names the image folder of a real --data set, not synthetic")
-    if cfg.loss not in ("mse", "softmax"):
-        raise BnnposeError(f"unknown loss {cfg.loss!r}; known: mse, softmax")
+    if cfg.loss not in LOSSES:
+        raise BnnposeError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
     if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
         raise BnnposeError(f"distillation teacher not found: {cfg.distill_from}")
 
@@ -644,8 +669,7 @@ def train(cfg: TrainConfig) -> Path:
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
                 None if affines is None else affines[step][rank::world])
             pred = net(inputs)
-            loss = (spatial_softmax_loss if cfg.loss == "softmax" else keypoint_mse_loss)(
-                pred, target, weight)
+            loss = LOSSES[cfg.loss](pred, target, weight)
             if teacher is not None:
                 loss = loss + cfg.distill_weight * distillation_loss(
                     pred, teacher, teacher_gain, inputs, weight, cfg.loss)
@@ -772,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(training only; stored as head_affine in the checkpoint)")
     recipe.add_argument("--distill-from", metavar="CKPT",
                         help="also regress the heatmaps of this checkpoint (e.g. the float twin)")
-    recipe.add_argument("--loss", choices=("mse", "softmax"),
+    recipe.add_argument("--loss", choices=tuple(LOSSES),
                         help=f"heatmap loss (default: {d.loss})")
     recipe.add_argument("--distill-weight", type=float,
                         help=f"weight of the distillation loss (default: {d.distill_weight})")

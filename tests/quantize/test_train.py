@@ -187,9 +187,10 @@ def test_distillation_pulls_toward_the_teacher(full_run, tiny, tmp_path):
     # A gain sharpens the teacher's distribution: the temperature it was trained at.
     sharp = distillation_loss(same * 3, teacher, torch.full((16,), 3.0), x, weight, "softmax")
     assert sharp < distillation_loss(same, teacher, torch.full((16,), 3.0), x, weight, "softmax")
-    run = train(replace(tiny, epochs=1, loss="softmax", distill_from=str(full_run / "best.pt"),
-                        out_dir=str(tmp_path / "kd")))
-    assert (run / "best.pt").is_file()
+    for loss in ("softmax", "awing"):
+        run = train(replace(tiny, epochs=1, loss=loss, distill_from=str(full_run / "best.pt"),
+                            out_dir=str(tmp_path / loss)))
+        assert json.loads((run / "metrics.jsonl").read_text())["train_loss"] > 0
 
 
 def test_load_checkpoint_round_trip(full_run, tiny):
@@ -262,3 +263,30 @@ def test_spatial_softmax_loss_is_minimal_at_the_target_and_ignores_unlabelled_jo
     weight[0, 3] = 0.0
     torch.testing.assert_close(spatial_softmax_loss(changed, target, weight),
                                spatial_softmax_loss(logits, target, weight))
+
+
+def test_adaptive_wing_loss_matches_its_formula():
+    from bnnpose.quantize.train import adaptive_wing_loss
+
+    def one(p, t):
+        return adaptive_wing_loss(torch.tensor([[[[p]]]]), torch.tensor([[[[t]]]]),
+                                  torch.ones(1, 1)).item()
+
+    assert one(0.7, 0.7) == 0.0
+    # Inside theta: omega * ln(1 + |d / epsilon| ** (alpha - y)).
+    assert one(0.2, 0.0) == pytest.approx(14 * np.log1p(0.2**2.1), rel=1e-6)
+    assert one(0.9, 1.0) == pytest.approx(14 * np.log1p(0.1**1.1), rel=1e-6)
+    # The two branches meet at theta, in value and in slope.
+    for t in (0.0, 0.5, 1.0):
+        lo, hi = one(t + 0.5 - 1e-4, t), one(t + 0.5 + 1e-4, t)
+        assert hi == pytest.approx(lo, abs=1e-2)
+        x = torch.tensor([[[[t + 0.5 - 1e-3, t + 0.5 + 1e-3]]]], requires_grad=True)
+        adaptive_wing_loss(x, torch.full_like(x, t), torch.ones(1, 1)).backward()
+        g = x.grad.flatten()
+        assert g[0].item() == pytest.approx(g[1].item(), rel=1e-2)
+    # Unweighted joints cost nothing; the gradient at a perfect prediction is finite.
+    x = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    t = torch.zeros(1, 2, 4, 4)
+    t[0, 1, 2, 2] = 1.0
+    adaptive_wing_loss(x + t, t, torch.tensor([[0.0, 1.0]])).backward()
+    assert torch.isfinite(x.grad).all()
