@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: setup demo test test-all lint clean
+.PHONY: setup demo test test-all lint clean realset
 
 setup: $(STAMP)
 
@@ -26,6 +26,42 @@ test: setup
 # Everything the CI runs: the quick suite plus the slow end-to-end tests.
 test-all: setup
 	$(BIN)/pytest -m "not (vivado or board)"
+
+# Real-photo sets: people in OpenCV's vtest.avi (Debian's opencv-doc) labelled by MediaPipe
+# Pose, in COCO keypoints format. The footage serves both evaluation and training (distilling
+# the teacher into the real domain), so it is cut in time: vtest-eval from frames 0-389, every
+# 10th, and vtest-train from frames 420-794, every 3rd. Neighbouring frames are near-copies, so
+# frames 390-419 go to neither: nothing scored is a near-copy of something trained on.
+# MediaPipe needs numpy<2 and protobuf<5, so it runs in its own venv. Score a checkpoint with
+#   bnnpose eval --data coco:out/realset/vtest-eval/annotations.json --images out/realset/vtest-eval/images
+TEACHER_VENV := .venv-teacher
+TEACHER_BIN := $(TEACHER_VENV)/bin
+TEACHER_STAMP := $(TEACHER_VENV)/.installed-$(shell cat requirements-teacher.lock | sha256sum | cut -c1-16)
+VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
+REALSET_EVAL := out/realset/vtest-eval
+REALSET_TRAIN := out/realset/vtest-train
+LABEL := $(TEACHER_BIN)/python quantize/teacher_labels.py $(VTEST)
+
+realset: $(REALSET_EVAL)/annotations.json $(REALSET_TRAIN)/annotations.json
+
+$(VTEST):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc
+
+$(TEACHER_STAMP): requirements-teacher.lock
+	@test -x $(TEACHER_BIN)/python || $(PYTHON) -m venv $(TEACHER_VENV)
+	$(TEACHER_BIN)/pip install -qq --disable-pip-version-check --no-deps -r requirements-teacher.lock
+	@rm -f $(TEACHER_VENV)/.installed-*
+	@touch $@
+
+# Order-only on the video: reinstalling opencv-doc is no reason to label again.
+$(REALSET_EVAL)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | $(VTEST)
+	$(LABEL) --frames 0:390:10 --split-name eval --out $(REALSET_EVAL)
+
+# After the eval split even under -j: one labelling at a time, each on one core, so a training
+# run on the same machine keeps the other.
+$(REALSET_TRAIN)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | $(VTEST) $(REALSET_EVAL)/annotations.json
+	$(LABEL) --frames 420:795:3 --split-name train --out $(REALSET_TRAIN)
 
 clean:
 	rm -rf out build .pytest_cache
