@@ -34,6 +34,18 @@ COCO_JOINTS = (
     "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
 )
 
+#: COCO-WholeBody's parts after the 17 body joints: annotation field -> joint names, in order.
+#: Faces use the 68-point iBUG layout, so a face model shares its joints with them by name.
+WHOLEBODY_PARTS = {
+    "foot_kpts": tuple(f"{side}_{p}" for side in ("left", "right")
+                       for p in ("big_toe", "small_toe", "heel")),
+    "face_kpts": FACE68_JOINTS,
+    **{f"{side}hand_kpts": (f"{side}_hand_root",) + tuple(
+        f"{side}_{finger}{k}" for finger in ("thumb", "forefinger", "middle_finger",
+                                               "ring_finger", "pinky_finger")
+        for k in range(1, 5)) for side in ("left", "right")},
+}
+
 #: COCO's per-joint OKS falloff constants (COCOeval's ``kpt_oks_sigmas``), by joint name.
 COCO_SIGMAS = dict(zip(COCO_JOINTS, np.array((
     .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)) / 10))
@@ -130,7 +142,8 @@ def synthetic(n: int = 512) -> Dataset:
 
 def coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike,
          min_keypoints: int = 1) -> Dataset:
-    """People of a COCO keypoints file (``person_keypoints_*.json`` layout) via pycocotools.
+    """People of a COCO keypoints file (``person_keypoints_*.json`` layout) via pycocotools;
+    a COCO-WholeBody file adds its feet, face and hands (:data:`WHOLEBODY_PARTS`).
 
     People with fewer than ``min_keypoints`` labelled joints, or marked ``iscrowd``, are
     skipped and counted. A missing file or folder, an unreadable image, a keypoint outside
@@ -148,15 +161,26 @@ def coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike,
     cats = [c for c in api.loadCats(api.getCatIds()) if c.get("keypoints")]
     if not cats:
         raise BnnposeError(f"{ann_file}: no category with keypoints (not a keypoints file)")
-    joints = tuple(cats[0]["keypoints"])
+    body = tuple(cats[0]["keypoints"])
+    anns = api.loadAnns(api.getAnnIds(catIds=[cats[0]["id"]]))
+    # A COCO-WholeBody file keeps the body in ``keypoints`` and adds the other parts beside it.
+    parts = [f for f in WHOLEBODY_PARTS if any(f in a for a in anns)]
+    joints = body + tuple(n for f in parts for n in WHOLEBODY_PARTS[f])
     skipped: dict[str, int] = {}
     out: list[Instance] = []
     sizes: dict[int, tuple[int, int]] = {}
-    for ann in api.loadAnns(api.getAnnIds(catIds=[cats[0]["id"]])):
+    for ann in anns:
         kp = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
-        if len(kp) != len(joints):
+        if len(kp) != len(body):
             raise BnnposeError(f"{ann_file}: annotation {ann['id']} has {len(kp)} keypoints, "
-                               f"the category names {len(joints)}")
+                               f"the category names {len(body)}")
+        extra = [np.asarray(ann.get(f) or np.zeros(3 * len(WHOLEBODY_PARTS[f])), np.float64)
+                 for f in parts]
+        for f, e in zip(parts, extra, strict=True):
+            if e.size != 3 * len(WHOLEBODY_PARTS[f]):
+                raise BnnposeError(f"{ann_file}: annotation {ann['id']} has {e.size // 3} "
+                                   f"{f}, COCO-WholeBody has {len(WHOLEBODY_PARTS[f])}")
+        kp = np.concatenate([kp, *(e.reshape(-1, 3) for e in extra)])
         vis = kp[:, 2] > 0
         if ann.get("iscrowd", 0):
             skipped["crowd"] = skipped.get("crowd", 0) + 1

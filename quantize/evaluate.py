@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         **{k: v for k, v in result.items() if k not in ("predictions", "shared")},
         "skipped": data.skipped, "versions": versions(),
     }
-    if data.coco is not None:
+    # COCOeval's OKS knows the 17 body joints only (not COCO-WholeBody's feet, face, hands).
+    if data.coco is not None and all(d < len(datasets.COCO_JOINTS) for _, d, _ in
+                                     result["shared"]):
         metrics["coco_ap_shared_joints"] = coco_ap_shared(data, result)
     with atomic_dir(a.out) as tmp:
         write_json(tmp / "metrics.json", metrics)

@@ -57,6 +57,7 @@ class TrainConfig:
     binary: bool = True  #: False trains the float twin
     bits: int | None = None  #: overrides the model's stream width k
     channels: int | None = None  #: overrides the model's block width
+    stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
     #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
     data: str = "synthetic"
     images: str | None = None  #: image folder of a real ``data`` set
@@ -487,7 +488,8 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     A float head's weights are far larger than a binary head's scale should start, so the
     head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
-    overrides = {k: v for k, v in (("bits", cfg.bits), ("channels", cfg.channels)) if v is not None}
+    overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels")
+                 if getattr(cfg, k) is not None}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
     source = None if cfg.init_from is None else _init_from(model, cfg.init_from)
@@ -762,6 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train the float twin instead of the binary network")
     recipe.add_argument("--bits", type=int, help="stream width k (default: the model's)")
     recipe.add_argument("--channels", type=int, help="block width (default: the model's)")
+    recipe.add_argument("--stem-channels", type=int,
+                        help="width of the 8-bit stem (default: the model's)")
     recipe.add_argument("--data", help="synthetic, or a labelled set as `bnnpose eval --data` "
                         "takes it (coco:ANN.json, mpii:FILE; with --images)")
     recipe.add_argument("--images", help="image folder of a real --data set")

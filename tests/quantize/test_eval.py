@@ -114,3 +114,30 @@ def test_oks_sigmas_are_cocoevals():
 
     ours = np.array([datasets.COCO_SIGMAS[n] for n in datasets.COCO_JOINTS])
     assert np.array_equal(ours, Params(iouType="keypoints").kpt_oks_sigmas)
+
+
+def test_coco_wholebody_adds_feet_face_and_hands(tmp_path):
+    ann_file, images, ann = write_coco(tmp_path, SEEDS[:2])
+    face = np.zeros((68, 3))
+    face[:, :2] = np.linspace(20, 60, 68)[:, None]
+    face[:, 2] = 1
+    ann["annotations"][0]["face_kpts"] = face.reshape(-1).tolist()
+    ann["annotations"][0]["lefthand_kpts"] = [0.0] * 63
+    ann_file.write_text(json.dumps(ann))
+    data = datasets.coco(ann_file, images)
+    assert data.joints[:17] == datasets.COCO_JOINTS
+    assert data.joints[17:] == datasets.WHOLEBODY_PARTS["face_kpts"] + \
+        datasets.WHOLEBODY_PARTS["lefthand_kpts"]
+    first, second = data.instances
+    assert first.visible[17:85].all() and not first.visible[85:].any()
+    assert np.allclose(first.keypoints[17:85], face[:, :2])
+    assert not second.visible[17:].any()  # an annotation without the parts: unlabelled
+    # The body model still scores the body joints, and COCO AP stays on them.
+    assert main(["--data", f"coco:{ann_file}", "--images", str(images),
+                 "--out", str(tmp_path / "out")]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert len(metrics["joints"]) == 12 and "coco_ap_shared_joints" in metrics
+    ann["annotations"][1]["face_kpts"] = [1.0] * 30
+    ann_file.write_text(json.dumps(ann))
+    with pytest.raises(BnnposeError, match="has 10 face_kpts, COCO-WholeBody has 68"):
+        datasets.coco(ann_file, images)
