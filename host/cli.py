@@ -30,6 +30,8 @@ FORWARDED = {
     "eval": ("bnnpose.quantize.evaluate:main",
              "score a checkpoint against the mean pose: synthetic, COCO, MPII or 300W data"),
     "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
+    "models": ("bnnpose.hw_build.models_table:main",
+               "every registered model on every board: params, MACs, FINN estimate, fit"),
     "demo": ("bnnpose.host.demo:main", "checkpoint to simulated accelerator on the shipped model"),
     "docker": ("bnnpose.hw_build.docker.launch:main",
                "run the FINN flow to a bitstream in the pinned Docker image, with your Vivado"),

@@ -18,6 +18,11 @@ MODEL_BUILDERS: dict[str, Callable[[HourglassConfig], nn.Module]] = {
     "bhg-tiny": BinaryHourglassNet,
 }
 
+#: name -> family: ``hourglass`` (Bulat & Tzimiropoulos), ``bihrnet``, ``bidrn`` or ``face``
+MODEL_FAMILIES: dict[str, str] = {
+    "bhg-tiny": "hourglass",
+}
+
 
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:
     """Build a registered model; ``binary=False`` gives its float twin."""

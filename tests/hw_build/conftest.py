@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from bnnpose.hw_build.make_bitstream import BuildConfig, build
+from bnnpose.hw_build.models_table import random_batchnorm
 from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
 from bnnpose.quantize.export import export_network
 
@@ -19,13 +20,7 @@ def small_network(seed: int = 0, bits: int = 2) -> torch.nn.Module:
     """Random weights and non-trivial BatchNorm statistics, so thresholds are not all alike."""
     torch.manual_seed(seed)
     model = BinaryHourglassNet(HourglassConfig(**{**SMALL.to_dict(), "bits": bits}))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-4, 4)
-            m.running_var.uniform_(0.5, 6)
-            m.weight.data.uniform_(0.5, 2)
-            m.bias.data.uniform_(-1, 1)
-    return model.eval()
+    return random_batchnorm(model).eval()
 
 
 @pytest.fixture(scope="session")

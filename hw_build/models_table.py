@@ -1,0 +1,192 @@
+"""``bnnpose models``: every registered network on every board, measured by the FINN flow.
+
+Each (model, board) row comes from a real build up to FINN's estimates
+(``make_bitstream`` with ``--until estimate``): the network is exported to QONNX with 16 golden
+inputs, compiled, checked bit-exactly stage by stage, folded to ``--fps`` and estimated. The
+network is the shipped checkpoint ``models/checkpoints/<name>.pt`` when it matches the
+registry's config (trained thresholds), else the registry's seeded initialisation (``weights``
+says which). Rows are cached in ``--cache`` under a key of the weights, the config, the board,
+the target FPS, the flow's source code and the tool versions, so a second call builds nothing.
+
+    bnnpose models [--boards pynq-z2 zcu104] [--fps 1000] [--json] [--refresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from bnnpose.host.artifacts import BnnposeError, versions, write_json
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS = REPO / "models" / "checkpoints"
+DEFAULT_CACHE = Path("out/models")
+#: Sources whose change can change a row: the flow, the export and the networks.
+FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/quantizers.py", "models")
+N_GOLDEN = 16
+
+
+def _network(name: str):
+    """``(binary network in eval mode, weights label, bytes identifying the weights)``."""
+    import torch
+
+    from bnnpose.models.registry import MODEL_CONFIGS, build_model
+    from bnnpose.quantize.train import load_checkpoint
+
+    ckpt = CHECKPOINTS / f"{name}.pt"
+    if ckpt.is_file():
+        model, meta = load_checkpoint(ckpt)
+        if meta["config"] == {**MODEL_CONFIGS[name].to_dict(), "binary": True}:
+            return model, "checkpoint", ckpt.read_bytes()
+    torch.manual_seed(0)
+    model = random_batchnorm(build_model(name))
+    return model.eval(), "untrained (seed 0, random BatchNorm statistics)", b"init:0:bn"
+
+
+def random_batchnorm(model):
+    """``model`` with BatchNorm statistics and affine drawn like a trained network's.
+
+    Freshly initialised BatchNorm (mean 0, var 1) puts accumulator values exactly on the
+    2-bit quantizers' rounding ties, where Brevitas rounds half to even and a threshold rounds
+    up; trained statistics never sit there, and thresholds then differ from channel to channel.
+    """
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-4, 4)
+            m.running_var.uniform_(0.5, 6)
+            m.weight.data.uniform_(0.5, 2)
+            m.bias.data.uniform_(-1, 1)
+    return model
+
+
+def _flow_digest() -> str:
+    h = hashlib.sha256()
+    for src in FLOW_SOURCES:
+        path = REPO / src
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            if f == Path(__file__).resolve():
+                continue  # how rows are printed is no reason to rebuild them
+            h.update(f.relative_to(REPO).as_posix().encode())
+            h.update(f.read_bytes())
+    h.update(json.dumps(versions(), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def _counts(model) -> dict:
+    """Parameters, those held as 1-bit weights, and the stored size (1-bit weights packed,
+    everything else float32)."""
+    total = binary = 0
+    for module in model.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            total += p.numel()
+            quant = getattr(module, "weight_quant", None)
+            if pname == "weight" and quant is not None and int(quant.bit_width()) == 1:
+                binary += p.numel()
+    return {"params": total, "binary_params": binary,
+            "size_kb": round((binary / 8 + (total - binary) * 4) / 1024, 1)}
+
+
+def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = False,
+            flow_digest: str | None = None) -> dict:
+    """One row of the table; built by FINN unless the cache holds it."""
+    import numpy as np
+
+    from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
+    from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES
+    from bnnpose.quantize.export import export_network
+
+    model, weights, weights_id = _network(name)
+    cfg = MODEL_CONFIGS[name]
+    key = hashlib.sha256(b"|".join([
+        weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
+        repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
+    path = cache / f"{name}-{board}-{key}.json"
+    if path.is_file() and not refresh:
+        return {**json.loads(path.read_text()), "cached": True}
+    with tempfile.TemporaryDirectory(prefix=f"bnnpose-models-{name}-") as tmp:
+        size = cfg.input_size
+        x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
+        export_network(model, x.astype(np.float32), Path(tmp) / "export", name,
+                       {"model": name, "weights": weights})
+        report = build(BuildConfig(model=Path(tmp) / "export" / "model.onnx", board=board,
+                                   out=Path(tmp) / "build", fps=fps, until=Until.ESTIMATE))
+    est = report["estimate"]
+    row = {
+        "model": name, "family": MODEL_FAMILIES[name], "board": board, "weights": weights,
+        "input_size": size, **_counts(model),
+        "macs_by_bitwidth": report["macs_by_bitwidth"],
+        "xnor_mac_share": report["xnor_mac_share"],
+        "target_fps": fps, "fps": est["fps"], "clock_mhz": est["clock_mhz"],
+        "lut": est["lut"], "bram18": est["bram18"], "uram": est["uram"], "dsp": est["dsp"],
+        "lut_share": est["lut_share"], "bram_share": est["bram_share"], "fits": est["fits"],
+        "bottleneck": est["bottleneck"], "unmapped_nodes": report["unmapped_nodes"],
+        "bitexact": all(report["bitexact"].values()), "bitexact_stages": report["bitexact"],
+        "golden_inputs": N_GOLDEN, "versions": report["versions"],
+    }
+    write_json(path, row)
+    return {**row, "cached": False}
+
+
+def table(models: list[str], boards: list[str], fps: float, cache: Path,
+          refresh: bool = False) -> list[dict]:
+    from tqdm import tqdm
+
+    digest = _flow_digest()
+    pairs = [(m, b) for m in models for b in boards]
+    return [measure(m, b, fps, cache, refresh, digest)
+            for m, b in tqdm(pairs, desc="models", unit="build", disable=None)]
+
+
+def _print(rows: list[dict]) -> None:
+    head = ("model", "family", "board", "params", "binary", "KB", "XNOR", "FPS", "LUT",
+            "BRAM18", "URAM", "DSP", "fits", "unmapped", "bit-exact")
+    lines = [head] + [(
+        r["model"], r["family"], r["board"], f"{r['params']:,}", f"{r['binary_params']:,}",
+        f"{r['size_kb']:g}", f"{r['xnor_mac_share']:.3f}", f"{r['fps']:,.0f}", f"{r['lut']:,}",
+        str(r["bram18"]), str(r["uram"]), str(r["dsp"]), "yes" if r["fits"] else "NO",
+        str(len(r["unmapped_nodes"])), "yes" if r["bitexact"] else "NO") for r in rows]
+    widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
+    for line in lines:
+        print("  ".join(v.ljust(w) if k < 3 else v.rjust(w)
+                        for k, (v, w) in enumerate(zip(line, widths, strict=True))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bnnpose models``: params, MACs, FINN estimate and fit per model and board."""
+    from bnnpose.hw_build.boards import BOARDS
+    from bnnpose.models.registry import MODEL_CONFIGS
+
+    p = argparse.ArgumentParser(prog="bnnpose models", description=main.__doc__)
+    p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
+    p.add_argument("--boards", nargs="+", default=list(BOARDS), help="default: all boards")
+    p.add_argument("--fps", type=float, default=1000.0, help="FINN folding target (default 1000)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--refresh", action="store_true", help="rebuild cached rows")
+    p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    a = p.parse_args(argv)
+    models = a.models or list(MODEL_CONFIGS)
+    for m in models:
+        if m not in MODEL_CONFIGS:
+            raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
+    for b in a.boards:
+        if b not in BOARDS:
+            raise BnnposeError(f"unknown board {b!r}; known: {', '.join(BOARDS)}")
+    if a.fps <= 0:
+        raise BnnposeError(f"--fps must be positive, got {a.fps}")
+    rows = table(models, a.boards, a.fps, a.cache, a.refresh)
+    if a.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        _print(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
