@@ -15,6 +15,14 @@ MPII_SKELETON = (
 #: Left/right pairs swapped by a horizontal flip.
 MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 
+
+def flip_permutation(num_joints: int) -> list[int]:
+    """Joint order after a horizontal flip: index i takes joint ``perm[i]``."""
+    perm = list(range(num_joints))
+    for a, b in MPII_FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    return perm
+
 #: PCK normaliser for MPII-16 in this project: the torso diagonal l_shoulder to r_hip (fallback
 #: r_shoulder to l_hip), as implemented in codec.torso_size.
 

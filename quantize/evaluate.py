@@ -28,6 +28,20 @@ def predict_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 64)
     return np.concatenate(out)
 
 
+def flip_test_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Flip-test averaging: the mean of the heatmaps of ``images`` and of their mirror images,
+    the latter mirrored back with left and right joints swapped.
+
+    The crop's pixel x maps to ``W - 1 - x`` and a stride-s heatmap's column c to
+    ``w - 1 - c``, so mirroring the heatmap array is exact; no shift is needed.
+    """
+    from bnnpose.models.skeleton import flip_permutation
+
+    plain = predict_heatmaps(model, images, batch_size)
+    mirrored = predict_heatmaps(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
+    return (plain + mirrored[:, flip_permutation(plain.shape[1]), :, ::-1]) / 2
+
+
 def evaluate(
     model: nn.Module,
     images: np.ndarray,
@@ -90,9 +104,10 @@ def train_mean_pose(n: int = 512) -> np.ndarray:
 
 
 def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int = 32,
-                     mean_pose: np.ndarray | None = None) -> dict:
+                     mean_pose: np.ndarray | None = None, flip_test: bool = False) -> dict:
     """PCK@``thr`` of ``model`` and of the training mean pose on a :class:`Dataset`, with
-    PCKh@0.5 and NME where the data has their normalisers.
+    PCKh@0.5 and NME where the data has their normalisers; with ``flip_test`` the heatmaps
+    are :func:`flip_test_heatmaps` (as the seeds' papers report).
 
     Each person is cut out with the host's top-down crop, run through the model, decoded
     with the shared codec and mapped back to image pixels; both predictions are scored on the
@@ -137,7 +152,7 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
                 crop = person_crop(inst.image.shape, inst.box, (size, size))
                 images.append(warp(inst.image, crop))
             batch_crops.append(crop)
-        heat = predict_heatmaps(model, np.stack(images))
+        heat = (flip_test_heatmaps if flip_test else predict_heatmaps)(model, np.stack(images))
         if codec is None:
             codec = HeatmapCodec((size, size), (heat.shape[-1], heat.shape[-2]))
         kp_crop, _ = codec.decode(heat)
@@ -273,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--headboxes", type=Path,
                    help="MPII head boxes for PCKh of mpii:FILE.json (mmpose's mpii_gt_val.mat)")
     p.add_argument("--thr", type=float, default=0.2, help="PCK threshold (default: 0.2)")
+    p.add_argument("--flip-test", action="store_true",
+                   help="average each person's heatmaps with those of its mirror image")
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     a = p.parse_args(argv)
 
@@ -282,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     data = datasets.from_spec(a.data, a.images, a.headboxes)
     for reason, n in data.skipped.items():
         print(f"skipped {n} people: {reason}")
-    result = evaluate_dataset(model, data, a.thr)
+    result = evaluate_dataset(model, data, a.thr, flip_test=a.flip_test)
     if result["n_people_without_torso"]:
         print(f"not scored: {result['n_people_without_torso']} people without a labelled "
               "torso diagonal (PCK's normaliser)")
@@ -291,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
               + ("" if a.headboxes else " (--headboxes gives them to a JSON file)"))
     metrics = {
         "data": data.name, "checkpoint": str(ckpt), "model": meta["model"],
+        "flip_test": a.flip_test,
         **{k: v for k, v in result.items() if k not in ("predictions", "shared")},
         "skipped": data.skipped, "versions": versions(),
     }

@@ -35,7 +35,7 @@ from bnnpose.host import preprocess
 from bnnpose.host.artifacts import BnnposeError, write_json
 from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline
 from bnnpose.models.registry import MODEL_CONFIGS, build_model
-from bnnpose.models.skeleton import MPII_FLIP_PAIRS, MPII_JOINTS
+from bnnpose.models.skeleton import MPII_JOINTS, flip_permutation
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.crops import apply_affines, random_affines
 from bnnpose.quantize.evaluate import evaluate
@@ -245,13 +245,6 @@ def _atomic_file(path: Path) -> Iterator:
         raise
 
 
-def _flip_permutation(num_joints: int) -> np.ndarray:
-    perm = np.arange(num_joints)
-    for a, b in MPII_FLIP_PAIRS:
-        perm[a], perm[b] = b, a
-    return perm
-
-
 def make_batch(
     images: np.ndarray,
     keypoints: np.ndarray,
@@ -276,7 +269,7 @@ def make_batch(
         images, kp = apply_affines(images, kp, affines)
     if flips.any():
         width = images.shape[2]
-        perm = _flip_permutation(kp.shape[1])
+        perm = flip_permutation(kp.shape[1])
         images[flips] = images[flips, :, ::-1]
         # Pixel centres are integers, so pixel x lands on pixel width - 1 - x.
         kp[flips, :, 0] = width - 1 - kp[flips, :, 0]

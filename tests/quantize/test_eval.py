@@ -141,3 +141,19 @@ def test_coco_wholebody_adds_feet_face_and_hands(tmp_path):
     ann_file.write_text(json.dumps(ann))
     with pytest.raises(BnnposeError, match="has 10 face_kpts, COCO-WholeBody has 68"):
         datasets.coco(ann_file, images)
+
+
+def test_flip_test_heatmaps_are_mirror_symmetric(shipped, mean_pose, tmp_path):
+    from bnnpose.models.skeleton import flip_permutation
+    from bnnpose.quantize.evaluate import flip_test_heatmaps, predict_heatmaps
+
+    images = np.stack([i.image for i in datasets.synthetic(4).instances])
+    maps = flip_test_heatmaps(shipped, images)
+    mirrored = flip_test_heatmaps(shipped, np.ascontiguousarray(images[:, :, ::-1]))
+    # The average is the same whichever way round the person came in.
+    assert np.array_equal(mirrored, maps[:, flip_permutation(16), :, ::-1])
+    assert not np.array_equal(maps, predict_heatmaps(shipped, images))
+    ann, image_dir, _ = write_coco(tmp_path, SEEDS[:4])
+    assert main(["--data", f"coco:{ann}", "--images", str(image_dir), "--flip-test",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["flip_test"] is True
