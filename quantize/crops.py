@@ -27,7 +27,7 @@ def people_arrays(data, model_joints: tuple[str, ...], size: int
     shared = shared_joints(model_joints, data.joints)
     if not shared:
         raise BnnposeError(f"{data.name}: none of its joints is one of the model's "
-                         f"({', '.join(model_joints[:4])}, ...)")
+                           f"({', '.join(model_joints[:4])}, ...)")
     mi, di = [m for m, _, _ in shared], [d for _, d, _ in shared]
     n, j = len(data.instances), len(model_joints)
     images = np.empty((n, size, size, 3), np.uint8)

@@ -183,10 +183,10 @@ def coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike,
         kp = np.concatenate([kp, *(e.reshape(-1, 3) for e in extra)])
         vis = kp[:, 2] > 0
         if ann.get("iscrowd", 0):
-            skipped["crowd"] = skipped.get("crowd", 0) + 1
+            _count(skipped, "crowd")
             continue
         if vis.sum() < min_keypoints:
-            skipped["too few keypoints"] = skipped.get("too few keypoints", 0) + 1
+            _count(skipped, "too few keypoints")
             continue
         img_id = ann["image_id"]
         path = image_dir / api.loadImgs(img_id)[0]["file_name"]

@@ -134,11 +134,11 @@ def _one_line(e: BaseException) -> str:
 # ----------------------------------------------------------------------------- data
 
 
-def _renderer_digest() -> str:
-    # Part of the cache key, so that a change to the renderer or to the host's crop never
-    # serves stale images.
+def _sources_digest(*modules) -> str:
+    # Part of the cache keys, so that a change to the code that made the cached images (the
+    # renderer, the host's crop) never serves stale ones.
     digest = hashlib.sha256()
-    for module in (synthetic, preprocess):
+    for module in modules:
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:10]
 
@@ -153,7 +153,8 @@ def cached_renders(
     bool ``[n, 16]``.
     """
     cache_dir = Path(cache_dir)
-    path = cache_dir / f"crops-{_renderer_digest()}-s{size}-o{seed_offset}-n{n}.npz"
+    code = _sources_digest(synthetic, preprocess)
+    path = cache_dir / f"crops-{code}-s{size}-o{seed_offset}-n{n}.npz"
     if path.exists():
         with np.load(path) as z:
             return z["images"], z["keypoints"], z["visible"]
@@ -184,12 +185,13 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
         val = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
     else:
         arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
-        people = Counter(sources)
         held: set[str] = set()
-        for src in people:  # images in file order
-            if sum(people[s] for s in held) >= cfg.n_val:
+        n_held = 0
+        for src, n in Counter(sources).items():  # images in file order
+            if n_held >= cfg.n_val:
                 break
             held.add(src)
+            n_held += n
         is_val = np.array([s in held for s in sources])
         train_idx = np.flatnonzero(~is_val)[: cfg.n_train]
         train, val = tuple(a[train_idx] for a in arrays), tuple(a[is_val] for a in arrays)
@@ -210,9 +212,7 @@ def _people(spec: str, images: str | None, cache_dir: str, model_cfg
     for reason, n in data.skipped.items():
         tqdm.write(f"{spec}: skipped {n} people ({reason})")
     joints = tuple(MPII_JOINTS[: model_cfg.num_joints])
-    key = hashlib.sha256()
-    for module in (preprocess, crops):
-        key.update(Path(module.__file__).read_bytes())
+    key = hashlib.sha256(_sources_digest(preprocess, crops).encode())
     key.update(f"{spec}|{model_cfg.input_size}|{','.join(joints)}".encode())
     sources = [i.source for i in data.instances]
     for path in sorted(set(sources)):
@@ -502,7 +502,8 @@ def _check(cfg: TrainConfig) -> None:
     if cfg.n_val < 1 or cfg.epochs < 1:
         raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
     if cfg.channels is not None and (cfg.channels < 4 or cfg.channels % 4):
-        raise BnnposeError(f"channels must be a positive multiple of 4 (HPM halves twice), got {cfg.channels}")
+        raise BnnposeError("channels must be a positive multiple of 4 (HPM halves twice), "
+                           f"got {cfg.channels}")
     if not 0 <= cfg.rotate <= 180 or not 0 <= cfg.scale < 1:
         raise BnnposeError(f"need 0 <= rotate <= 180 and 0 <= scale < 1, got {cfg.rotate}, "
                            f"{cfg.scale}")

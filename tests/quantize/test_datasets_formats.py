@@ -14,22 +14,10 @@ from bnnpose.host.artifacts import BnnposeError
 from bnnpose.models.codec import nme, pckh
 from bnnpose.models.skeleton import FACE68_JOINTS, MPII_JOINTS
 from bnnpose.quantize import datasets, synthetic
-from bnnpose.quantize.evaluate import evaluate_dataset, main, train_mean_pose
-from bnnpose.quantize.train import load_checkpoint
+from bnnpose.quantize.evaluate import evaluate_dataset, main
 
 SEEDS = range(synthetic.EVAL_SEED_OFFSET, synthetic.EVAL_SEED_OFFSET + 12)
 J = {name: i for i, name in enumerate(MPII_JOINTS)}
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-                           / "bhg-tiny.pt")[0]
-
-
-@pytest.fixture(scope="module")
-def mean_pose():
-    return train_mean_pose(64)
 
 
 def grey(path: Path, w: int = 120, h: int = 100) -> None:

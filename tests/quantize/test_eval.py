@@ -10,9 +10,8 @@ import pytest
 
 from bnnpose.host.artifacts import BnnposeError
 from bnnpose.quantize import datasets, synthetic
-from bnnpose.quantize.evaluate import evaluate_dataset, main, train_mean_pose
+from bnnpose.quantize.evaluate import evaluate_dataset, main
 from bnnpose.models.skeleton import MPII_JOINTS
-from bnnpose.quantize.train import load_checkpoint
 
 SEEDS = range(synthetic.EVAL_SEED_OFFSET, synthetic.EVAL_SEED_OFFSET + 12)
 
@@ -42,19 +41,6 @@ def write_coco(folder, seeds=SEEDS) -> tuple:
                            "skeleton": []}]}
     (folder / "ann.json").write_text(json.dumps(ann))
     return folder / "ann.json", folder / "images", ann
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    from pathlib import Path
-
-    return load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-                           / "bhg-tiny.pt")[0]
-
-
-@pytest.fixture(scope="module")
-def mean_pose():
-    return train_mean_pose(64)
 
 
 def test_coco_people_score_as_their_synthetic_crops(shipped, mean_pose, tmp_path):

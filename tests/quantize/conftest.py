@@ -1,0 +1,21 @@
+"""The shipped checkpoint and a mean pose, shared by the evaluation tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bnnpose.quantize.evaluate import train_mean_pose
+from bnnpose.quantize.train import load_checkpoint
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    return load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "checkpoints"
+                           / "bhg-tiny.pt")[0]
+
+
+@pytest.fixture(scope="session")
+def mean_pose():
+    return train_mean_pose(64)
