@@ -180,6 +180,9 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
     people of a ``mix`` set join the training samples, each ``mix_repeat`` times.
     """
     size = model_cfg.input_size
+    # The mixed-in set first: a bad one fails before minutes of rendering.
+    mixed = None if cfg.mix is None else _people(cfg.mix, cfg.mix_images, cfg.cache_dir,
+                                                 model_cfg)[0]
     if cfg.data == "synthetic":
         train = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
         val = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
@@ -195,8 +198,7 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
         is_val = np.array([s in held for s in sources])
         train_idx = np.flatnonzero(~is_val)[: cfg.n_train]
         train, val = tuple(a[train_idx] for a in arrays), tuple(a[is_val] for a in arrays)
-    if cfg.mix is not None:
-        mixed, _ = _people(cfg.mix, cfg.mix_images, cfg.cache_dir, model_cfg)
+    if mixed is not None:
         train = tuple(np.concatenate([a, *[m] * cfg.mix_repeat])
                       for a, m in zip(train, mixed, strict=True))
     return train, val

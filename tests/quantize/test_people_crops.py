@@ -111,6 +111,10 @@ def test_training_data_errors_are_one_line(tmp_path):
          "annotation file not found"),
         (replace(base, images=str(tmp_path)), "--images names the image folder"),
         (replace(base, rotate=200), "rotate"),
+        (replace(base, mix_repeat=0), "mix_repeat must be >= 1"),
+        (replace(base, channels=30), "channels must be a positive multiple of 4"),
+        (replace(base, mix="coco:missing.json", mix_images=str(tmp_path)),
+         "annotation file not found"),
     ):
         with pytest.raises(BnnposeError, match=message):
             train(cfg)
