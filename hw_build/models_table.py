@@ -40,7 +40,8 @@ def _network(name: str):
     ckpt = CHECKPOINTS / f"{name}.pt"
     if ckpt.is_file():
         model, meta = load_checkpoint(ckpt)
-        if meta["config"] == {**MODEL_CONFIGS[name].to_dict(), "binary": True}:
+        # Compared as rebuilt, so fields added since the checkpoint count at their defaults.
+        if model.cfg == MODEL_CONFIGS[name]:
             return model, "checkpoint", ckpt.read_bytes()
     torch.manual_seed(0)
     model = random_batchnorm(build_model(name))

@@ -20,8 +20,12 @@ from bnnpose.quantize.quantizers import BinaryWeightPerChannel, BipolarAct, IntS
 
 
 def stream_quant(binary: bool, bits: int) -> nn.Module:
-    """Requantizer of a k-bit integer stream (identity in the float twin)."""
-    if binary:
+    """Requantizer of a k-bit integer stream (identity in the float twin).
+
+    ``bits=0`` keeps the stream real-valued, as the seed papers' residual paths are; such a
+    network trains and evaluates but does not map to FINN.
+    """
+    if binary and bits > 0:
         return QuantIdentity(act_quant=IntStreamAct, bit_width=bits, return_quant_tensor=False)
     return nn.Identity()
 

@@ -16,7 +16,8 @@ class HourglassConfig:
     stem_channels: int = 16  #: output of the 8-bit x 1-bit stride-2 stem conv
     channels: int = 32  #: width of every HPM block
     depth: int = 2  #: hourglass recursion depth (number of pooling levels)
-    bits: int = 2  #: k of the integer streams at every merge point
+    bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
+    pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
     num_joints: int = 16  #: heatmap channels
     binary: bool = True  #: False builds the float twin
 
@@ -34,11 +35,12 @@ class Hourglass(nn.Module):
     def __init__(self, cfg: HourglassConfig, depth: int):
         super().__init__()
         c, k, b = cfg.channels, cfg.bits, cfg.binary
-        self.skip = HPMBlock(c, k, b)
+        p = cfg.pad_value
+        self.skip = HPMBlock(c, k, b, p)
         self.pool = nn.MaxPool2d(2)
-        self.down = HPMBlock(c, k, b)
-        self.inner = Hourglass(cfg, depth - 1) if depth > 1 else HPMBlock(c, k, b)
-        self.up_block = HPMBlock(c, k, b)
+        self.down = HPMBlock(c, k, b, p)
+        self.inner = Hourglass(cfg, depth - 1) if depth > 1 else HPMBlock(c, k, b, p)
+        self.up_block = HPMBlock(c, k, b, p)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.merge = stream_quant(b, k)
 
@@ -64,9 +66,10 @@ class BinaryHourglassNet(nn.Module):
         self.stem_conv = conv(b, 3, cfg.stem_channels, 3, stride=2)
         self.stem_bn = nn.BatchNorm2d(cfg.stem_channels)
         self.stem_quant = stream_quant(b, k)
-        self.down = BinaryConvBN(cfg.stem_channels, cfg.channels, k, b, stride=2)
+        self.down = BinaryConvBN(cfg.stem_channels, cfg.channels, k, b, stride=2,
+                                 pad_value=cfg.pad_value)
         self.hourglass = Hourglass(cfg, cfg.depth)
-        self.post = HPMBlock(cfg.channels, k, b)
+        self.post = HPMBlock(cfg.channels, k, b, cfg.pad_value)
         self.head = conv(b, cfg.channels, cfg.num_joints, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

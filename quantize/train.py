@@ -58,6 +58,7 @@ class TrainConfig:
     bits: int | None = None  #: overrides the model's stream width k
     channels: int | None = None  #: overrides the model's block width
     stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
+    pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
     #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
     data: str = "synthetic"
     images: str | None = None  #: image folder of a real ``data`` set
@@ -483,7 +484,7 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     A float head's weights are far larger than a binary head's scale should start, so the
     head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
-    overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels")
+    overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels", "pad_value")
                  if getattr(cfg, k) is not None}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
@@ -758,10 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--model", help=f"registry name (default: {d.model})")
     recipe.add_argument("--float", dest="binary", action="store_const", const=False,
                         help="train the float twin instead of the binary network")
-    recipe.add_argument("--bits", type=int, help="stream width k (default: the model's)")
+    recipe.add_argument("--bits", type=int, help="stream width k, 0 for real-valued streams "
+                        "that do not map to FINN (default: the model's)")
     recipe.add_argument("--channels", type=int, help="block width (default: the model's)")
     recipe.add_argument("--stem-channels", type=int,
                         help="width of the 8-bit stem (default: the model's)")
+    recipe.add_argument("--pad-value", type=float, choices=(-1.0, 0.0),
+                        help="border value of the binary convs' inputs (default: the model's)")
     recipe.add_argument("--data", help="synthetic, or a labelled set as `bnnpose eval --data` "
                         "takes it (coco:ANN.json, mpii:FILE; with --images)")
     recipe.add_argument("--images", help="image folder of a real --data set")
