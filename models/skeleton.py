@@ -17,9 +17,23 @@ MPII_FLIP_PAIRS = ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
 
 
 def flip_permutation(num_joints: int) -> list[int]:
-    """Joint order after a horizontal flip: index i takes joint ``perm[i]``."""
+    """Joint order after a horizontal flip: index i takes joint ``perm[i]``.
+
+    68 joints are the iBUG face (:data:`FACE68_FLIP_PAIRS`); up to 16 are MPII or a prefix of
+    it, where a pair swaps only when both its joints are present.
+
+    Raises:
+        ValueError: no layout has ``num_joints`` joints.
+    """
+    if num_joints == len(FACE68_JOINTS):
+        pairs = FACE68_FLIP_PAIRS
+    elif 0 <= num_joints <= len(MPII_JOINTS):
+        pairs = tuple((a, b) for a, b in MPII_FLIP_PAIRS if b < num_joints)
+    else:
+        raise ValueError(f"no joint layout with {num_joints} joints to flip (MPII has "
+                         f"{len(MPII_JOINTS)}, the iBUG face {len(FACE68_JOINTS)})")
     perm = list(range(num_joints))
-    for a, b in MPII_FLIP_PAIRS:
+    for a, b in pairs:
         perm[a], perm[b] = b, a
     return perm
 
@@ -28,3 +42,14 @@ def flip_permutation(num_joints: int) -> list[int]:
 
 #: The 68 iBUG/300W face landmarks in file order (0-based; 36 and 45 are the outer eye corners).
 FACE68_JOINTS = tuple(f"face68_{i}" for i in range(68))
+
+#: Pairs of the 68 iBUG points swapped by a horizontal flip; the midline points (chin 8, nose
+#: bridge and tip 27-30, nose base centre 33, lip centres 51, 57, 62, 66) map to themselves.
+FACE68_FLIP_PAIRS = (
+    (0, 16), (1, 15), (2, 14), (3, 13), (4, 12), (5, 11), (6, 10), (7, 9),  # jaw
+    (17, 26), (18, 25), (19, 24), (20, 23), (21, 22),  # brows
+    (31, 35), (32, 34),  # nose base
+    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
+    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lip
+    (60, 64), (61, 63), (65, 67),  # inner lip
+)

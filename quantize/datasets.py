@@ -54,8 +54,9 @@ COCO_SIGMAS = dict(zip(COCO_JOINTS, np.array((
 HEAD_SIZE_FACTOR = 0.6
 
 #: What ``bnnpose eval --data`` (and training's ``--data``) accepts, for help texts.
-DATA_SPECS = ("synthetic[:N] (held-out renders), coco:ANN.json, mpii:FILE.json or "
-              "mpii:FILE.mat (these three with --images DIR), 300w:DIR (images beside the .pts)")
+DATA_SPECS = ("synthetic[:N] (held-out renders), synthetic-face[:N] (held-out 68-point face "
+              "renders), coco:ANN.json, mpii:FILE.json or mpii:FILE.mat (these three with "
+              "--images DIR), 300w:DIR (images beside the .pts)")
 
 
 def canonical(name: str) -> str:
@@ -138,6 +139,29 @@ def synthetic(n: int = 512) -> Dataset:
         out.append(Instance(s["image"], None, s["keypoints"].astype(np.float64),
                             s["visible"].astype(bool), f"synthetic:{seed}"))
     return Dataset(f"synthetic:{n}", tuple(MPII_JOINTS), out, {})
+
+
+def synthetic_face(n: int = 512) -> Dataset:
+    """Held-out synthetic faces (seeds from the face renderer's EVAL_SEED_OFFSET), framed
+    like 300W crops, so they go to the network as they are.
+
+    As in 300W, every landmark inside the image is labelled, hidden or not (the renderer's
+    own ``visible`` also drops those behind the head or an occluder), and ``interocular`` is
+    the distance of the outer eye corners (points 36 and 45), so NME is scored as on 300W.
+    """
+    from bnnpose.models.codec import inside_image
+    from bnnpose.quantize import synthetic_face as faces
+
+    if n < 1:
+        raise BnnposeError(f"synthetic-face dataset needs n >= 1, got {n}")
+    out = []
+    for seed in range(faces.EVAL_SEED_OFFSET, faces.EVAL_SEED_OFFSET + n):
+        s = faces.render_face(seed)
+        xy = s["keypoints"].astype(np.float64)
+        out.append(Instance(s["image"], None, xy, inside_image(xy, s["image"].shape[1::-1]),
+                            f"synthetic-face:{seed}",
+                            interocular=float(np.linalg.norm(xy[36] - xy[45]))))
+    return Dataset(f"synthetic-face:{n}", FACE68_JOINTS, out, {})
 
 
 def coco(ann_file: str | os.PathLike, image_dir: str | os.PathLike,
@@ -334,6 +358,8 @@ def from_spec(spec: str, images: str | os.PathLike | None = None,
         raise BnnposeError("--headboxes goes with --data mpii:FILE.json")
     if kind == "synthetic":
         return synthetic(int(arg or 512))
+    if kind == "synthetic-face":
+        return synthetic_face(int(arg or 512))
     if kind == "coco":
         return coco(arg, images)
     if kind == "mpii" and arg.endswith(".mat"):
