@@ -11,6 +11,8 @@ so that the padded border is a legal bipolar value.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from brevitas.nn import QuantConv2d, QuantIdentity
@@ -45,25 +47,64 @@ def conv(binary: bool, cin: int, cout: int, k: int, stride: int = 1) -> nn.Modul
     return nn.Conv2d(cin, cout, k, stride=stride, padding=0, bias=False)
 
 
+@dataclass(frozen=True)
+class NetConfig:
+    """What every family's config holds; each family adds its own architecture fields."""
+
+    input_size: int = 128  #: square RGB input side, pixels
+    num_joints: int = 16  #: heatmap channels
+    layout: str = "mpii"  #: joint names of the heatmap channels (see skeleton.LAYOUTS)
+    bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
+    pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
+    binary: bool = True  #: False builds the float twin
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Stem(nn.Module):
+    """The one multi-bit layer: 3x3 stride-2 conv on the 0..255 RGB grid -> BN -> k-bit stream.
+
+    Zero padding is right here: 0 is a legal UINT8 pixel, unlike for bipolar tensors.
+    Shapes: [N, 3, S, S] -> [N, cout, S/2, S/2].
+    """
+
+    def __init__(self, cout: int, bits: int, binary: bool = True):
+        super().__init__()
+        self.conv = conv(binary, 3, cout, 3, stride=2)
+        self.bn = nn.BatchNorm2d(cout)
+        self.quant = stream_quant(binary, bits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(self.bn(self.conv(F.pad(x, (1, 1, 1, 1), value=0.0))))
+
+
 class BinaryConvBN(nn.Module):
-    """sign(stream) -> pad(-1) -> 3x3 binary conv -> BN -> k-bit stream.
+    """sign(stream) -> pad(-1) -> kxk binary conv -> BN -> k-bit stream.
 
     Args:
-        cin, cout: channels. stride: 1 or 2. bits: output stream width k.
+        cin, cout: channels. bits: output stream width k. stride: 1 or 2. kernel: 3 or 1.
     Shapes: [N, cin, H, W] stream -> [N, cout, H/stride, W/stride] stream.
     """
 
     def __init__(self, cin: int, cout: int, bits: int, binary: bool = True, stride: int = 1,
-                 pad_value: float = -1.0):
+                 pad_value: float = -1.0, kernel: int = 3):
         super().__init__()
         self.sign = sign_act(binary)
-        self.conv = conv(binary, cin, cout, 3, stride)
+        self.conv = conv(binary, cin, cout, kernel, stride)
         self.bn = nn.BatchNorm2d(cout)
         self.quant = stream_quant(binary, bits)
         self.pad_value = pad_value
+        self.pad = kernel // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(self.sign(x), (1, 1, 1, 1), value=self.pad_value)
+        x = self.sign(x)
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, value=self.pad_value)
         return self.quant(self.bn(self.conv(x)))
 
 

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from bnnpose.models.blocks import BinaryConvBN, HPMBlock, conv, stream_quant
+from bnnpose.models.blocks import BinaryConvBN, HPMBlock, NetConfig, Stem, conv, stream_quant
 
 
 @dataclass(frozen=True)
-class HourglassConfig:
-    input_size: int = 128  #: square RGB input side, pixels
+class HourglassConfig(NetConfig):
     stem_channels: int = 16  #: output of the 8-bit x 1-bit stride-2 stem conv
     channels: int = 32  #: width of every HPM block
     depth: int = 2  #: hourglass recursion depth (number of pooling levels)
-    bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
-    pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
-    num_joints: int = 16  #: heatmap channels
-    binary: bool = True  #: False builds the float twin
-
-    @property
-    def heatmap_size(self) -> int:
-        return self.input_size // 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    stacks: int = 1  #: hourglasses in sequence, each supervised in training
 
 
 class Hourglass(nn.Module):
@@ -34,8 +23,7 @@ class Hourglass(nn.Module):
 
     def __init__(self, cfg: HourglassConfig, depth: int):
         super().__init__()
-        c, k, b = cfg.channels, cfg.bits, cfg.binary
-        p = cfg.pad_value
+        c, k, b, p = cfg.channels, cfg.bits, cfg.binary, cfg.pad_value
         self.skip = HPMBlock(c, k, b, p)
         self.pool = nn.MaxPool2d(2)
         self.down = HPMBlock(c, k, b, p)
@@ -49,12 +37,30 @@ class Hourglass(nn.Module):
         return self.merge(self.skip(x) + self.upsample(low))
 
 
+class Remap(nn.Module):
+    """Feeds a stack's heatmaps back into the stream of the next stack, as stacked hourglasses
+    do, with integer tensors only: heatmaps -> BN -> k-bit stream -> 1x1 binary conv."""
+
+    def __init__(self, cfg: HourglassConfig):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cfg.num_joints)
+        self.quant = stream_quant(cfg.binary, cfg.bits)
+        self.conv = BinaryConvBN(cfg.num_joints, cfg.channels, cfg.bits, cfg.binary, kernel=1)
+
+    def forward(self, heat: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.quant(self.bn(heat)))
+
+
 class BinaryHourglassNet(nn.Module):
-    """Single-stack binary hourglass: RGB uint8 values -> heatmaps at 1/4 resolution.
+    """Stacked binary hourglass: RGB uint8 values -> heatmaps at 1/4 resolution.
 
     The input is the raw 0..255 pixel grid (the accelerator's UINT8 input); the stem is the
-    only layer with a multi-bit input. The head is a 1x1 conv with binary weights on the
-    k-bit stream; its per-channel scale is left to the host, which only needs the argmax.
+    only layer with a multi-bit input. Each head is a 1x1 conv with binary weights on the
+    k-bit stream; the last head's per-channel scale is left to the host, which only needs
+    the argmax. Between stacks, ``x + remap(features) + remap(heatmaps)`` starts the next one.
+
+    In training mode a multi-stack network returns every stack's heatmaps (intermediate
+    supervision); otherwise, and always on hardware, only the last stack's.
 
     Shapes: [N, 3, S, S] float in 0..255 -> [N, J, S/4, S/4].
     """
@@ -62,19 +68,26 @@ class BinaryHourglassNet(nn.Module):
     def __init__(self, cfg: HourglassConfig):
         super().__init__()
         self.cfg = cfg
-        b, k = cfg.binary, cfg.bits
-        self.stem_conv = conv(b, 3, cfg.stem_channels, 3, stride=2)
-        self.stem_bn = nn.BatchNorm2d(cfg.stem_channels)
-        self.stem_quant = stream_quant(b, k)
-        self.down = BinaryConvBN(cfg.stem_channels, cfg.channels, k, b, stride=2,
-                                 pad_value=cfg.pad_value)
-        self.hourglass = Hourglass(cfg, cfg.depth)
-        self.post = HPMBlock(cfg.channels, k, b, cfg.pad_value)
-        self.head = conv(b, cfg.channels, cfg.num_joints, 1)
+        b, k, p, c = cfg.binary, cfg.bits, cfg.pad_value, cfg.channels
+        self.stem = Stem(cfg.stem_channels, k, b)
+        self.down = BinaryConvBN(cfg.stem_channels, c, k, b, stride=2, pad_value=p)
+        self.hourglasses = nn.ModuleList(Hourglass(cfg, cfg.depth) for _ in range(cfg.stacks))
+        self.posts = nn.ModuleList(HPMBlock(c, k, b, p) for _ in range(cfg.stacks))
+        self.heads = nn.ModuleList(conv(b, c, cfg.num_joints, 1) for _ in range(cfg.stacks))
+        between = cfg.stacks - 1
+        self.feature_remaps = nn.ModuleList(
+            BinaryConvBN(c, c, k, b, kernel=1) for _ in range(between))
+        self.heatmap_remaps = nn.ModuleList(Remap(cfg) for _ in range(between))
+        self.merges = nn.ModuleList(stream_quant(b, k) for _ in range(between))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Zero padding of the UINT8 image is a legal input value, unlike for bipolar tensors.
-        x = nn.functional.pad(x, (1, 1, 1, 1), value=0.0)
-        x = self.stem_quant(self.stem_bn(self.stem_conv(x)))
-        x = self.post(self.hourglass(self.down(x)))
-        return self.head(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        x = self.down(self.stem(x))
+        outs = []
+        for i, (hourglass, post, head) in enumerate(zip(self.hourglasses, self.posts,
+                                                        self.heads, strict=True)):
+            features = post(hourglass(x))
+            outs.append(head(features))
+            if i < len(self.merges):
+                x = self.merges[i](x + self.feature_remaps[i](features)
+                                   + self.heatmap_remaps[i](outs[-1]))
+        return outs if self.training and len(outs) > 1 else outs[-1]

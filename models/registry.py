@@ -1,4 +1,4 @@
-"""The explicit model registry: name -> builder of (binary network, config)."""
+"""The explicit model registry: name -> config, builder and family."""
 
 from __future__ import annotations
 
@@ -7,21 +7,63 @@ from dataclasses import replace
 
 from torch import nn
 
+from bnnpose.models.bidrn import BiDRN, BiDRNConfig
+from bnnpose.models.blocks import NetConfig
 from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
 
-#: name -> default config; every entry builds with ``build_model(name)``.
-MODEL_CONFIGS: dict[str, HourglassConfig] = {
+#: name -> default config; every entry builds with ``build_model(name)``. The ``-z2`` and
+#: ``tiny`` sizes fit a PYNQ-Z2; the ``-full`` sizes are the seeds' 256x256 input.
+MODEL_CONFIGS: dict[str, NetConfig] = {
     "bhg-tiny": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2, bits=2),
+    "bhg-s2-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
+                                 stacks=2),
+    "bhg-full": HourglassConfig(input_size=256, stem_channels=32, channels=128, depth=4,
+                                stacks=4),
+    "bihrnet-z2": BiHRNetConfig(input_size=128, stem_channels=16, widths=(24, 48, 96)),
+    "bihrnet-full": BiHRNetConfig(input_size=256, stem_channels=16, widths=(32, 64, 128),
+                                  blocks=2),
+    "bidrn-z2": BiDRNConfig(input_size=128, stem_channels=16, widths=(32, 64, 128)),
+    "bidrn-full": BiDRNConfig(input_size=256, stem_channels=16, widths=(64, 128, 256)),
+    "face-bhg-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
+                                   num_joints=68, layout="face68"),
 }
 
-MODEL_BUILDERS: dict[str, Callable[[HourglassConfig], nn.Module]] = {
-    "bhg-tiny": BinaryHourglassNet,
+MODEL_BUILDERS: dict[str, Callable[[NetConfig], nn.Module]] = {
+    "bhg-tiny": BinaryHourglassNet, "bhg-s2-z2": BinaryHourglassNet,
+    "bhg-full": BinaryHourglassNet, "face-bhg-z2": BinaryHourglassNet,
+    "bihrnet-z2": BiHRNet, "bihrnet-full": BiHRNet,
+    "bidrn-z2": BiDRN, "bidrn-full": BiDRN,
 }
 
 #: name -> family: ``hourglass`` (Bulat & Tzimiropoulos), ``bihrnet``, ``bidrn`` or ``face``
 MODEL_FAMILIES: dict[str, str] = {
-    "bhg-tiny": "hourglass",
+    "bhg-tiny": "hourglass", "bhg-s2-z2": "hourglass", "bhg-full": "hourglass",
+    "bihrnet-z2": "bihrnet", "bihrnet-full": "bihrnet",
+    "bidrn-z2": "bidrn", "bidrn-full": "bidrn",
+    "face-bhg-z2": "face",
 }
+
+
+def model_joints(cfg: NetConfig) -> tuple[str, ...]:
+    """Names of a model's heatmap channels, by its ``layout``."""
+    from bnnpose.models.skeleton import FACE68_JOINTS, MPII_JOINTS
+
+    if cfg.layout == "mpii":
+        joints = MPII_JOINTS[: cfg.num_joints]
+    elif cfg.layout == "face68":
+        joints = FACE68_JOINTS
+    elif cfg.layout == "wholebody-boxes":
+        from bnnpose.models.bidrn import BOX_JOINTS
+        from bnnpose.quantize.datasets import COCO_JOINTS, WHOLEBODY_PARTS
+
+        joints = COCO_JOINTS + sum(WHOLEBODY_PARTS.values(), ()) + BOX_JOINTS
+    else:
+        raise ValueError(f"unknown joint layout {cfg.layout!r}")
+    if len(joints) != cfg.num_joints:
+        raise ValueError(f"layout {cfg.layout} names {len(joints)} joints, the model has "
+                         f"{cfg.num_joints}")
+    return tuple(joints)
 
 
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:

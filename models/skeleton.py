@@ -53,3 +53,23 @@ FACE68_FLIP_PAIRS = (
     (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lip
     (60, 64), (61, 63), (65, 67),  # inner lip
 )
+
+
+def flip_permutation_of(joints: tuple[str, ...]) -> list[int]:
+    """:func:`flip_permutation` by joint names, for any layout: iBUG face points swap by
+    :data:`FACE68_FLIP_PAIRS`, names with a side (``l_``/``r_``, ``left_``/``right_``) swap
+    with the same name on the other side; the rest map to themselves."""
+    face = {}
+    for a, b in FACE68_FLIP_PAIRS:
+        face[FACE68_JOINTS[a]], face[FACE68_JOINTS[b]] = FACE68_JOINTS[b], FACE68_JOINTS[a]
+    sides = (("l_", "r_"), ("r_", "l_"), ("left_", "right_"), ("right_", "left_"))
+    index = {n: i for i, n in enumerate(joints)}
+    perm = []
+    for i, name in enumerate(joints):
+        other = face.get(name)
+        for this, that in sides:
+            if other is None and name.startswith(this):
+                other = that + name[len(this):]
+        perm.append(index.get(other, i))
+    return perm
+

@@ -35,11 +35,15 @@ def flip_test_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 6
     The crop's pixel x maps to ``W - 1 - x`` and a stride-s heatmap's column c to
     ``w - 1 - c``, so mirroring the heatmap array is exact; no shift is needed.
     """
-    from bnnpose.models.skeleton import flip_permutation
+    from bnnpose.models.registry import model_joints
+    from bnnpose.models.skeleton import flip_permutation, flip_permutation_of
 
     plain = predict_heatmaps(model, images, batch_size)
     mirrored = predict_heatmaps(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
-    return (plain + mirrored[:, flip_permutation(plain.shape[1]), :, ::-1]) / 2
+    cfg = getattr(model, "cfg", None)
+    perm = (flip_permutation(plain.shape[1]) if cfg is None
+            else flip_permutation_of(model_joints(cfg)))
+    return (plain + mirrored[:, perm, :, ::-1]) / 2
 
 
 def evaluate(
@@ -51,8 +55,10 @@ def evaluate(
     *,
     batch_size: int = 64,
     thr: float = 0.2,
+    joints: tuple[str, ...] | None = None,
 ) -> dict:
-    """PCK@``thr`` (torso-diagonal normaliser) of ``model`` and of the training mean pose.
+    """PCK@``thr`` of ``model`` and of the training mean pose, normalised by the torso
+    diagonal, or by the inter-ocular distance for a layout without a torso (faces).
 
     Args:
         model: maps float ``[B, 3, H, W]`` in 0..255 to heatmaps ``[B, J, h, w]``.
@@ -61,6 +67,7 @@ def evaluate(
         visible: ``[N, J]`` truthy for joints to score.
         train_keypoints: ``[M, J, 2]``, whose mean is the baseline prediction for every
             image, or that mean pose ``[J, 2]`` itself.
+        joints: names of the J channels (default: the first J MPII joints).
 
     Returns:
         ``pck`` and ``pck_mean_pose`` (floats), ``per_joint`` {joint name: PCK of the model}
@@ -72,7 +79,8 @@ def evaluate(
     h, w = images.shape[1:3]
     codec = HeatmapCodec(input_size=(w, h), heatmap_size=(heatmaps.shape[-1], heatmaps.shape[-2]))
     pred, _ = codec.decode(heatmaps)
-    norm = torso_size(keypoints, visible)
+    joints = tuple(MPII_JOINTS[: heatmaps.shape[1]] if joints is None else joints)
+    norm = _normaliser(np.asarray(keypoints), np.asarray(visible).astype(bool), joints)
     score, per_joint = pck(pred, keypoints, visible, norm, thr)
     mean_pose = np.asarray(train_keypoints)
     if mean_pose.ndim == 3:
@@ -83,7 +91,7 @@ def evaluate(
     return {
         "pck": score,
         "pck_mean_pose": score_mean_pose,
-        "per_joint": {name: float(v) for name, v in zip(MPII_JOINTS, per_joint, strict=True)},
+        "per_joint": {name: float(v) for name, v in zip(joints, per_joint, strict=True)},
         "n_instances": int(counted.sum()),
     }
 
@@ -130,7 +138,9 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
     from bnnpose.quantize.datasets import iter_batches, shared_joints
 
     size = int(model.cfg.input_size)
-    model_joints = tuple(MPII_JOINTS[: model.cfg.num_joints])
+    from bnnpose.models.registry import model_joints as joints_of
+
+    model_joints = joints_of(model.cfg)
     shared = shared_joints(model_joints, data.joints)
     if not shared:
         raise ValueError(f"{data.name}: the model's joints ({_layout(model_joints)}) and the "
@@ -212,9 +222,33 @@ def _layout(joints: tuple[str, ...]) -> str:
     return f"{len(joints)}: {joints[0]} ... {joints[-1]}"
 
 
+def _normaliser(gt: np.ndarray, visible: np.ndarray, joints: tuple[str, ...]) -> np.ndarray:
+    """Per-person PCK normaliser of arrays in ``joints`` order: :func:`codec.torso_size`
+    for MPII, the torso diagonal by name for other body layouts, else the outer eye corners'
+    distance (NaN where a person has neither)."""
+    from bnnpose.quantize.datasets import canonical
+
+    if joints == tuple(MPII_JOINTS[: len(joints)]):
+        return torso_size(gt, visible)
+    order = {canonical(n): k for k, n in enumerate(joints)}
+    torso = _torso(gt, visible, order)
+    if torso is not None:
+        return torso
+    size = np.full(len(gt), np.nan)
+    if {"face68_36", "face68_45"} <= set(order):
+        a, b = order["face68_36"], order["face68_45"]
+        ok = visible[:, a] & visible[:, b]
+        size[ok] = np.linalg.norm(gt[ok, a] - gt[ok, b], axis=-1)
+    return size
+
+
 def _torso(gt: np.ndarray, visible: np.ndarray, order: dict[str, int]) -> np.ndarray | None:
-    """Torso diagonal per person (NaN without one), None when no diagonal's joints are shared."""
-    diagonals = (("r_shoulder", "l_hip"), ("l_shoulder", "r_hip"))
+    """Torso diagonal per person (NaN without one), None when no diagonal's joints are shared.
+    ``order`` maps joint names, in either spelling (``l_hip`` or ``left_hip``), to indices."""
+    from bnnpose.quantize.datasets import canonical
+
+    order = {canonical(n): k for n, k in order.items()}
+    diagonals = (("right_shoulder", "left_hip"), ("left_shoulder", "right_hip"))
     pairs = [p for p in diagonals if set(p) <= set(order)]
     if not pairs:
         return None

@@ -63,10 +63,13 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
 
     from bnnpose.hw_build.verify import exec_onnx
 
+    from bnnpose.models.registry import model_joints
+
     t0 = time.perf_counter()
     model = model.eval()
     with torch.no_grad():
         y = model(torch.from_numpy(x)).numpy()
+    joints = model_joints(model.cfg) if hasattr(model, "cfg") else MPII_JOINTS[: y.shape[1]]
     with atomic_dir(out) as tmp:
         onnx_path = tmp / "model.onnx"
         # The exporter reports its own fallbacks at length; they are not errors.
@@ -87,7 +90,7 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
             "name": name, **meta, "onnx_sha256": sha256_file(onnx_path),
             "input": {"datatype": "UINT8", "layout": "NCHW", "shape": [1, *x.shape[1:]]},
             "output": {"layout": "NCHW", "shape": list(y.shape[1:]),
-                       "joints": list(MPII_JOINTS[: y.shape[1]])},
+                       "joints": list(joints)},
             "n_golden": len(x), "bitexact": {"torch_vs_qonnx": True},
             "versions": versions(), "seconds": round(time.perf_counter() - t0, 2),
         }

@@ -34,8 +34,10 @@ from tqdm import tqdm
 from bnnpose.host import preprocess
 from bnnpose.host.artifacts import BnnposeError, write_json
 from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline
-from bnnpose.models.registry import MODEL_CONFIGS, build_model
-from bnnpose.models.skeleton import MPII_JOINTS, flip_permutation
+from bnnpose.models.registry import MODEL_CONFIGS, build_model, model_joints
+from bnnpose.models.skeleton import (
+    FACE68_JOINTS, MPII_JOINTS, flip_permutation, flip_permutation_of,
+)
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.crops import apply_affines, random_affines
 from bnnpose.quantize.evaluate import evaluate
@@ -92,6 +94,9 @@ class TrainConfig:
     #: checkpoint (e.g. the float twin) whose heatmaps the network also regresses to
     distill_from: str | None = None
     distill_weight: float = 0.5  #: weight of the distillation loss (with ``distill_from``)
+    #: loss against the teacher's heatmaps, one of LOSSES; None uses ``loss``. "softmax" is
+    #: the KL divergence of the spatial softmaxes (BiHRNet's recipe: awing + softmax)
+    distill_loss: str | None = None
     #: "mse" (heatmap regression), "awing" (Adaptive Wing, BiHRNet's heatmap loss) or
     #: "softmax": cross-entropy of the spatial softmax of each (affine-scaled) heatmap
     #: against the normalised target, blind to the heatmaps' scale
@@ -145,32 +150,72 @@ def _sources_digest(*modules) -> str:
 
 
 def cached_renders(
-    n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike
+    n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike, faces: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Person crops ``render_batch(range(seed_offset, seed_offset + n), size, crop=True)``,
-    rendered once per cache.
+    """Person crops ``render_batch(range(seed_offset, seed_offset + n), size, crop=True)``
+    (or with ``faces``, ``synthetic_face.render_face_batch`` of those seeds), rendered once
+    per cache.
 
-    Returns images uint8 ``[n, size, size, 3]``, keypoints float32 ``[n, 16, 2]``, visible
-    bool ``[n, 16]``.
+    Returns images uint8 ``[n, size, size, 3]``, keypoints float32 ``[n, J, 2]``, visible
+    bool ``[n, J]`` (J = 16 MPII joints, or 68 face landmarks).
     """
     cache_dir = Path(cache_dir)
-    code = _sources_digest(synthetic, preprocess)
-    path = cache_dir / f"crops-{code}-s{size}-o{seed_offset}-n{n}.npz"
+    if faces:
+        from bnnpose.quantize import synthetic_face
+
+        code, kind = _sources_digest(synthetic, synthetic_face, preprocess), "faces"
+    else:
+        code, kind = _sources_digest(synthetic, preprocess), "crops"
+    path = cache_dir / f"{kind}-{code}-s{size}-o{seed_offset}-n{n}.npz"
     if path.exists():
         with np.load(path) as z:
             return z["images"], z["keypoints"], z["visible"]
+    if faces:
+        def render(seeds):
+            return synthetic_face.render_face_batch(seeds, size)
+        joints = len(FACE68_JOINTS)
+    else:
+        def render(seeds):
+            return synthetic.render_batch(seeds, size, crop=True)
+        joints = synthetic.NUM_JOINTS
     images = np.empty((n, size, size, 3), np.uint8)
-    keypoints = np.empty((n, synthetic.NUM_JOINTS, 2), np.float32)
-    visible = np.empty((n, synthetic.NUM_JOINTS), bool)
+    keypoints = np.empty((n, joints, 2), np.float32)
+    visible = np.empty((n, joints), bool)
     chunk = 256
-    for start in tqdm(range(0, n, chunk), desc=f"render {n} @ {seed_offset}", unit="chunk"):
+    for start in tqdm(range(0, n, chunk), desc=f"render {n} {kind} @ {seed_offset}",
+                      unit="chunk"):
         stop = min(start + chunk, n)
-        images[start:stop], keypoints[start:stop], visible[start:stop] = synthetic.render_batch(
-            range(seed_offset + start, seed_offset + stop), size, crop=True)
+        images[start:stop], keypoints[start:stop], visible[start:stop] = render(
+            range(seed_offset + start, seed_offset + stop))
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _atomic_file(path) as f:
         np.savez_compressed(f, images=images, keypoints=keypoints, visible=visible)
     return images, keypoints, visible
+
+
+def _synthetic_arrays(n: int, val: bool, cache_dir: str, model_cfg) -> tuple[np.ndarray, ...]:
+    """Renders for a model: faces for a face layout, else bodies with their MPII joints put
+    where the model's layout names them (the rest unlabelled)."""
+    from bnnpose.quantize import synthetic_face
+    from bnnpose.quantize.datasets import shared_joints
+
+    size = model_cfg.input_size
+    if model_cfg.layout == "face68":
+        offset = synthetic_face.EVAL_SEED_OFFSET if val else synthetic_face.TRAIN_SEED_OFFSET
+        return cached_renders(n, offset, size, cache_dir, faces=True)
+    offset = synthetic.EVAL_SEED_OFFSET if val else synthetic.TRAIN_SEED_OFFSET
+    images, kp, vis = cached_renders(n, offset, size, cache_dir)
+    joints = model_joints(model_cfg)
+    if joints == MPII_JOINTS[: len(joints)]:
+        return images, kp[:, : len(joints)], vis[:, : len(joints)]
+    shared = shared_joints(joints, MPII_JOINTS)
+    if not shared:
+        raise BnnposeError(f"the synthetic bodies share no joint with layout {model_cfg.layout}")
+    mi, di = [m for m, _, _ in shared], [d for _, d, _ in shared]
+    out_kp = np.full((n, len(joints), 2), np.nan, np.float32)
+    out_vis = np.zeros((n, len(joints)), bool)
+    out_kp[:, mi], out_vis[:, mi] = kp[:, di], vis[:, di]
+    return images, out_kp, out_vis
 
 
 def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
@@ -180,13 +225,12 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
     of its first images (at least ``n_val``) are held out, the next ``n_train`` train. All
     people of a ``mix`` set join the training samples, each ``mix_repeat`` times.
     """
-    size = model_cfg.input_size
     # The mixed-in set first: a bad one fails before minutes of rendering.
     mixed = None if cfg.mix is None else _people(cfg.mix, cfg.mix_images, cfg.cache_dir,
                                                  model_cfg)[0]
     if cfg.data == "synthetic":
-        train = cached_renders(cfg.n_train, synthetic.TRAIN_SEED_OFFSET, size, cfg.cache_dir)
-        val = cached_renders(cfg.n_val, synthetic.EVAL_SEED_OFFSET, size, cfg.cache_dir)
+        train = _synthetic_arrays(cfg.n_train, False, cfg.cache_dir, model_cfg)
+        val = _synthetic_arrays(cfg.n_val, True, cfg.cache_dir, model_cfg)
     else:
         arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
         held: set[str] = set()
@@ -214,7 +258,7 @@ def _people(spec: str, images: str | None, cache_dir: str, model_cfg
     data = datasets.from_spec(spec, images)
     for reason, n in data.skipped.items():
         tqdm.write(f"{spec}: skipped {n} people ({reason})")
-    joints = tuple(MPII_JOINTS[: model_cfg.num_joints])
+    joints = model_joints(model_cfg)
     key = hashlib.sha256(_sources_digest(preprocess, crops).encode())
     key.update(f"{spec}|{model_cfg.input_size}|{','.join(joints)}".encode())
     sources = [i.source for i in data.instances]
@@ -255,11 +299,13 @@ def make_batch(
     flips: np.ndarray,
     codec: HeatmapCodec,
     affines: np.ndarray | None = None,
+    flip_perm: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Network inputs and targets for samples ``[B, H, W, 3]``, ``[B, J, 2]``, ``[B, J]``.
 
     Samples are first warped by ``affines`` ``[B, 2, 3]`` (rotation/zoom, if given); those
-    with ``flips[b]`` are then mirrored left-right, with left and right joints swapped.
+    with ``flips[b]`` are then mirrored left-right, with left and right joints swapped by
+    ``flip_perm`` (default: ``flip_permutation(J)``).
     Targets are encoded here rather than cached: encoding costs under 1% of a training step,
     caching would cost 64 KiB per image.
 
@@ -272,7 +318,7 @@ def make_batch(
         images, kp = apply_affines(images, kp, affines)
     if flips.any():
         width = images.shape[2]
-        perm = flip_permutation(kp.shape[1])
+        perm = flip_permutation(kp.shape[1]) if flip_perm is None else flip_perm
         images[flips] = images[flips, :, ::-1]
         # Pixel centres are integers, so pixel x lands on pixel width - 1 - x.
         kp[flips, :, 0] = width - 1 - kp[flips, :, 0]
@@ -334,21 +380,19 @@ def adaptive_wing_loss(
 LOSSES = {"mse": keypoint_mse_loss, "awing": adaptive_wing_loss, "softmax": spatial_softmax_loss}
 
 
-def distillation_loss(pred: torch.Tensor, teacher: nn.Module, teacher_gain: torch.Tensor | None,
-                      inputs: torch.Tensor, weight: torch.Tensor, loss: str) -> torch.Tensor:
-    """How far ``pred`` is from the teacher's heatmaps on the same inputs.
-
-    With the softmax loss this is the cross-entropy against the teacher's spatial softmax
-    (KL divergence up to the teacher's constant entropy), at the temperature the teacher was
-    trained at (its head gain); with MSE or AWing, that loss against its heatmaps.
-    """
+def teacher_heatmaps(teacher: nn.Module, teacher_gain: torch.Tensor | None,
+                     inputs: torch.Tensor, loss: str) -> torch.Tensor:
+    """The targets a student regresses to under ``loss``: the teacher's heatmaps at the
+    temperature the teacher was trained at (its head gain), or with the softmax loss their
+    spatial softmax, so that the cross-entropy is the KL divergence up to the teacher's
+    constant entropy."""
     with torch.no_grad():
         soft = teacher(inputs)
         if teacher_gain is not None:
             soft = soft * teacher_gain[:, None, None]
     if loss == "softmax":
         soft = torch.softmax(soft.flatten(2), dim=-1).view_as(soft)
-    return LOSSES[loss](pred, soft, weight)
+    return soft
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -424,8 +468,9 @@ class _WithAffine(nn.Module):
         super().__init__()
         self.model, self.affine = model, affine
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.affine(self.model(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        out = self.model(x)
+        return [self.affine(o) for o in out] if isinstance(out, list) else self.affine(out)
 
 
 def _lr_schedule(warmup: int, total: int):
@@ -441,7 +486,7 @@ def _lr_schedule(warmup: int, total: int):
 
 
 def _init_head(model: nn.Module, max_abs: float) -> None:
-    """Rescale each output channel of ``model.head`` to ``max |w| = max_abs``.
+    """Rescale each output channel of every head in ``model.heads`` to ``max |w| = max_abs``.
 
     A binary head outputs ``scale * sum(+-stream)`` with ``scale = 2**ceil(log2(max |w|))``,
     and the default init (scale 1/4) makes its outputs about 50x larger than Gaussian targets
@@ -450,8 +495,8 @@ def _init_head(model: nn.Module, max_abs: float) -> None:
     1/32, where 32 agreeing stream values of 1 make a peak of exactly 1.
     """
     with torch.no_grad():
-        w = model.head.weight
-        w.mul_(max_abs / w.abs().amax(dim=(1, 2, 3), keepdim=True))
+        for head in model.heads:
+            head.weight.mul_(max_abs / head.weight.abs().amax(dim=(1, 2, 3), keepdim=True))
 
 
 def _init_from(model: nn.Module, path: str) -> dict:
@@ -514,8 +559,9 @@ def _check(cfg: TrainConfig) -> None:
         raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
     if cfg.data == "synthetic" and cfg.images is not None:
         raise BnnposeError("--images names the image folder of a real --data set, not synthetic")
-    if cfg.loss not in LOSSES:
-        raise BnnposeError(f"unknown loss {cfg.loss!r}; known: {', '.join(LOSSES)}")
+    for name in (cfg.loss, cfg.distill_loss or cfg.loss):
+        if name not in LOSSES:
+            raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
     if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
         raise BnnposeError(f"distillation teacher not found: {cfg.distill_from}")
 
@@ -602,10 +648,12 @@ def train(cfg: TrainConfig) -> Path:
     mean_pose = mean_pose_baseline(train_data[1], np.isfinite(train_data[1]).all(axis=-1))
 
     steps_per_epoch = n_train // cfg.batch_size  # full batches only: BN needs the samples
+    flip_perm = flip_permutation_of(model_joints(model.cfg))
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
     if affine is not None and source is not None and "head_affine" in source:
         affine.load_lists(source["head_affine"])
     teacher, teacher_gain = None, None
+    distill_loss = cfg.distill_loss or cfg.loss
     if cfg.distill_from is not None:
         teacher, teacher_ckpt = load_checkpoint(cfg.distill_from)
         if "head_affine" in teacher_ckpt:  # the temperature the teacher was trained at
@@ -666,12 +714,15 @@ def train(cfg: TrainConfig) -> Path:
             idx = np.sort(order[step])[rank::world]
             inputs, target, weight = make_batch(
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
-                None if affines is None else affines[step][rank::world])
+                None if affines is None else affines[step][rank::world], flip_perm)
             pred = net(inputs)
-            loss = LOSSES[cfg.loss](pred, target, weight)
+            # A stacked network returns every stack's heatmaps: each is supervised.
+            preds = pred if isinstance(pred, list) else [pred]
+            loss = sum(LOSSES[cfg.loss](p, target, weight) for p in preds)
             if teacher is not None:
-                loss = loss + cfg.distill_weight * distillation_loss(
-                    pred, teacher, teacher_gain, inputs, weight, cfg.loss)
+                soft = teacher_heatmaps(teacher, teacher_gain, inputs, distill_loss)
+                loss = loss + cfg.distill_weight * sum(
+                    LOSSES[distill_loss](p, soft, weight) for p in preds)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -688,10 +739,12 @@ def train(cfg: TrainConfig) -> Path:
             _barrier(world)  # rank 0 evaluates and writes the run folder
             continue
         # PCK of the raw network output: the hardware runs the network without the affine.
-        result = evaluate(model, *val_data, mean_pose)
+        joints = model_joints(model.cfg)
+        result = evaluate(model, *val_data, mean_pose, joints=joints)
         extra = {}
         if affine is not None:
-            with_affine = evaluate(_WithAffine(model, affine), *val_data, mean_pose)
+            with_affine = evaluate(_WithAffine(model, affine), *val_data, mean_pose,
+                                   joints=joints)
             extra = {"val_pck_affine": with_affine["pck"], "head_affine": affine.to_lists()}
         metrics = {
             "epoch": epoch,
@@ -804,6 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"heatmap loss (default: {d.loss})")
     recipe.add_argument("--distill-weight", type=float,
                         help=f"weight of the distillation loss (default: {d.distill_weight})")
+    recipe.add_argument("--distill-loss", choices=tuple(LOSSES),
+                        help="loss against the teacher (default: --loss); softmax is the KL "
+                        "divergence of the spatial softmaxes")
     session = p.add_argument_group("session")
     session.add_argument("--out", dest="out_dir", metavar="DIR",
                          help=f"run folder (default: {d.out_dir})")

@@ -145,10 +145,10 @@ def test_binary_run_starts_from_a_float_checkpoint(full_run, tiny, tmp_path, cap
     # The twins share every tensor name: the binary quantizers keep no state of their own.
     assert set(source) == set(own)
     for key, value in source.items():
-        if not key.startswith("head."):
+        if not key.startswith("heads."):
             assert torch.equal(own[key], value), key
     # The head keeps the float head's signs, at the binary head's initial scale.
-    assert torch.equal(own["head.weight"].sign(), source["head.weight"].sign())
+    assert torch.equal(own["heads.0.weight"].sign(), source["heads.0.weight"].sign())
     log = capsys.readouterr().out + capsys.readouterr().err
     assert f"{len(source)} tensors loaded; missing []; unexpected []" in log
     with pytest.raises(BnnposeError, match="cannot initialise from"):
@@ -172,7 +172,10 @@ def test_binary_run_warm_starts_from_a_binary_checkpoint(tiny, tmp_path):
 
 
 def test_distillation_pulls_toward_the_teacher(full_run, tiny, tmp_path):
-    from bnnpose.quantize.train import distillation_loss
+    from bnnpose.quantize.train import LOSSES, teacher_heatmaps
+
+    def distillation_loss(pred, teacher, gain, x, weight, loss):
+        return LOSSES[loss](pred, teacher_heatmaps(teacher, gain, x, loss), weight)
 
     teacher, _ = load_checkpoint(full_run / "best.pt")
     x = torch.rand(2, 3, 128, 128) * 255
@@ -290,3 +293,28 @@ def test_adaptive_wing_loss_matches_its_formula():
     t[0, 1, 2, 2] = 1.0
     adaptive_wing_loss(x + t, t, torch.tensor([[0.0, 1.0]])).backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(("model", "extra"), [
+    ("bhg-s2-z2", {}),
+    ("face-bhg-z2", {}),
+    ("bihrnet-z2", {"loss": "awing", "distill_loss": "softmax"}),
+    ("bidrn-z2", {"bits": 3}),
+])
+def test_every_family_trains(model, extra, tiny, full_run, tmp_path):
+    """One epoch of each family: the run folder, a finite loss and a PCK on its own layout."""
+    from bnnpose.models.registry import MODEL_CONFIGS, model_joints
+
+    if extra.get("distill_loss"):  # the teacher must share the student's heatmaps
+        teacher = train(replace(tiny, model=model, binary=False, epochs=1, n_train=32,
+                                out_dir=str(tmp_path / "teacher")))
+        extra = {**extra, "distill_from": str(teacher / "best.pt")}
+    run = train(replace(tiny, model=model, epochs=1, n_train=32, n_val=16,
+                        out_dir=str(tmp_path / model), **extra))
+    metrics = json.loads((run / "metrics.jsonl").read_text())
+    assert np.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
+    joints = model_joints(MODEL_CONFIGS[model])
+    assert set(metrics["val_per_joint"]) == set(joints)
+    assert metrics["val_instances"] > 0
+    loaded, _ = load_checkpoint(run / "best.pt")
+    assert loaded.cfg.num_joints == len(joints)

@@ -1,0 +1,91 @@
+"""The four model families: shapes, twins, registry, and torch == QONNX on small sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from brevitas.nn import QuantConv2d, QuantIdentity
+
+from bnnpose.models.bidrn import BOX_JOINTS, BiDRB, BiDRN, BiDRNConfig, Shortcut
+from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
+from bnnpose.models.registry import (
+    MODEL_BUILDERS, MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints,
+)
+
+SMALL = {
+    "stacked hourglass": lambda b: BinaryHourglassNet(HourglassConfig(
+        input_size=32, stem_channels=8, channels=8, depth=1, stacks=2, binary=b)),
+    "bihrnet": lambda b: BiHRNet(BiHRNetConfig(input_size=32, stem_channels=4,
+                                               widths=(8, 8, 16), binary=b)),
+    "bidrn": lambda b: BiDRN(BiDRNConfig(input_size=32, stem_channels=4, widths=(8, 16, 32),
+                                         box_channels=4, num_joints=12, layout="mpii", binary=b)),
+}
+
+
+def _trained_like(model):
+    """BatchNorm statistics like a trained network's (fresh ones sit on rounding ties)."""
+    from bnnpose.hw_build.models_table import random_batchnorm
+
+    torch.manual_seed(0)
+    return random_batchnorm(model).eval()
+
+
+def test_registry_is_consistent():
+    assert set(MODEL_CONFIGS) == set(MODEL_BUILDERS) == set(MODEL_FAMILIES)
+    assert set(MODEL_FAMILIES.values()) == {"hourglass", "bihrnet", "bidrn", "face"}
+    for name, cfg in MODEL_CONFIGS.items():
+        assert len(model_joints(cfg)) == cfg.num_joints, name
+    assert model_joints(MODEL_CONFIGS["bidrn-z2"])[-3:] == BOX_JOINTS
+    assert model_joints(MODEL_CONFIGS["face-bhg-z2"])[36] == "face68_36"
+    with pytest.raises(KeyError, match="unknown model"):
+        build_model("nope")
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_binary_and_float_twins(name):
+    x = torch.rand(2, 3, 32, 32) * 255
+    binary, twin = SMALL[name](True).eval(), SMALL[name](False).eval()
+    quantized = [m for m in binary.modules() if isinstance(m, QuantConv2d | QuantIdentity)]
+    assert quantized and not any(isinstance(m, QuantConv2d | QuantIdentity)
+                                 for m in twin.modules())
+    # The twins share parameter names, so a float run initialises a binary one.
+    assert set(twin.state_dict()) <= set(binary.state_dict())
+    assert binary(x).shape == twin(x).shape == (2, binary.cfg.num_joints, 8, 8)
+
+
+def test_stacked_hourglass_supervises_every_stack():
+    net = SMALL["stacked hourglass"](True)
+    x = torch.rand(2, 3, 32, 32) * 255
+    outs = net.train()(x)
+    assert isinstance(outs, list) and len(outs) == 2
+    final = net.eval()(x)
+    assert isinstance(final, torch.Tensor) and final.shape == outs[-1].shape
+
+
+@pytest.mark.parametrize(("cin", "cout", "stride"), [(8, 8, 1), (8, 16, 1), (8, 8, 2), (8, 16, 2)])
+def test_bidrb_shapes_and_unbinarized_shortcut(cin, cout, stride):
+    x = torch.randint(-2, 2, (1, cin, 8, 8)).float()  # a 2-bit stream
+    block = BiDRB(cin, cout, 2, True, -1.0, stride).eval()
+    assert block(x).shape == (1, cout, 8 // stride, 8 // stride)
+    s = Shortcut(cin, cout, stride)(x)
+    # The shortcut keeps every stream value: max-pooled and repeated, never sign()ed.
+    pooled = torch.nn.functional.max_pool2d(x, stride) if stride == 2 else x
+    assert torch.equal(s, pooled.repeat(1, cout // cin, 1, 1))
+    # With both convs silenced the block is requant(requant(s) + s): the shortcut alone.
+    for bn in (block.conv1.bn, block.conv2.bn):
+        bn.weight.data.zero_()
+        bn.bias.data.zero_()
+    assert torch.equal(block(x), torch.clamp(2 * s, -2, 1))
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_qonnx_export_is_bit_exact(name, tmp_path):
+    from bnnpose.quantize.export import export_network
+
+    model = _trained_like(SMALL[name](True))
+    x = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32)).astype(np.float32)
+    info = export_network(model, x, tmp_path / "export", name, {"model": name})
+    assert info["bitexact"] == {"torch_vs_qonnx": True}
+    assert len(info["output"]["joints"]) == model.cfg.num_joints
