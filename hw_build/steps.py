@@ -93,6 +93,42 @@ def step_check_mapped(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     return model
 
 
+def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """FINN's bit-width minimization, with XNOR accumulators kept wide enough to count.
+
+    FINN sizes an XNOR-popcount MVAU's accumulator from its weights as if it summed
+    ``+-w * {0, 1}``, a signed range that can fall short of the popcount's ``0..MW``; the
+    thresholds are then clipped to that range and some that never fired start firing at the
+    largest counts (seen on 1x1 binary convs, where MW is small). The popcount range is
+    restored before thresholds are rounded and clipped.
+    """
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import (
+        MinimizeAccumulatorWidth,
+    )
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import (
+        MinimizeWeightBitWidth,
+    )
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from qonnx.core.datatype import DataType
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+
+    model = model.transform(MinimizeWeightBitWidth())
+    model = model.transform(MinimizeAccumulatorWidth())
+    for node in model.graph.node:
+        if not node.op_type.startswith("MVAU"):
+            continue
+        inst = getCustomOp(node)
+        if inst.get_nodeattr("binaryXnorMode") and not inst.get_nodeattr("noActivation"):
+            popcount = DataType[f"UINT{int(np.ceil(np.log2(inst.get_nodeattr('MW') + 1)))}"]
+            if DataType[inst.get_nodeattr("accDataType")].max() < popcount.max():
+                inst.set_nodeattr("accDataType", popcount.name)
+    model = model.transform(InferDataTypes())
+    model = model.transform(RoundAndClipThresholds())
+    model = model.transform(InferDataTypes())
+    model = model.transform(MinimizeWeightBitWidth())
+    return model.transform(InferDataTypes())
+
+
 def step_fold_stream_ops(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """Parallelise the streaming ops FINN's ``SetFolding`` leaves at PE/SIMD 1.
 
@@ -204,13 +240,13 @@ STEPS: list[Step] = [
     Step("streamline_pose", step_streamline_pose, verify="streamlined"),
     Step("convert_to_hw", _finn("step_convert_to_hw"), verify="hw_layers"),
     Step("check_mapped", step_check_mapped),
-    Step("minimize_bit_width_initial", _finn("step_minimize_bit_width_initial")),
+    Step("minimize_bit_width_initial", step_minimize_bit_width),
     Step("create_dataflow_partition", _finn("step_create_dataflow_partition")),
     Step("specialize_layers", _finn("step_specialize_layers")),
     Step("target_fps_parallelization", _finn("step_target_fps_parallelization")),
     Step("fold_stream_ops", step_fold_stream_ops),
     Step("apply_folding_config", _finn("step_apply_folding_config")),
-    Step("minimize_bit_width", _finn("step_minimize_bit_width"), verify="folded_hw",
+    Step("minimize_bit_width", step_minimize_bit_width, verify="folded_hw",
          verify_with="hw"),
     Step("estimate_reports", step_estimate_reports, snapshot=True),
     Step("hw_codegen", _finn("step_hw_codegen"), level="codegen"),
