@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from bnnpose.host.artifacts import BnnposeError, atomic_writer
-from bnnpose.models.skeleton import MPII_JOINTS, MPII_SKELETON
+from bnnpose.models.skeleton import MPII_JOINTS, skeleton_of
 
 #: RGB colours by body side, so left/right swaps are visible at a glance.
 SIDE_COLOURS = {"l": (66, 135, 245), "r": (245, 130, 48), "c": (60, 200, 90)}
@@ -31,7 +31,7 @@ def draw_pose(
     scores: np.ndarray,
     threshold: float = 0.3,
     joints: Sequence[str] = MPII_JOINTS,
-    skeleton: Sequence[tuple[int, int]] = MPII_SKELETON,
+    skeleton: Sequence[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Draw limbs and joints on a copy of an image.
 
@@ -39,12 +39,14 @@ def draw_pose(
         image_rgb: ``[H, W, 3]`` uint8.
         keypoints: ``[J, 2]`` (x, y) in image pixels; non-finite joints are skipped.
         scores: ``[J]``; joints below ``threshold``, and limbs touching one, are drawn faded.
+        skeleton: limbs as index pairs; default :func:`skeleton_of` ``joints``.
 
     Returns:
         ``[H, W, 3]`` uint8 annotated copy.
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)
+    skeleton = skeleton_of(tuple(joints)) if skeleton is None else skeleton
     if kp.shape != (len(joints), 2) or sc.shape != (len(joints),):
         raise BnnposeError(
             f"expected keypoints [{len(joints)}, 2] and scores [{len(joints)}], "
@@ -111,6 +113,7 @@ def keypoints_grid(
     cols: int = 4,
     cell: int = 256,
     threshold: float = 0.3,
+    joints: Sequence[str] = MPII_JOINTS,
 ) -> np.ndarray:
     """Annotate several images and tile them into one contact sheet.
 
@@ -141,7 +144,7 @@ def keypoints_grid(
         tile = cv2.resize(img, (tw, th), interpolation=interp)
         # Same pixel-centre convention as preprocess: x' = (x + 0.5) * s - 0.5.
         kp_tile = (np.asarray(kp, dtype=np.float64) + 0.5) * [tw / w, th / h] - 0.5
-        tile = draw_pose(tile, kp_tile, sc, threshold=threshold)
+        tile = draw_pose(tile, kp_tile, sc, threshold=threshold, joints=joints)
         r, c = divmod(i, n_cols)
         sheet[r * cell + oy : r * cell + oy + th, c * cell + ox : c * cell + ox + tw] = tile
     if path is not None:

@@ -73,3 +73,26 @@ def flip_permutation_of(joints: tuple[str, ...]) -> list[int]:
         perm.append(index.get(other, i))
     return perm
 
+
+def _chain(first: int, last: int, closed: bool = False) -> tuple[tuple[int, int], ...]:
+    edges = tuple((i, i + 1) for i in range(first, last))
+    return edges + ((last, first),) if closed else edges
+
+
+#: Face outline drawn by the host: jaw, brows, nose bridge and base, closed eyes and lips.
+FACE68_SKELETON = (
+    _chain(0, 16) + _chain(17, 21) + _chain(22, 26) + _chain(27, 30) + _chain(31, 35)
+    + _chain(36, 41, True) + _chain(42, 47, True) + _chain(48, 59, True) + _chain(60, 67, True)
+)
+
+
+def skeleton_of(joints: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Edges the host draws between a layout's joints: MPII limbs, the face outline, or
+    none for a layout without one (its joints are drawn as points)."""
+    joints = tuple(joints)
+    if joints == MPII_JOINTS[: len(joints)]:
+        return tuple((a, b) for a, b in MPII_SKELETON if max(a, b) < len(joints))
+    if joints == FACE68_JOINTS:
+        return FACE68_SKELETON
+    return ()
+

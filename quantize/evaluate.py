@@ -99,16 +99,34 @@ def evaluate(
 # --------------------------------------------------------------------------- bnnpose eval
 
 
-def train_mean_pose(n: int = 512) -> np.ndarray:
-    """Mean pose ``[16, 2]`` of ``n`` training crops (crop pixels): the baseline's prediction.
+def train_mean_pose(n: int = 512, cfg=None) -> np.ndarray:
+    """Mean pose ``[J, 2]`` of ``n`` training renders in a model's input pixels: the
+    baseline's prediction. Faces for a face layout, else bodies, with their MPII joints put
+    where the model's layout names them (NaN elsewhere); ``cfg=None`` means MPII-16 at 128.
 
     Rendered from the first training seeds, so it is the same for every run and machine.
     """
     from bnnpose.quantize import synthetic
 
-    kps = [synthetic.render_crop_sample(synthetic.TRAIN_SEED_OFFSET + i)["keypoints"]
-           for i in range(n)]
-    return mean_pose_baseline(np.stack(kps))
+    size = 128 if cfg is None else cfg.input_size
+    if cfg is not None and cfg.layout == "face68":
+        from bnnpose.quantize import synthetic_face
+
+        seeds = range(synthetic_face.TRAIN_SEED_OFFSET, synthetic_face.TRAIN_SEED_OFFSET + n)
+        return mean_pose_baseline(synthetic_face.render_face_batch(seeds, size)[1])
+    body = mean_pose_baseline(np.stack([
+        synthetic.render_crop_sample(synthetic.TRAIN_SEED_OFFSET + i, size=size)["keypoints"]
+        for i in range(n)]))
+    if cfg is None:
+        return body
+    from bnnpose.models.registry import model_joints
+    from bnnpose.quantize.datasets import shared_joints
+
+    joints = model_joints(cfg)
+    out = np.full((len(joints), 2), np.nan)
+    for m, d, _ in shared_joints(joints, MPII_JOINTS):
+        out[m] = body[d]
+    return out
 
 
 def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int = 32,
@@ -146,7 +164,7 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
         raise ValueError(f"{data.name}: the model's joints ({_layout(model_joints)}) and the "
                          f"data's ({_layout(data.joints)}) share none")
     names = [n for _, _, n in shared]
-    mean_pose = train_mean_pose() if mean_pose is None else mean_pose
+    mean_pose = train_mean_pose(cfg=model.cfg) if mean_pose is None else mean_pose
     codec = None
     preds, base, gts, vis = [], [], [], []
     for batch in tqdm(list(iter_batches(data.instances, batch_size)), desc="eval", unit="batch",
@@ -311,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bnnpose.host.artifacts import atomic_dir, versions, write_json
     from bnnpose.host.draw import keypoints_grid
+    from bnnpose.models.registry import model_joints
     from bnnpose.quantize import datasets
     from bnnpose.quantize.train import load_checkpoint
 
@@ -355,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = data.instances[:16]
         preds = result["predictions"][: len(shown)]
         keypoints_grid([i.image for i in shown], list(preds), [np.ones(len(p)) for p in preds],
-                       path=tmp / "predictions.png", cols=4)
+                       path=tmp / "predictions.png", cols=4, joints=model_joints(model.cfg))
     columns = [("pck", "PCK"), ("pck_mean_pose", "mean pose")]
     if "pckh" in metrics:
         columns += [("pckh", "PCKh"), ("pckh_mean_pose", "mean pose")]

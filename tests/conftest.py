@@ -28,6 +28,24 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def small_families() -> dict:
+    """``name -> builder(binary)`` of each multi-branch family at 32x32 input, small widths."""
+    from bnnpose.models.bidrn import BiDRN, BiDRNConfig
+    from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+    from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
+
+    return {
+        "stacked hourglass": lambda b: BinaryHourglassNet(HourglassConfig(
+            input_size=32, stem_channels=8, channels=8, depth=1, stacks=2, binary=b)),
+        "bihrnet": lambda b: BiHRNet(BiHRNetConfig(input_size=32, stem_channels=4,
+                                                   widths=(8, 8, 16), binary=b)),
+        "bidrn": lambda b: BiDRN(BiDRNConfig(input_size=32, stem_channels=4,
+                                             widths=(8, 16, 32), box_channels=4,
+                                             num_joints=12, layout="mpii", binary=b)),
+    }
+
+
+@pytest.fixture(scope="session")
 def real_overlay(tmp_path_factory) -> Path:
     """A copy of the built bhg-tiny overlay with its cpu plan, as package_overlay writes it."""
     from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan

@@ -7,21 +7,12 @@ import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity
 
-from bnnpose.models.bidrn import BOX_JOINTS, BiDRB, BiDRN, BiDRNConfig, Shortcut
-from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
-from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
+from bnnpose.models.bidrn import BOX_JOINTS, BiDRB, Shortcut
 from bnnpose.models.registry import (
     MODEL_BUILDERS, MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints,
 )
 
-SMALL = {
-    "stacked hourglass": lambda b: BinaryHourglassNet(HourglassConfig(
-        input_size=32, stem_channels=8, channels=8, depth=1, stacks=2, binary=b)),
-    "bihrnet": lambda b: BiHRNet(BiHRNetConfig(input_size=32, stem_channels=4,
-                                               widths=(8, 8, 16), binary=b)),
-    "bidrn": lambda b: BiDRN(BiDRNConfig(input_size=32, stem_channels=4, widths=(8, 16, 32),
-                                         box_channels=4, num_joints=12, layout="mpii", binary=b)),
-}
+FAMILY_NAMES = ("stacked hourglass", "bihrnet", "bidrn")
 
 
 def _trained_like(model):
@@ -43,10 +34,10 @@ def test_registry_is_consistent():
         build_model("nope")
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_binary_and_float_twins(name):
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_binary_and_float_twins(name, small_families):
     x = torch.rand(2, 3, 32, 32) * 255
-    binary, twin = SMALL[name](True).eval(), SMALL[name](False).eval()
+    binary, twin = small_families[name](True).eval(), small_families[name](False).eval()
     quantized = [m for m in binary.modules() if isinstance(m, QuantConv2d | QuantIdentity)]
     assert quantized and not any(isinstance(m, QuantConv2d | QuantIdentity)
                                  for m in twin.modules())
@@ -55,8 +46,8 @@ def test_binary_and_float_twins(name):
     assert binary(x).shape == twin(x).shape == (2, binary.cfg.num_joints, 8, 8)
 
 
-def test_stacked_hourglass_supervises_every_stack():
-    net = SMALL["stacked hourglass"](True)
+def test_stacked_hourglass_supervises_every_stack(small_families):
+    net = small_families["stacked hourglass"](True)
     x = torch.rand(2, 3, 32, 32) * 255
     outs = net.train()(x)
     assert isinstance(outs, list) and len(outs) == 2
@@ -80,11 +71,11 @@ def test_bidrb_shapes_and_unbinarized_shortcut(cin, cout, stride):
     assert torch.equal(block(x), torch.clamp(2 * s, -2, 1))
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_qonnx_export_is_bit_exact(name, tmp_path):
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_qonnx_export_is_bit_exact(name, tmp_path, small_families):
     from bnnpose.quantize.export import export_network
 
-    model = _trained_like(SMALL[name](True))
+    model = _trained_like(small_families[name](True))
     x = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32)).astype(np.float32)
     info = export_network(model, x, tmp_path / "export", name, {"model": name})
     assert info["bitexact"] == {"torch_vs_qonnx": True}

@@ -318,3 +318,10 @@ def test_every_family_trains(model, extra, tiny, full_run, tmp_path):
     assert metrics["val_instances"] > 0
     loaded, _ = load_checkpoint(run / "best.pt")
     assert loaded.cfg.num_joints == len(joints)
+    if model == "face-bhg-z2":  # faces are scored like 300W: NME beside the mean face
+        from bnnpose.quantize.datasets import from_spec
+        from bnnpose.quantize.evaluate import evaluate_dataset
+
+        result = evaluate_dataset(loaded, from_spec("synthetic-face:8", None), flip_test=True)
+        assert result["joints"] == list(joints)
+        assert result["nme"] > 0 and result["nme_mean_pose"] > 0
