@@ -134,12 +134,15 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     return {**row, "cached": False}
 
 
-def table(models: list[str], boards: list[str], fps: float, cache: Path,
+def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
           refresh: bool = False) -> list[dict]:
+    """Rows of ``models`` x ``boards``; ``boards=None`` takes each model's own boards."""
     from tqdm import tqdm
 
+    from bnnpose.models.registry import MODEL_BOARDS
+
     digest = _flow_digest()
-    pairs = [(m, b) for m in models for b in boards]
+    pairs = [(m, b) for m in models for b in (MODEL_BOARDS[m] if boards is None else boards)]
     return [measure(m, b, fps, cache, refresh, digest)
             for m, b in tqdm(pairs, desc="models", unit="build", disable=None)]
 
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="bnnpose models", description=main.__doc__)
     p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
-    p.add_argument("--boards", nargs="+", default=list(BOARDS), help="default: all boards")
+    p.add_argument("--boards", nargs="+", default=None,
+                   help="default: the boards each model is sized for (-full: zcu104 only)")
     p.add_argument("--fps", type=float, default=1000.0, help="FINN folding target (default 1000)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--refresh", action="store_true", help="rebuild cached rows")
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         if m not in MODEL_CONFIGS:
             raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
-    for b in a.boards:
+    for b in a.boards or []:
         if b not in BOARDS:
             raise BnnposeError(f"unknown board {b!r}; known: {', '.join(BOARDS)}")
     if a.fps <= 0:

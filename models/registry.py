@@ -44,6 +44,12 @@ MODEL_FAMILIES: dict[str, str] = {
     "face-bhg-z2": "face",
 }
 
+#: name -> the boards it is sized for: the small models fit a PYNQ-Z2, the full ones a ZCU104
+MODEL_BOARDS: dict[str, tuple[str, ...]] = {
+    name: ("zcu104",) if name.endswith("-full") else ("pynq-z2", "zcu104")
+    for name in MODEL_CONFIGS
+}
+
 
 def model_joints(cfg: NetConfig) -> tuple[str, ...]:
     """Names of a model's heatmap channels, by its ``layout``."""

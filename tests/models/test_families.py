@@ -9,7 +9,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity
 
 from bnnpose.models.bidrn import BOX_JOINTS, BiDRB, Shortcut
 from bnnpose.models.registry import (
-    MODEL_BUILDERS, MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints,
+    MODEL_BOARDS, MODEL_BUILDERS, MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints,
 )
 
 FAMILY_NAMES = ("stacked hourglass", "bihrnet", "bidrn")
@@ -24,7 +24,12 @@ def _trained_like(model):
 
 
 def test_registry_is_consistent():
-    assert set(MODEL_CONFIGS) == set(MODEL_BUILDERS) == set(MODEL_FAMILIES)
+    assert set(MODEL_CONFIGS) == set(MODEL_BUILDERS) == set(MODEL_FAMILIES) == set(MODEL_BOARDS)
+    # Full sizes target the ZCU104 alone; every family has a size for the PYNQ-Z2.
+    assert {n for n, b in MODEL_BOARDS.items() if "pynq-z2" not in b} == {
+        n for n in MODEL_CONFIGS if n.endswith("-full")}
+    assert {MODEL_FAMILIES[n] for n, b in MODEL_BOARDS.items() if "pynq-z2" in b} == set(
+        MODEL_FAMILIES.values())
     assert set(MODEL_FAMILIES.values()) == {"hourglass", "bihrnet", "bidrn", "face"}
     for name, cfg in MODEL_CONFIGS.items():
         assert len(model_joints(cfg)) == cfg.num_joints, name
