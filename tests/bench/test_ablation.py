@@ -1,0 +1,100 @@
+"""bench/ablation.py on a tiny budget: two variants of 2 steps each, then a reusing rerun."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+VARIANT_KEYS = {"name", "bits", "pad_value", "binary", "steps", "val_pck", "val_pck_mean_pose",
+                "curve", "train_time_s", "wall_time_s", "maps_to_finn", "model_form", "run_dir",
+                "command", "source"}
+
+
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("bench_ablation", REPO / "bench" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+@pytest.fixture(scope="module")
+def tiny(ablation, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ablation")
+    # Real-valued streams with -1 padding against 2-bit streams with zero padding: the two
+    # differ from each other on both axes the bench varies.
+    argv = ["--variants", "k0-real", "k2-pad0", "--n-train", "64", "--n-val", "16",
+            "--epochs", "1", "--work", str(root / "work"), "--cache-dir", str(root / "cache"),
+            "--out", str(root / "out")]
+    assert ablation.main(argv) == 0
+    return argv, root, json.loads((root / "out" / "ablation.json").read_text())
+
+
+def test_result_records_every_variant(tiny):
+    _, root, result = tiny
+    assert {"metric", "variants", "float_twin", "recipe", "notes", "versions", "command",
+            "total_wall_time_s"} <= set(result)
+    assert [v["name"] for v in result["variants"]] == ["k0-real", "k2-pad0"]
+    for v in result["variants"]:
+        assert VARIANT_KEYS <= set(v), VARIANT_KEYS - set(v)
+        assert v["steps"] == 2 and [c["step"] for c in v["curve"]] == [2]
+        assert 0.0 <= v["val_pck"] <= 1.0
+        assert v["val_pck_mean_pose"] == result["variants"][0]["val_pck_mean_pose"]
+        assert v["maps_to_finn"] is False
+    assert "bipolar" in result["notes"]["maps_to_finn"]
+    assert 0.0 < result["float_twin"]["val_pck"] <= 1.0
+    assert (root / "out" / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variants_are_built_as_configured(tiny):
+    _, root, result = tiny
+    real, pad0 = result["variants"]
+    assert (real["bits"], real["pad_value"]) == (0, -1.0)
+    assert (pad0["bits"], pad0["pad_value"]) == (2, 0.0)
+    # No quantizer on the k=0 network's streams, only its sign() activations.
+    assert real["model_form"]["stream_quantizer_bits"] == {}
+    assert real["model_form"]["sign_quantizers"] > 0
+    assert real["model_form"]["pad_values"] == [-1.0]
+    assert set(pad0["model_form"]["stream_quantizer_bits"]) == {"2"}
+    assert pad0["model_form"]["pad_values"] == [0.0]
+    teachers = set()
+    for v in result["variants"]:
+        ckpt = torch.load(root / "work" / Path(v["run_dir"]).name / "last.pt",
+                          map_location="cpu", weights_only=True)
+        assert (ckpt["config"]["bits"], ckpt["config"]["pad_value"]) == (v["bits"],
+                                                                        v["pad_value"])
+        train_cfg = ckpt["train_config"]
+        assert train_cfg["init_from"] == train_cfg["distill_from"]
+        teachers.add(train_cfg["init_from"])
+    assert len(teachers) == 1
+
+
+def test_maps_to_finn_follows_the_form(ablation):
+    maps = {v.name: v.maps_to_finn()[0] for v in ablation.VARIANTS}
+    assert maps == {"k2": True, "k3": True, "k4": True, "k0-real": False, "k2-pad0": False,
+                    "float": False}
+
+
+def test_rerun_reuses_finished_runs_and_a_new_recipe_does_not(ablation, tiny, monkeypatch):
+    argv, root, first = tiny
+
+    def no_training(cfg):
+        raise AssertionError(f"retrained {cfg.out_dir}")
+
+    monkeypatch.setattr(ablation, "train", no_training)
+    assert ablation.main(argv) == 0
+    again = json.loads((root / "out" / "ablation.json").read_text())
+    assert all(v["reused"] for v in again["variants"])
+    for a, b in zip(first["variants"], again["variants"], strict=True):
+        assert (a["run_dir"], a["val_pck"], a["curve"]) == (b["run_dir"], b["val_pck"],
+                                                            b["curve"])
+    with pytest.raises(AssertionError, match="retrained"):
+        ablation.main([*argv, "--epochs", "2"])
