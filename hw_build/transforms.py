@@ -40,30 +40,62 @@ class AbsorbPadIntoIm2Col(Transformation):
             if pad.op_type != "Pad":
                 continue
             spec = _const_pad(model, pad)
-            trans = model.find_consumer(pad.output[0])
-            if spec is None or trans is None or trans.op_type != "Transpose":
-                continue
-            im2col = model.find_consumer(trans.output[0])
-            if im2col is None or im2col.op_type != "Im2Col" or len(model.find_consumers(pad.output[0])) != 1:
+            if spec is None:
                 continue
             pads, value = spec
             # ONNX pads are [N, C, H, W begins, N, C, H, W ends]; Im2Col wants [Hb, Wb, He, We].
             if any(pads[i] for i in (0, 1, 4, 5)) or value != int(value):
                 continue
-            inst = getCustomOp(im2col)
-            if any(inst.get_nodeattr("pad_amount")):
-                continue
-            inst.set_nodeattr("pad_amount", [pads[2], pads[3], pads[6], pads[7]])
-            inst.set_nodeattr("pad_value", int(value))
-            in_shape = model.get_tensor_shape(pad.input[0])
-            n, c, h, w = in_shape
-            inst.set_nodeattr("input_shape", str((n, h, w, c)))
-            trans.input[0] = pad.input[0]
-            model.set_tensor_shape(trans.output[0], [n, h, w, c])
-            model.graph.node.remove(pad)
-            model = model.transform(InferShapes())
-            return model, True
+            # Two convs reading one padded sign() share the Pad: each window generator pads.
+            chains = []
+            for trans in model.find_consumers(pad.output[0]) or []:
+                im2col = model.find_consumer(trans.output[0]) if trans.op_type == "Transpose" else None
+                if (im2col is None or im2col.op_type != "Im2Col"
+                        or len(model.find_consumers(trans.output[0])) != 1
+                        or any(getCustomOp(im2col).get_nodeattr("pad_amount"))):
+                    break
+                chains.append((trans, getCustomOp(im2col)))
+            else:
+                if not chains:
+                    continue
+                n, c, h, w = model.get_tensor_shape(pad.input[0])
+                for trans, inst in chains:
+                    inst.set_nodeattr("pad_amount", [pads[2], pads[3], pads[6], pads[7]])
+                    inst.set_nodeattr("pad_value", int(value))
+                    inst.set_nodeattr("input_shape", str((n, h, w, c)))
+                    trans.input[0] = pad.input[0]
+                    model.set_tensor_shape(trans.output[0], [n, h, w, c])
+                model.graph.node.remove(pad)
+                model = model.transform(InferShapes())
+                return model, True
         return model, False
+
+
+def _unshare_bipolar_thresholds(model: ModelWrapper) -> None:
+    """Give every consumer of a bipolar ``MultiThreshold`` its own copy.
+
+    Streamlining merges the identical sign() of convs that read one stream (HRNet's fusion
+    does). The stock XNOR conversion turns a threshold's output into {0, 1} for the first
+    MatMul it converts and then no longer finds a bipolar producer for the second.
+    """
+    import copy
+
+    for mt in list(model.get_nodes_by_op_type("MultiThreshold")):
+        out = mt.output[0]
+        consumers = model.find_consumers(out) or []
+        if model.get_tensor_datatype(out) != DataType["BIPOLAR"] or len(consumers) < 2:
+            continue
+        at = list(model.graph.node).index(mt)
+        for k, consumer in enumerate(consumers[1:], start=1):
+            clone = copy.deepcopy(mt)
+            clone.name = f"{mt.name}_copy{k}"
+            clone.output[0] = model.make_new_valueinfo_name()
+            model.set_tensor_shape(clone.output[0], model.get_tensor_shape(out))
+            model.set_tensor_datatype(clone.output[0], DataType["BIPOLAR"])
+            model.graph.node.insert(at + k, clone)
+            for i, name in enumerate(consumer.input):
+                if name == out:
+                    consumer.input[i] = clone.output[0]
 
 
 class ConvertBipolarMatMulToXnorPopcountPadAware(Transformation):
@@ -75,6 +107,7 @@ class ConvertBipolarMatMulToXnorPopcountPadAware(Transformation):
     """
 
     def apply(self, model: ModelWrapper):
+        _unshare_bipolar_thresholds(model)
         for mm in model.get_nodes_by_op_type("MatMul"):
             if not all(model.get_tensor_datatype(t) == DataType["BIPOLAR"] for t in mm.input[:2]):
                 continue
