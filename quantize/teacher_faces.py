@@ -43,11 +43,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -325,10 +322,7 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
         detect, landmarks = detect or teacher.detect, landmarks or teacher.landmarks
         teacher_info = teacher.describe()
     final = Path(out).resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with tl.atomic_folder(final) as tmp:
         records, rejected, frame_indices = build_faces(
             tl.sample_frames(video, indices), detect, landmarks, tmp, len(indices), split)
         if not records:
@@ -360,19 +354,7 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             "faces": records,
             "rebuild": "make realset-faces",
         }
-        with open(tmp / "info.json", "w") as f:
-            json.dump(info, f, indent=1)
-            f.write("\n")
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tl.write_json(tmp / "info.json", info)
     return {"split": split, "frames": len(frame_indices), "faces": len(records),
             "images": len({r["frame_index"] for r in records}), "rejected": dict(rejected),
             "out": str(final)}

@@ -44,6 +44,7 @@ MediaPipe - never ``bnnpose`` or torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -471,41 +472,56 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
         teacher_info = teacher.describe()
     detect = detect or HogPeople()
     final = Path(out).resolve()
+    try:
+        with atomic_folder(final) as tmp:
+            coco, rejected, frame_indices = build_dataset(
+                sample_frames(video, indices), detect, pose, tmp, len(indices), split)
+            if not coco["annotations"]:
+                raise LabelError(f"no person kept in {len(frame_indices)} frames of {video} "
+                                 f"(rejected: {_reasons(rejected) or 'no detection at all'})")
+            coco["info"] = {
+                "description": (f"People in {video.name}, {_describe(indices)}, labelled by a "
+                                f"pose teacher: the {split} split"),
+                "split": split,
+                "note": NOTE,
+                "teacher": teacher_info or {"name": "unspecified"},
+                "detector": {"name": "OpenCV HOG default people detector",
+                             "opencv": cv2.__version__, "upscale": HOG_UPSCALE,
+                             "win_stride": list(HOG_WIN_STRIDE), "padding": list(HOG_PADDING),
+                             "scale": HOG_SCALE, "nms_overlap_of_smaller": NMS_OVERLAP},
+                "keep_rule": {"min_visible_joints": MIN_VISIBLE, "torso_visible": list(TORSO),
+                              "share_in_box": AGREE_MIN, "box_pad": AGREE_PAD,
+                              "same_person_within": SAME_PERSON},
+                "teacher_crop": {"person_px": TEACHER_PERSON_PX, "side_per_box_height": CROP_SIDE,
+                                 "grey_beyond_box_pad": MASK_PAD},
+                "source_video": str(video), "source_video_sha256": sha256_file(video),
+                "frames": f"{indices.start}:{indices.stop}:{indices.step}",
+                "first_frame": indices[0], "last_frame": indices[-1],
+                "every_nth_frame": indices.step, "frame_indices": frame_indices,
+                "rejected": dict(sorted(rejected.items())),
+                "bbox": "the detector's box clipped to the frame (area: that box's area)",
+                "rebuild": "make realset",
+            }
+            write_json(tmp / "annotations.json", coco)
+    finally:
+        if teacher is not None:
+            teacher.close()
+    return {"split": split, "frames": len(frame_indices), "images": len(coco["images"]),
+            "people": len(coco["annotations"]), "rejected": dict(rejected), "out": str(final)}
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """A fresh sibling folder of ``final`` to write a split into: it replaces ``final`` when
+    the block ends without error and is removed otherwise, so no half-written split is left.
+
+    Kept here, not in ``bnnpose.host.artifacts``: the teacher's venv cannot import bnnpose.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         os.chmod(tmp, 0o755)
-        coco, rejected, frame_indices = build_dataset(
-            sample_frames(video, indices), detect, pose, tmp, len(indices), split)
-        if not coco["annotations"]:
-            raise LabelError(f"no person kept in {len(frame_indices)} frames of {video} "
-                             f"(rejected: {_reasons(rejected) or 'no detection at all'})")
-        coco["info"] = {
-            "description": (f"People in {video.name}, {_describe(indices)}, labelled by a "
-                            f"pose teacher: the {split} split"),
-            "split": split,
-            "note": NOTE,
-            "teacher": teacher_info or {"name": "unspecified"},
-            "detector": {"name": "OpenCV HOG default people detector",
-                         "opencv": cv2.__version__, "upscale": HOG_UPSCALE,
-                         "win_stride": list(HOG_WIN_STRIDE), "padding": list(HOG_PADDING),
-                         "scale": HOG_SCALE, "nms_overlap_of_smaller": NMS_OVERLAP},
-            "keep_rule": {"min_visible_joints": MIN_VISIBLE, "torso_visible": list(TORSO),
-                          "share_in_box": AGREE_MIN, "box_pad": AGREE_PAD,
-                          "same_person_within": SAME_PERSON},
-            "teacher_crop": {"person_px": TEACHER_PERSON_PX, "side_per_box_height": CROP_SIDE,
-                             "grey_beyond_box_pad": MASK_PAD},
-            "source_video": str(video), "source_video_sha256": sha256_file(video),
-            "frames": f"{indices.start}:{indices.stop}:{indices.step}",
-            "first_frame": indices[0], "last_frame": indices[-1],
-            "every_nth_frame": indices.step, "frame_indices": frame_indices,
-            "rejected": dict(sorted(rejected.items())),
-            "bbox": "the detector's box clipped to the frame (area: that box's area)",
-            "rebuild": "make realset",
-        }
-        with open(tmp / "annotations.json", "w") as f:
-            json.dump(coco, f, indent=1)
-            f.write("\n")
+        yield tmp
         if final.exists():
             old = final.with_name(f".{final.name}.old-{os.getpid()}")
             os.replace(final, old)
@@ -516,11 +532,12 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        if teacher is not None:
-            teacher.close()
-    return {"split": split, "frames": len(frame_indices), "images": len(coco["images"]),
-            "people": len(coco["annotations"]), "rejected": dict(rejected), "out": str(final)}
+
+
+def write_json(path: Path, obj: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
 
 
 def _spec(frames: slice) -> str:
