@@ -26,16 +26,11 @@ def flip_permutation(num_joints: int) -> list[int]:
         ValueError: no layout has ``num_joints`` joints.
     """
     if num_joints == len(FACE68_JOINTS):
-        pairs = FACE68_FLIP_PAIRS
-    elif 0 <= num_joints <= len(MPII_JOINTS):
-        pairs = tuple((a, b) for a, b in MPII_FLIP_PAIRS if b < num_joints)
-    else:
-        raise ValueError(f"no joint layout with {num_joints} joints to flip (MPII has "
-                         f"{len(MPII_JOINTS)}, the iBUG face {len(FACE68_JOINTS)})")
-    perm = list(range(num_joints))
-    for a, b in pairs:
-        perm[a], perm[b] = b, a
-    return perm
+        return flip_permutation_of(FACE68_JOINTS)
+    if 0 <= num_joints <= len(MPII_JOINTS):
+        return flip_permutation_of(MPII_JOINTS[:num_joints])
+    raise ValueError(f"no joint layout with {num_joints} joints to flip (MPII has "
+                     f"{len(MPII_JOINTS)}, the iBUG face {len(FACE68_JOINTS)})")
 
 #: PCK normaliser for MPII-16 in this project: the torso diagonal l_shoulder to r_hip (fallback
 #: r_shoulder to l_hip), as implemented in codec.torso_size.

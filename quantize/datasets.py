@@ -76,6 +76,27 @@ def shared_joints(model_joints: tuple[str, ...], data_joints: tuple[str, ...]
             if canonical(n) in data]
 
 
+def to_layout(keypoints: np.ndarray, visible: np.ndarray, joints: tuple[str, ...],
+              layout: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``[..., len(joints), 2]`` and visibility ``[..., len(joints)]`` re-indexed to
+    ``layout`` by joint name; joints ``layout`` names and ``joints`` lacks are NaN, not visible.
+
+    Raises:
+        BnnposeError: the two layouts share no joint.
+    """
+    shared = shared_joints(layout, joints)
+    if not shared:
+        raise BnnposeError(f"layouts share no joint ({', '.join(joints[:3])}, ... and "
+                           f"{', '.join(layout[:3])}, ...)")
+    mi, di = [m for m, _, _ in shared], [d for _, d, _ in shared]
+    kp = np.asarray(keypoints)
+    out_kp = np.full((*kp.shape[:-2], len(layout), 2), np.nan, kp.dtype)
+    out_vis = np.zeros((*kp.shape[:-2], len(layout)), bool)
+    out_kp[..., mi, :] = kp[..., di, :]
+    out_vis[..., mi] = np.asarray(visible)[..., di]
+    return out_kp, out_vis
+
+
 @dataclass
 class Instance:
     """One labelled person."""

@@ -120,13 +120,9 @@ def train_mean_pose(n: int = 512, cfg=None) -> np.ndarray:
     if cfg is None:
         return body
     from bnnpose.models.registry import model_joints
-    from bnnpose.quantize.datasets import shared_joints
+    from bnnpose.quantize.datasets import to_layout
 
-    joints = model_joints(cfg)
-    out = np.full((len(joints), 2), np.nan)
-    for m, d, _ in shared_joints(joints, MPII_JOINTS):
-        out[m] = body[d]
-    return out
+    return to_layout(body, np.ones(len(body), bool), MPII_JOINTS, model_joints(cfg))[0]
 
 
 def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int = 32,
@@ -240,38 +236,45 @@ def _layout(joints: tuple[str, ...]) -> str:
     return f"{len(joints)}: {joints[0]} ... {joints[-1]}"
 
 
+#: Torso diagonals by canonical joint name; where both exist, the last one wins, as in
+#: codec.torso_size.
+TORSO_DIAGONALS = (("right_shoulder", "left_hip"), ("left_shoulder", "right_hip"))
+#: The outer eye corners of the iBUG face: the NME normaliser of 300W.
+EYE_CORNERS = (("face68_36", "face68_45"),)
+
+
 def _normaliser(gt: np.ndarray, visible: np.ndarray, joints: tuple[str, ...]) -> np.ndarray:
     """Per-person PCK normaliser of arrays in ``joints`` order: :func:`codec.torso_size`
     for MPII, the torso diagonal by name for other body layouts, else the outer eye corners'
     distance (NaN where a person has neither)."""
-    from bnnpose.quantize.datasets import canonical
-
     if joints == tuple(MPII_JOINTS[: len(joints)]):
         return torso_size(gt, visible)
-    order = {canonical(n): k for k, n in enumerate(joints)}
-    torso = _torso(gt, visible, order)
-    if torso is not None:
-        return torso
-    size = np.full(len(gt), np.nan)
-    if {"face68_36", "face68_45"} <= set(order):
-        a, b = order["face68_36"], order["face68_45"]
-        ok = visible[:, a] & visible[:, b]
-        size[ok] = np.linalg.norm(gt[ok, a] - gt[ok, b], axis=-1)
-    return size
+    order = {n: k for k, n in enumerate(joints)}
+    for pairs in (TORSO_DIAGONALS, EYE_CORNERS):
+        size = _pair_distance(gt, visible, order, pairs)
+        if size is not None:
+            return size
+    return np.full(len(gt), np.nan)
 
 
 def _torso(gt: np.ndarray, visible: np.ndarray, order: dict[str, int]) -> np.ndarray | None:
-    """Torso diagonal per person (NaN without one), None when no diagonal's joints are shared.
-    ``order`` maps joint names, in either spelling (``l_hip`` or ``left_hip``), to indices."""
+    """Torso diagonal per person (NaN without one), None when no diagonal's joints are shared."""
+    return _pair_distance(gt, visible, order, TORSO_DIAGONALS)
+
+
+def _pair_distance(gt: np.ndarray, visible: np.ndarray, order: dict[str, int],
+                   pairs: tuple[tuple[str, str], ...]) -> np.ndarray | None:
+    """Per person, the distance of the last of ``pairs`` whose two joints are visible (NaN
+    without one); None when no pair is in ``order``, which maps joint names in either
+    spelling (``l_hip`` or ``left_hip``) to indices."""
     from bnnpose.quantize.datasets import canonical
 
     order = {canonical(n): k for n, k in order.items()}
-    diagonals = (("right_shoulder", "left_hip"), ("left_shoulder", "right_hip"))
-    pairs = [p for p in diagonals if set(p) <= set(order)]
-    if not pairs:
+    present = [p for p in pairs if set(p) <= set(order)]
+    if not present:
         return None
     size = np.full(len(gt), np.nan)
-    for a, b in pairs:  # the last one wins, as in codec.torso_size
+    for a, b in present:
         ia, ib = order[a], order[b]
         ok = visible[:, ia] & visible[:, ib]
         size[ok] = np.linalg.norm(gt[ok, ia] - gt[ok, ib], axis=-1)

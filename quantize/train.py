@@ -197,7 +197,7 @@ def _synthetic_arrays(n: int, val: bool, cache_dir: str, model_cfg) -> tuple[np.
     """Renders for a model: faces for a face layout, else bodies with their MPII joints put
     where the model's layout names them (the rest unlabelled)."""
     from bnnpose.quantize import synthetic_face
-    from bnnpose.quantize.datasets import shared_joints
+    from bnnpose.quantize.datasets import to_layout
 
     size = model_cfg.input_size
     if model_cfg.layout == "face68":
@@ -208,14 +208,7 @@ def _synthetic_arrays(n: int, val: bool, cache_dir: str, model_cfg) -> tuple[np.
     joints = model_joints(model_cfg)
     if joints == MPII_JOINTS[: len(joints)]:
         return images, kp[:, : len(joints)], vis[:, : len(joints)]
-    shared = shared_joints(joints, MPII_JOINTS)
-    if not shared:
-        raise BnnposeError(f"the synthetic bodies share no joint with layout {model_cfg.layout}")
-    mi, di = [m for m, _, _ in shared], [d for _, d, _ in shared]
-    out_kp = np.full((n, len(joints), 2), np.nan, np.float32)
-    out_vis = np.zeros((n, len(joints)), bool)
-    out_kp[:, mi], out_vis[:, mi] = kp[:, di], vis[:, di]
-    return images, out_kp, out_vis
+    return (images, *to_layout(kp, vis, MPII_JOINTS, joints))
 
 
 def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
