@@ -6,7 +6,9 @@ inputs, compiled, checked bit-exactly stage by stage, folded to ``--fps`` and es
 network is the shipped checkpoint ``models/checkpoints/<name>.pt`` when it matches the
 registry's config (trained thresholds), else the registry's seeded initialisation (``weights``
 says which). Rows are cached in ``--cache`` under a key of the weights, the config, the board,
-the target FPS, the flow's source code and the tool versions, so a second call builds nothing.
+the target FPS, the flow's source code and the tool versions, so a second call builds nothing;
+beside each row, ``<row>/export`` and ``<row>/build`` keep the exported model and FINN's reports
+(``build/report.json``, the per-layer estimates) for inspection.
 
     bnnpose models [--boards pynq-z2 zcu104] [--fps 1000] [--json] [--refresh]
 """
@@ -17,7 +19,6 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 from bnnpose.host.artifacts import BnnposeError, versions, write_json
@@ -25,8 +26,10 @@ from bnnpose.host.artifacts import BnnposeError, versions, write_json
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "models" / "checkpoints"
 DEFAULT_CACHE = Path("out/models")
-#: Sources whose change can change a row: the flow, the export and the networks.
-FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/quantizers.py", "models")
+#: Sources whose change can change a row: the flow, the export and the networks' layers (the
+#: registry's part, the config, is in the key on its own; skeletons and the codec are not).
+FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/quantizers.py", "models/blocks.py",
+                "models/hourglass.py", "models/hrnet.py", "models/bidrn.py")
 N_GOLDEN = 16
 
 
@@ -110,13 +113,13 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     path = cache / f"{name}-{board}-{key}.json"
     if path.is_file() and not refresh:
         return {**json.loads(path.read_text()), "cached": True}
-    with tempfile.TemporaryDirectory(prefix=f"bnnpose-models-{name}-") as tmp:
-        size = cfg.input_size
-        x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
-        export_network(model, x.astype(np.float32), Path(tmp) / "export", name,
-                       {"model": name, "weights": weights})
-        report = build(BuildConfig(model=Path(tmp) / "export" / "model.onnx", board=board,
-                                   out=Path(tmp) / "build", fps=fps, until=Until.ESTIMATE))
+    work = path.with_suffix("")
+    size = cfg.input_size
+    x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
+    export_network(model, x.astype(np.float32), work / "export", name,
+                   {"model": name, "weights": weights})
+    report = build(BuildConfig(model=work / "export" / "model.onnx", board=board,
+                               out=work / "build", fps=fps, until=Until.ESTIMATE))
     est = report["estimate"]
     row = {
         "model": name, "family": MODEL_FAMILIES[name], "board": board, "weights": weights,
