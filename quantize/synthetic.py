@@ -3,7 +3,7 @@
 Each sample is a 3-D stick-body (random proportions, joint angles within human ranges) seen by
 an orthographic camera at a random yaw and elevation and rolled in-plane by up to 30 degrees,
 painted far-to-near as textured capsules, a torso box and a head with a face, over a cluttered
-background. Occluders, blur, colour jitter and noise come last.
+background (a cut of a real photograph, see :data:`PHOTOS`, or a drawn scene). Occluders, blur, colour jitter and noise come last.
 
 Keypoints use the pixel-centre convention of ``bnnpose.models.codec`` (integer coordinates are
 pixel centres). A joint is ``visible`` iff it lies inside the frame: as in MPII, joints hidden
@@ -281,14 +281,49 @@ def _to_pixels(colours: np.ndarray) -> np.ndarray:
     return np.clip(colours, 0, 255).T.astype(np.uint8)
 
 
+#: Photographs bundled in scikit-image's wheel (a pinned dependency, so every machine renders
+#: the same scenes): places and things without people, which would be unlabelled figures.
+PHOTOS = ("brick.png", "chelsea.png", "coffee.png", "grass.png", "gravel.png", "rocket.jpg",
+          "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg", "coins.png",
+          "moon.png", "page.png")
+PHOTO_SHARE = 0.4  #: share of backgrounds cut from a photograph
+
+
+@lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The :data:`PHOTOS` as RGB uint8 arrays (grey ones repeated to three channels)."""
+    from importlib import resources
+
+    from PIL import Image  # not cv2: libpng warns on stderr about one photo's colour profile
+
+    folder = resources.files("skimage") / "data"
+    return tuple(np.asarray(Image.open(folder / name).convert("RGB")) for name in PHOTOS)
+
+
+def _photo(u: _Uniform, size: int) -> np.ndarray:
+    """A random square cut of a random photo, mirrored at random and with its contrast and
+    brightness jittered, float32 ``[size, size, 3]``."""
+    photo = _photos()[min(int(u() * len(PHOTOS)), len(PHOTOS) - 1)]
+    h, w = photo.shape[:2]
+    side = int(min(h, w) * u(0.2, 1.0))
+    x0, y0 = int(u() * (w - side)), int(u() * (h - side))
+    cut = photo[y0:y0 + side, x0:x0 + side]
+    if u() < 0.5:
+        cut = cut[:, ::-1]
+    img = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return img * u(0.6, 1.3) + u(-40, 40)
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A cluttered scene, uint8 ``[size, size, 3]``."""
-    u = _uniforms(rng, 16)
+    """A cluttered scene, uint8 ``[size, size, 3]``: a photo or a drawn one."""
+    u = _uniforms(rng, 24)
     x, y = _grid(size)
     kind = u()
     first, second = _colour(u)[:, None], _colour(u)[:, None]
-    if kind < 0.75:
-        if kind < 0.5:  # linear gradient
+    if kind < PHOTO_SHARE:
+        img = _photo(u, size)
+    elif kind < 0.85:
+        if kind < 0.65:  # linear gradient
             angle = u(0, 2 * math.pi)
             weight = (x * math.cos(angle) + y * math.sin(angle)) / (2 * size) + 0.5
         else:
@@ -299,7 +334,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     amplitude = u(0, 30)
     img += _smooth_noise(rng, size, 4 + int(12 * u()), -amplitude, amplitude)
     img = np.clip(img, 0, 255, out=img).astype(np.uint8)
-    for _ in range(2 + int(13 * u())):
+    # A photo is cluttered already; drawn scenes get more shapes.
+    for _ in range(int(6 * u()) if kind < PHOTO_SHARE else 2 + int(13 * u())):
         _clutter(img, _uniforms(rng, 14), size)
     return img
 
