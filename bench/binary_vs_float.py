@@ -1,86 +1,171 @@
-"""Accuracy cost of binarization: each binary network against its float twin.
+"""Accuracy cost of binarization: each family's binary network against its float twin.
+
+The pairs are the shipped ``bhg-tiny`` and its float twin, plus every family's PYNQ-Z2 size
+trained here by one recipe (``RECIPE``): the float twin from scratch, then the binary network
+initialised from it and distilled from it. Runs live under ``--work`` in folders named by their
+recipe; a finished run is reused, an interrupted one resumes.
 
 Both of a pair are scored with ``bnnpose eval``'s code (host crop, shared codec, joints matched
-by name) on the same people:
+by name) on the same people: bodies by PCK@0.2, faces by NME (inter-ocular), on
 
-* ``synthetic``: held-out renders (seeds from EVAL_SEED_OFFSET), exact labels;
-* any ``--real`` set in COCO format, e.g. the teacher-labelled footage of ``make realset``.
-  Its labels come from a teacher network, so the numbers there measure agreement with that
-  teacher, not accuracy.
+* held-out renders (seeds from EVAL_SEED_OFFSET), exact labels;
+* the teacher-labelled footage of ``make realset`` (people, MediaPipe) and ``make
+  realset-faces`` (faces, dlib) when built. Those labels come from a teacher network, so the
+  numbers there measure agreement with that teacher, not accuracy.
 
 Writes ``bench/results/binary_vs_float.json`` and a bar chart ``binary_vs_float.png`` beside
 it, and prints a table. The goal is a gap of at most 3 PCK points.
 
-    .venv/bin/python bench/binary_vs_float.py [--pair NAME BINARY.pt FLOAT.pt]...
-        [--real NAME ANN.json IMAGES]... [--n-synthetic 512]
+    .venv/bin/python bench/binary_vs_float.py [--families MODEL...] [--pair NAME BIN.pt FLOAT.pt]...
+        [--n-synthetic 512] [--work out/bench/families] [--num-threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from bnnpose.host.artifacts import BnnposeError, atomic_writer, versions, write_json
+from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES
 from bnnpose.quantize import datasets
-from bnnpose.quantize.evaluate import evaluate_dataset, train_mean_pose
-from bnnpose.quantize.train import load_checkpoint
+from bnnpose.quantize.evaluate import evaluate_dataset
+from bnnpose.quantize.train import TrainConfig, load_checkpoint, train
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "models" / "checkpoints"
-DEFAULT_PAIRS = [("bhg-tiny", CHECKPOINTS / "bhg-tiny.pt", CHECKPOINTS / "bhg-tiny-float.pt")]
+SHIPPED_PAIRS = [("bhg-tiny", CHECKPOINTS / "bhg-tiny.pt", CHECKPOINTS / "bhg-tiny-float.pt")]
+FAMILY_MODELS = ("bhg-s2-z2", "bihrnet-z2", "bidrn-z2", "face-bhg-z2")
 REALSETS = REPO / "out" / "realset"
-#: Both splits of ``make realset``: the footage's eval and train frames are scored apart.
-DEFAULT_REAL = [("vtest-eval", REALSETS / "vtest-eval"), ("vtest-train", REALSETS / "vtest-train")]
 RESULTS = REPO / "bench" / "results"
+WORK = REPO / "out" / "bench" / "families"
+CACHE = REPO / "out" / "cache" / "synthetic"
 GOAL_GAP = 0.03
+
+#: One short recipe for every family (the shipped bhg-tiny's loss, sigma and head affine):
+#: 4 epochs of 4,096 renders, 512 steps, for the float twin and then for the binary network.
+RECIPE = {"n_train": 4096, "n_val": 256, "epochs": 4, "batch_size": 32, "warmup_steps": 50,
+          "sigma": 2.0, "loss": "softmax", "head_affine": True, "seed": 0}
+FLOAT_STEP = {"lr": 2e-3}
+BINARY_STEP = {"lr": 1e-3, "distill_weight": 1.0}
+
+
+def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
+    """The run folder of ``cfg`` under ``work``, trained unless it holds the finished run."""
+    key = hashlib.sha256(json.dumps(cfg.recipe(), sort_keys=True).encode()).hexdigest()
+    run_dir = work / f"{label}-{key[:10]}"
+    marker = run_dir / "finished.json"
+    if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
+        started = time.perf_counter()
+        train(replace(cfg, out_dir=str(run_dir), resume=(run_dir / "last.pt").is_file()))
+        write_json(marker, {"key": key, "session_wall_time_s": time.perf_counter() - started})
+    return run_dir
+
+
+def trained_pair(model: str, work: Path, cache_dir: Path, num_threads: int) -> tuple[Path, Path]:
+    """``(binary last.pt, float last.pt)`` of ``model`` trained by ``RECIPE``."""
+    common = {"model": model, **RECIPE, "cache_dir": str(cache_dir), "num_threads": num_threads}
+    float_run = _trained(TrainConfig(binary=False, **common, **FLOAT_STEP), work, f"{model}-float")
+    teacher = str(float_run / "last.pt")
+    binary_run = _trained(TrainConfig(binary=True, **common, **BINARY_STEP, init_from=teacher,
+                                      distill_from=teacher), work, f"{model}-binary")
+    return binary_run / "last.pt", float_run / "last.pt"
+
+
+def eval_sets(face: bool, n_synthetic: int) -> dict:
+    """The held-out renders and the teacher-labelled real sets that exist, by name."""
+    if face:
+        sets = {f"synthetic-face:{n_synthetic}": datasets.synthetic_face(n_synthetic)}
+        for split in ("carphone-eval", "carphone-train"):
+            if (REALSETS / split / "info.json").is_file():
+                sets[f"{split} (dlib labels)"] = datasets.w300(REALSETS / split)
+        return sets
+    sets = {f"synthetic:{n_synthetic}": datasets.synthetic(n_synthetic)}
+    for split in ("vtest-eval", "vtest-train"):
+        if (REALSETS / split / "annotations.json").is_file():
+            sets[f"{split} (MediaPipe labels)"] = datasets.coco(
+                REALSETS / split / "annotations.json", REALSETS / split / "images")
+    return sets
+
+
+def score_pair(name: str, binary_path: Path, float_path: Path, sets: dict) -> list[dict]:
+    nets = {}
+    for kind, path in (("binary", binary_path), ("float", float_path)):
+        model, meta = load_checkpoint(path)
+        if meta["config"]["binary"] != (kind == "binary"):
+            raise BnnposeError(f"{path} is not a {kind} checkpoint")
+        nets[kind] = model
+    rows = []
+    for set_name, data in sets.items():
+        results = {kind: evaluate_dataset(net, data) for kind, net in nets.items()}
+        metric = "pck" if results["float"]["pck"] is not None else "nme"
+        row = {"model": name, "family": MODEL_FAMILIES.get(name, "hourglass"), "data": set_name,
+               "metric": metric, "n_people": len(data.instances),
+               "binary": results["binary"][metric], "float": results["float"][metric],
+               "mean_pose": results["float"][f"{metric}_mean_pose"],
+               "checkpoint_binary": _shown(binary_path), "checkpoint_float": _shown(float_path)}
+        # How much worse the binary network is, in the metric's units (NME: lower is better).
+        sign = 1 if metric == "pck" else -1
+        row["gap"] = sign * (row["float"] - row["binary"])
+        row["goal_met"] = row["gap"] <= GOAL_GAP if metric == "pck" else None
+        rows.append(row)
+    return rows
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--families", nargs="*", default=list(FAMILY_MODELS),
+                   help=f"models to train and score by RECIPE (default: {' '.join(FAMILY_MODELS)})")
     p.add_argument("--pair", nargs=3, action="append", metavar=("NAME", "BINARY", "FLOAT"),
-                   help="default: the shipped bhg-tiny and its float twin")
-    p.add_argument("--real", nargs=3, action="append", metavar=("NAME", "ANN", "IMAGES"),
-                   help="COCO-format real sets (default: those of "
-                        f"{', '.join(str(d.relative_to(REPO)) for _, d in DEFAULT_REAL)} "
-                        "that `make realset` has built)")
+                   help="checkpoint pairs to score as they are (default: the shipped bhg-tiny)")
     p.add_argument("--n-synthetic", type=int, default=512)
+    p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--cache-dir", type=Path, default=CACHE)
+    p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--recipe", type=json.loads, default={},
+                   help="JSON overriding RECIPE fields (e.g. a short run)")
     a = p.parse_args(argv)
+    for m in a.families:
+        if m not in MODEL_CONFIGS:
+            raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
+    RECIPE.update(a.recipe)
 
-    pairs = a.pair or DEFAULT_PAIRS
-    sets = {f"synthetic:{a.n_synthetic}": datasets.synthetic(a.n_synthetic)}
-    real = a.real or [(name, d / "annotations.json", d / "images") for name, d in DEFAULT_REAL
-                      if (d / "annotations.json").is_file()]
-    for name, ann, images in real:
-        sets[f"{name} (teacher labels)"] = datasets.coco(ann, images)
-    mean_pose = train_mean_pose()
+    started = time.perf_counter()
+    pairs = [(n, Path(b), Path(f)) for n, b, f in (a.pair or SHIPPED_PAIRS)]
+    for m in tqdm(a.families, desc="families", unit="model", disable=None):
+        pairs.append((m, *trained_pair(m, a.work, a.cache_dir, a.num_threads)))
     rows = []
-    for family, binary_path, float_path in pairs:
-        for set_name, data in sets.items():
-            row = {"model": family, "data": set_name, "n_people": len(data.instances)}
-            for kind, path in (("binary", binary_path), ("float", float_path)):
-                model, meta = load_checkpoint(path)
-                if meta["config"]["binary"] != (kind == "binary"):
-                    raise BnnposeError(f"{path} is not a {kind} checkpoint")
-                r = evaluate_dataset(model, data, mean_pose=mean_pose)
-                row[f"pck_{kind}"] = r["pck"]
-                row["pck_mean_pose"] = r["pck_mean_pose"]
-                row[f"checkpoint_{kind}"] = str(Path(path).resolve().relative_to(REPO))
-            row["gap"] = row["pck_float"] - row["pck_binary"]
-            row["goal_met"] = row["gap"] <= GOAL_GAP
-            rows.append(row)
-    result = {"metric": "PCK@0.2 (torso diagonal), joints shared by name",
-              "goal_gap": GOAL_GAP, "rows": rows, "versions": versions()}
+    for name, binary_path, float_path in pairs:
+        face = MODEL_FAMILIES.get(name) == "face"
+        rows += score_pair(name, binary_path, float_path, eval_sets(face, a.n_synthetic))
+    result = {"metric": {"pck": "PCK@0.2 (torso diagonal), joints shared by name",
+                         "nme": "mean error / inter-ocular distance (faces; lower is better)"},
+              "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
+              "goal_gap": GOAL_GAP, "recipe": {**RECIPE, "float": FLOAT_STEP,
+                                               "binary": BINARY_STEP},
+              "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1),
+              "versions": versions()}
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "binary_vs_float.json", result)
     _plot(rows, a.out / "binary_vs_float.png")
-    print(f"{'model':<10} {'data':<28} {'float':>6} {'binary':>6} {'gap':>6} {'mean pose':>9}")
+    print(f"{'model':<12} {'data':<32} {'metric':>6} {'float':>6} {'binary':>6} {'gap':>6} "
+          f"{'mean pose':>9}")
     for r in rows:
-        print(f"{r['model']:<10} {r['data']:<28} {r['pck_float']:>6.3f} {r['pck_binary']:>6.3f} "
-              f"{r['gap']:>6.3f} {r['pck_mean_pose']:>9.3f}")
+        print(f"{r['model']:<12} {r['data']:<32} {r['metric']:>6} {r['float']:>6.3f} "
+              f"{r['binary']:>6.3f} {r['gap']:>6.3f} {r['mean_pose']:>9.3f}")
     print(f"-> {a.out / 'binary_vs_float.json'}")
     return 0
 
@@ -88,16 +173,22 @@ def main(argv: list[str] | None = None) -> int:
 def _plot(rows: list[dict], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    labels = [f"{r['model']}\n{r['data']}" for r in rows]
-    x = np.arange(len(rows))
-    fig = Figure(figsize=(max(5, 2.2 * len(rows)), 3.8), layout="constrained")
-    ax = fig.subplots()
-    for k, (key, name) in enumerate((("pck_float", "float twin"), ("pck_binary", "binary"),
-                                     ("pck_mean_pose", "mean pose"))):
-        ax.bar(x + (k - 1) * 0.27, [r[key] for r in rows], 0.27, label=name)
-    ax.set(xticks=x, xticklabels=labels, ylabel="PCK@0.2", ylim=(0, 1),
-           title="binary network vs its float twin")
-    ax.legend()
+    groups = [(m, [r for r in rows if r["metric"] == m]) for m in ("pck", "nme")]
+    groups = [(m, g) for m, g in groups if g]
+    fig = Figure(figsize=(max(6, 1.6 * len(rows)), 4), layout="constrained")
+    axes = fig.subplots(1, len(groups), squeeze=False,
+                        width_ratios=[len(g) for _, g in groups])[0]
+    for ax, (metric, group) in zip(axes, groups, strict=True):
+        x = np.arange(len(group))
+        for k, (key, name) in enumerate((("float", "float twin"), ("binary", "binary"),
+                                         ("mean_pose", "mean pose"))):
+            ax.bar(x + (k - 1) * 0.27, [r[key] for r in group], 0.27, label=name)
+        ax.set_xticks(x, [f"{r['model']}\n{r['data'].split(' ')[0]}" for r in group],
+                      fontsize=7)
+        ax.set(ylabel="PCK@0.2 (higher is better)" if metric == "pck"
+               else "NME (lower is better)", ylim=(0, 1) if metric == "pck" else None)
+        ax.legend(fontsize=7)
+    fig.suptitle("binary network vs its float twin")
     with atomic_writer(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
 

@@ -1,0 +1,51 @@
+"""bench/binary_vs_float.py on a tiny budget: one family trained by the recipe, then reused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_binary_vs_float",
+                                                  REPO / "bench" / "binary_vs_float.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "REALSETS", tmp_path / "no-realsets")
+    monkeypatch.setattr(bench, "RECIPE", dict(bench.RECIPE))
+    argv = ["--families", "face-bhg-z2", "--recipe", '{"n_train": 32, "n_val": 8, "epochs": 1}',
+            "--n-synthetic", "8", "--work", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "binary_vs_float.json").read_text())
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"bhg-tiny", "face-bhg-z2"}
+    face, body = rows["face-bhg-z2"], rows["bhg-tiny"]
+    assert face["metric"] == "nme" and face["family"] == "face" and face["goal_met"] is None
+    assert body["metric"] == "pck" and body["data"] == "synthetic:8"
+    assert face["gap"] == pytest.approx(face["binary"] - face["float"])
+    assert body["gap"] == pytest.approx(body["float"] - body["binary"])
+    assert face["checkpoint_binary"].endswith("last.pt") and "binary" in face["checkpoint_binary"]
+    assert result["recipe"]["n_train"] == 32
+    assert (tmp_path / "out" / "binary_vs_float.png").read_bytes()[:4] == b"\x89PNG"
+    runs = sorted(p.name for p in (tmp_path / "work").iterdir())
+    assert [r.split("-")[-2] for r in runs] == ["binary", "float"]
+    stamps = {r: (tmp_path / "work" / r / "last.pt").stat().st_mtime_ns for r in runs}
+    capsys.readouterr()
+    assert bench.main(argv) == 0  # finished runs are reused, not trained again
+    assert {r: (tmp_path / "work" / r / "last.pt").stat().st_mtime_ns for r in runs} == stamps
+    assert json.loads((tmp_path / "out" / "binary_vs_float.json").read_text())["rows"] == \
+        result["rows"]
