@@ -40,6 +40,9 @@ def execute_hw_graph(model: ModelWrapper | str | os.PathLike, x: np.ndarray) -> 
     """
     from finn.core.onnx_exec import execute_onnx
 
+    from bnnpose.hw_build.verify import use_fast_sanitize
+
+    use_fast_sanitize()
     if not isinstance(model, ModelWrapper):
         model = ModelWrapper(str(Path(model)))
     if any(n.domain in _SPECIAL_DOMAINS for n in model.graph.node):
