@@ -8,6 +8,8 @@ binary step of ``models/checkpoints/bhg-tiny.json``, shortened) for each variant
 * ``k2``, ``k3``, ``k4``: k-bit streams, -1 padding (what FINN maps);
 * ``k0-real``: real-valued streams (the seeds' form), -1 padding;
 * ``k2-pad0``: 2-bit streams, zero padding;
+* ``k2-ends8``: 2-bit streams, -1 padding, 8-bit weights in the stem and head convs (the
+  first and last layers; FINN maps them as 8-bit MVAUs);
 * ``float``: the float twin, the ceiling.
 
 Every variant starts from the shipped float twin and distils from it, with the same seed,
@@ -55,6 +57,7 @@ class Variant:
     binary: bool = True
     bits: int | None = None  #: None: the model's default (only meaningful for binary)
     pad_value: float | None = None
+    end_bits: int | None = None  #: None: the model's stem and head weight bits
 
     def maps_to_finn(self) -> tuple[bool, str]:
         """Whether FINN can map this form, and why, from its definition alone."""
@@ -73,6 +76,7 @@ VARIANTS = (
     Variant("k4", "k=4\npad -1", bits=4, pad_value=-1.0),
     Variant("k0-real", "real streams\npad -1", bits=0, pad_value=-1.0),
     Variant("k2-pad0", "k=2\npad 0", bits=2, pad_value=0.0),
+    Variant("k2-ends8", "k=2\n8-bit ends", bits=2, pad_value=-1.0, end_bits=8),
     Variant("float", "float\ntwin", binary=False),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
@@ -121,7 +125,8 @@ NOTES = {
 def train_config(variant: Variant, recipe: dict, teacher: Path, run_dir: Path, cache_dir: Path,
                  num_threads: int) -> TrainConfig:
     return TrainConfig(**recipe, binary=variant.binary, bits=variant.bits,
-                       pad_value=variant.pad_value, init_from=str(teacher),
+                       pad_value=variant.pad_value, end_bits=variant.end_bits,
+                       init_from=str(teacher),
                        distill_from=str(teacher), out_dir=str(run_dir),
                        cache_dir=str(cache_dir), num_threads=num_threads)
 
@@ -141,8 +146,8 @@ def train_command(cfg: TrainConfig) -> str:
     args = ["python", "-m", "bnnpose.quantize.train"]
     if not cfg.binary:
         args.append("--float")
-    for field in ("bits", "pad_value", "n_train", "n_val", "epochs", "batch_size", "lr",
-                  "warmup_steps", "sigma", "seed", "init_from", "distill_from",
+    for field in ("bits", "pad_value", "end_bits", "n_train", "n_val", "epochs", "batch_size",
+                  "lr", "warmup_steps", "sigma", "seed", "init_from", "distill_from",
                   "distill_weight", "loss", "cache_dir", "num_threads", "out_dir"):
         value = getattr(cfg, field)
         if value is not None and (value != getattr(defaults, field)

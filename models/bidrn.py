@@ -115,7 +115,7 @@ class BiDRN(nn.Module):
             return nn.Sequential(BiDRB(cin, cout, k, b, p, stride),
                                  *(BiDRB(cout, cout, k, b, p) for _ in range(cfg.blocks)))
 
-        self.stem = Stem(cfg.stem_channels, k, b)
+        self.stem = Stem(cfg.stem_channels, k, b, cfg.end_bits)
         self.encoder = nn.ModuleList([stage(cfg.stem_channels, w[0], 2)]
                                      + [stage(w[i], w[i + 1], 2) for i in range(len(w) - 1)])
         self.decoder = nn.ModuleList(Up(w[i + 1], w[i], k, b) for i in reversed(range(len(w) - 1)))
@@ -123,7 +123,8 @@ class BiDRN(nn.Module):
         self.boxnet = nn.Sequential(BiDRB(w[1], w[1], k, b, p),
                                     BinaryConvBN(w[1], cfg.box_channels, k, b, kernel=1),
                                     nn.Upsample(scale_factor=2, mode="nearest"))
-        self.heads = nn.ModuleList([conv(b, w[0] + cfg.box_channels, cfg.num_joints, 1)])
+        self.heads = nn.ModuleList([conv(b, w[0] + cfg.box_channels, cfg.num_joints, 1,
+                                         weight_bits=cfg.end_bits)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

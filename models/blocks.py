@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from brevitas.nn import QuantConv2d, QuantIdentity
 from torch import nn
 
-from bnnpose.quantize.quantizers import BinaryWeightPerChannel, BipolarAct, IntStreamAct
+from bnnpose.quantize.quantizers import (BinaryWeightPerChannel, BipolarAct, IntStreamAct,
+                                         IntWeightPerChannel)
 
 
 def stream_quant(binary: bool, bits: int) -> nn.Module:
@@ -39,11 +40,16 @@ def sign_act(binary: bool) -> nn.Module:
     return nn.Hardtanh()
 
 
-def conv(binary: bool, cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
-    """Unpadded conv: 1-bit weights with a per-channel scale, or float weights in the twin."""
-    if binary:
+def conv(binary: bool, cin: int, cout: int, k: int, stride: int = 1,
+         weight_bits: int = 1) -> nn.Module:
+    """Unpadded conv: 1-bit weights with a per-channel scale (``weight_bits`` > 1: integers with
+    a power-of-two per-channel scale, for first and last layers), or float weights in the twin."""
+    if binary and weight_bits == 1:
         return QuantConv2d(cin, cout, k, stride=stride, padding=0, bias=False,
                            weight_quant=BinaryWeightPerChannel)
+    if binary:
+        return QuantConv2d(cin, cout, k, stride=stride, padding=0, bias=False,
+                           weight_quant=IntWeightPerChannel, weight_bit_width=weight_bits)
     return nn.Conv2d(cin, cout, k, stride=stride, padding=0, bias=False)
 
 
@@ -56,6 +62,7 @@ class NetConfig:
     layout: str = "mpii"  #: joint names of the heatmap channels (see skeleton.LAYOUTS)
     bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
     pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
+    end_bits: int = 1  #: weight bits of the stem and head convs (first and last layers)
     binary: bool = True  #: False builds the float twin
 
     @property
@@ -67,15 +74,15 @@ class NetConfig:
 
 
 class Stem(nn.Module):
-    """The one multi-bit layer: 3x3 stride-2 conv on the 0..255 RGB grid -> BN -> k-bit stream.
+    """The one multi-bit input: 3x3 stride-2 conv on the 0..255 RGB grid -> BN -> k-bit stream.
 
     Zero padding is right here: 0 is a legal UINT8 pixel, unlike for bipolar tensors.
     Shapes: [N, 3, S, S] -> [N, cout, S/2, S/2].
     """
 
-    def __init__(self, cout: int, bits: int, binary: bool = True):
+    def __init__(self, cout: int, bits: int, binary: bool = True, weight_bits: int = 1):
         super().__init__()
-        self.conv = conv(binary, 3, cout, 3, stride=2)
+        self.conv = conv(binary, 3, cout, 3, stride=2, weight_bits=weight_bits)
         self.bn = nn.BatchNorm2d(cout)
         self.quant = stream_quant(binary, bits)
 

@@ -69,11 +69,12 @@ class BinaryHourglassNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         b, k, p, c = cfg.binary, cfg.bits, cfg.pad_value, cfg.channels
-        self.stem = Stem(cfg.stem_channels, k, b)
+        self.stem = Stem(cfg.stem_channels, k, b, cfg.end_bits)
         self.down = BinaryConvBN(cfg.stem_channels, c, k, b, stride=2, pad_value=p)
         self.hourglasses = nn.ModuleList(Hourglass(cfg, cfg.depth) for _ in range(cfg.stacks))
         self.posts = nn.ModuleList(HPMBlock(c, k, b, p) for _ in range(cfg.stacks))
-        self.heads = nn.ModuleList(conv(b, c, cfg.num_joints, 1) for _ in range(cfg.stacks))
+        self.heads = nn.ModuleList(conv(b, c, cfg.num_joints, 1, weight_bits=cfg.end_bits)
+                                   for _ in range(cfg.stacks))
         between = cfg.stacks - 1
         self.feature_remaps = nn.ModuleList(
             BinaryConvBN(c, c, k, b, kernel=1) for _ in range(between))

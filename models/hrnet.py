@@ -143,11 +143,11 @@ class BiHRNet(nn.Module):
         self.cfg = cfg
         w, k, b, p = cfg.widths, cfg.bits, cfg.binary, cfg.pad_value
         n = len(w)
-        self.stem = Stem(cfg.stem_channels, k, b)
+        self.stem = Stem(cfg.stem_channels, k, b, cfg.end_bits)
         self.bottleneck = IRBottleneck(cfg.stem_channels, w[0], k, b, p)
         self.stages = nn.ModuleList(
             Stage(cfg, s, s + 1 if s < n else 1) for s in range(1, n + 1))
-        self.heads = nn.ModuleList([conv(b, w[0], cfg.num_joints, 1)])
+        self.heads = nn.ModuleList([conv(b, w[0], cfg.num_joints, 1, weight_bits=cfg.end_bits)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs = [self.bottleneck(self.stem(x))]

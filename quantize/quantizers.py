@@ -21,6 +21,7 @@ from brevitas.core.stats import StatsOp
 from brevitas.inject.enum import ScalingPerOutputType
 from brevitas.quant.base import IntQuant, PerTensorConstScaling2bit
 from brevitas.quant.binary import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+from brevitas.quant.fixed_point import Int8WeightPerChannelFixedPoint
 from brevitas.quant.solver import ActQuantSolver
 from dependencies import value
 
@@ -43,6 +44,22 @@ class BinaryWeightPerChannel(SignedBinaryWeightPerTensorConst):
     restrict_value_float_to_int_impl = CeilSte
     # The stock in-place clamp edits the latent weights and breaks autograd on weight views.
     tensor_clamp_impl = TensorClampSte
+
+
+class IntWeightPerChannel(Int8WeightPerChannelFixedPoint):
+    """Signed k-bit weights (narrow range, default k = 8) times a per-output-channel power-of-two
+    scale, for the first and last layers (set ``weight_bit_width`` on the layer).
+
+    Power-of-two scales keep sums exact in float32 as long as a dot product's integer sum stays
+    below 2**24 (the stem: 27 x 255 x 127 < 2**20).
+
+    Examples:
+        >>> from brevitas.nn import QuantConv2d
+        >>> conv = QuantConv2d(3, 4, 3, bias=False, weight_quant=IntWeightPerChannel)
+        >>> q = conv.quant_weight()
+        >>> bool(((q.value / q.scale) == (q.value / q.scale).round()).all()), int(q.bit_width)
+        (True, 8)
+    """
 
 
 class BipolarAct(SignedBinaryActPerTensorConst):

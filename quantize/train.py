@@ -34,7 +34,7 @@ from tqdm import tqdm
 from bnnpose.host import preprocess
 from bnnpose.host.artifacts import BnnposeError, write_json
 from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline
-from bnnpose.models.registry import MODEL_CONFIGS, build_model, model_joints
+from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints
 from bnnpose.models.skeleton import (
     FACE68_JOINTS, MPII_JOINTS, flip_permutation, flip_permutation_of,
 )
@@ -61,6 +61,7 @@ class TrainConfig:
     channels: int | None = None  #: overrides the model's block width
     stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
     pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
+    end_bits: int | None = None  #: overrides the weight bits of the stem and head convs
     #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
     data: str = "synthetic"
     images: str | None = None  #: image folder of a real ``data`` set
@@ -101,6 +102,10 @@ class TrainConfig:
     #: "softmax": cross-entropy of the spatial softmax of each (affine-scaled) heatmap
     #: against the normalised target, blind to the heatmaps' scale
     loss: str = "mse"
+    #: folder or .npz of the user's SMPL-X body model: also trains a BiDRN's SMPL-X head
+    #: (``models/smplx_head.py``) by the 2-D reprojection of its joints; None: no head
+    smplx_model: str | None = None
+    smplx_weight: float = 1.0  #: weight of the SMPL-X reprojection loss
     out_dir: str = "out/train/bhg-tiny"
     cache_dir: str = "out/cache/synthetic"  #: rendered and cropped training arrays
     # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
@@ -293,7 +298,8 @@ def make_batch(
     codec: HeatmapCodec,
     affines: np.ndarray | None = None,
     flip_perm: list[int] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    with_keypoints: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Network inputs and targets for samples ``[B, H, W, 3]``, ``[B, J, 2]``, ``[B, J]``.
 
     Samples are first warped by ``affines`` ``[B, 2, 3]`` (rotation/zoom, if given); those
@@ -304,7 +310,8 @@ def make_batch(
 
     Returns:
         inputs float32 ``[B, 3, H, W]`` in 0..255, heatmaps float32 ``[B, J, h, w]`` and
-        target weights float32 ``[B, J]``.
+        target weights float32 ``[B, J]``; ``with_keypoints`` adds the augmented keypoints
+        float32 ``[B, J, 2]`` in input pixels (0 where unknown, with weight 0).
     """
     images, kp, vis = images.copy(), keypoints.copy(), visible.copy()
     if affines is not None:
@@ -321,6 +328,8 @@ def make_batch(
     heatmaps = torch.from_numpy(np.stack([e[0] for e in encoded]))
     weights = torch.from_numpy(np.stack([e[1] for e in encoded]))
     inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float().contiguous()
+    if with_keypoints:
+        return inputs, heatmaps, weights, torch.from_numpy(np.nan_to_num(kp).astype(np.float32))
     return inputs, heatmaps, weights
 
 
@@ -522,8 +531,8 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     A float head's weights are far larger than a binary head's scale should start, so the
     head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
-    overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels", "pad_value")
-                 if getattr(cfg, k) is not None}
+    overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels", "pad_value",
+                                              "end_bits") if getattr(cfg, k) is not None}
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
     source = None if cfg.init_from is None else _init_from(model, cfg.init_from)
@@ -555,6 +564,9 @@ def _check(cfg: TrainConfig) -> None:
     for name in (cfg.loss, cfg.distill_loss or cfg.loss):
         if name not in LOSSES:
             raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    if cfg.smplx_model is not None and MODEL_FAMILIES[cfg.model] != "bidrn":
+        raise BnnposeError(f"--smplx-model trains BiDRN's SMPL-X head; {cfg.model} is a "
+                           f"{MODEL_FAMILIES[cfg.model]} model")
     if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
         raise BnnposeError(f"distillation teacher not found: {cfg.distill_from}")
 
@@ -641,7 +653,8 @@ def train(cfg: TrainConfig) -> Path:
     mean_pose = mean_pose_baseline(train_data[1], np.isfinite(train_data[1]).all(axis=-1))
 
     steps_per_epoch = n_train // cfg.batch_size  # full batches only: BN needs the samples
-    flip_perm = flip_permutation_of(model_joints(model.cfg))
+    joints = model_joints(model.cfg)
+    flip_perm = flip_permutation_of(joints)
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
     if affine is not None and source is not None and "head_affine" in source:
         affine.load_lists(source["head_affine"])
@@ -651,7 +664,19 @@ def train(cfg: TrainConfig) -> Path:
         teacher, teacher_ckpt = load_checkpoint(cfg.distill_from)
         if "head_affine" in teacher_ckpt:  # the temperature the teacher was trained at
             teacher_gain = torch.tensor(teacher_ckpt["head_affine"]["gain"])
+    smplx_head = body_model = None
+    if cfg.smplx_model is not None:
+        from bnnpose.models import smplx_head as sx
+
+        if world > 1:
+            raise BnnposeError("the SMPL-X head trains in one process")
+        body_model, body_joints = sx.load_body_model(cfg.smplx_model), sx.body_joint_names()
+        smplx_head = sx.SMPLXHead(model)
+        smplx_head.attach(model)
+        if source is not None and "smplx_head" in source:
+            smplx_head.load_state_dict(source["smplx_head"])
     params = list(model.parameters()) + ([] if affine is None else list(affine.parameters()))
+    params += [] if smplx_head is None else list(smplx_head.parameters())
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs))
@@ -661,6 +686,8 @@ def train(cfg: TrainConfig) -> Path:
         model.load_state_dict(state["state_dict"])
         if affine is not None:
             affine.load_lists(state["head_affine"])
+        if smplx_head is not None:
+            smplx_head.load_state_dict(state["smplx_head"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng_state"])
@@ -684,6 +711,8 @@ def train(cfg: TrainConfig) -> Path:
                 "metrics": metrics}
         if affine is not None:
             ckpt["head_affine"] = affine.to_lists()
+        if smplx_head is not None:
+            ckpt["smplx_head"] = dict(smplx_head.state_dict())
         return ckpt
 
     last_epoch = cfg.epochs if cfg.stop_after is None else min(
@@ -705,9 +734,10 @@ def train(cfg: TrainConfig) -> Path:
         for step in bar:
             # Sorted gathers are faster; BN ignores sample order. Rank r takes every world-th.
             idx = np.sort(order[step])[rank::world]
-            inputs, target, weight = make_batch(
+            inputs, target, weight, *kp = make_batch(
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
-                None if affines is None else affines[step][rank::world], flip_perm)
+                None if affines is None else affines[step][rank::world], flip_perm,
+                with_keypoints=smplx_head is not None)
             pred = net(inputs)
             # A stacked network returns every stack's heatmaps: each is supervised.
             preds = pred if isinstance(pred, list) else [pred]
@@ -716,6 +746,9 @@ def train(cfg: TrainConfig) -> Path:
                 soft = teacher_heatmaps(teacher, teacher_gain, inputs, distill_loss)
                 loss = loss + cfg.distill_weight * sum(
                     LOSSES[distill_loss](p, soft, weight) for p in preds)
+            if smplx_head is not None:
+                loss = loss + cfg.smplx_weight * sx.reprojection_loss(
+                    body_model, smplx_head(), kp[0], weight, size, joints, body_joints)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -732,7 +765,6 @@ def train(cfg: TrainConfig) -> Path:
             _barrier(world)  # rank 0 evaluates and writes the run folder
             continue
         # PCK of the raw network output: the hardware runs the network without the affine.
-        joints = model_joints(model.cfg)
         result = evaluate(model, *val_data, mean_pose, joints=joints)
         extra = {}
         if affine is not None:
@@ -812,6 +844,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="width of the 8-bit stem (default: the model's)")
     recipe.add_argument("--pad-value", type=float, choices=(-1.0, 0.0),
                         help="border value of the binary convs' inputs (default: the model's)")
+    recipe.add_argument("--end-bits", type=int, choices=(1, 2, 4, 8),
+                        help="weight bits of the stem and head convs (default: the model's)")
     recipe.add_argument("--data", help="synthetic, or a labelled set as `bnnpose eval --data` "
                         "takes it (coco:ANN.json, mpii:FILE; with --images)")
     recipe.add_argument("--images", help="image folder of a real --data set")
@@ -853,6 +887,11 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--distill-loss", choices=tuple(LOSSES),
                         help="loss against the teacher (default: --loss); softmax is the KL "
                         "divergence of the spatial softmaxes")
+    recipe.add_argument("--smplx-model", metavar="PATH",
+                        help="your SMPL-X model (folder or .npz; not shipped): also train a "
+                        "BiDRN's SMPL-X head by 2-D reprojection (needs bnnpose[smplx])")
+    recipe.add_argument("--smplx-weight", type=float,
+                        help=f"weight of the SMPL-X loss (default {d.smplx_weight})")
     session = p.add_argument_group("session")
     session.add_argument("--out", dest="out_dir", metavar="DIR",
                          help=f"run folder (default: {d.out_dir})")
