@@ -80,7 +80,7 @@ def test_variants_are_built_as_configured(tiny):
 def test_maps_to_finn_follows_the_form(ablation):
     maps = {v.name: v.maps_to_finn()[0] for v in ablation.VARIANTS}
     assert maps == {"k2": True, "k3": True, "k4": True, "k0-real": False, "k2-pad0": False,
-                    "float": False}
+                    "k2-ends8": True, "float": False}
 
 
 def test_rerun_reuses_finished_runs_and_a_new_recipe_does_not(ablation, tiny, monkeypatch):
