@@ -47,9 +47,9 @@ def register_stacks(model: str, stacks: int) -> str:
     return name
 
 
-def slowest_layers(row_path: Path, n: int = 5) -> list[dict]:
-    """The ``n`` layers with the most cycles per frame in a kept build."""
-    report = row_path.with_suffix("") / "build" / "report"
+def slowest_layers(work_dir: str, n: int = 5) -> list[dict]:
+    """The ``n`` layers with the most cycles per frame in a row's kept build."""
+    report = Path(work_dir) / "build" / "report"
     cycles = json.loads((report / "estimate_layer_cycles.json").read_text())
     top = sorted(cycles.items(), key=lambda kv: -kv[1])[:n]
     return [{"layer": k, "cycles": int(v)} for k, v in top]
@@ -85,18 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     if registry.MODEL_FAMILIES.get(a.model) != "hourglass":
         raise BnnposeError(f"--model must be a registered hourglass, got {a.model!r}")
     digest = models_table._flow_digest()
-    rows, paths = {}, {}
+    rows = {}
     for s in sorted(set(a.stacks)):
         name = register_stacks(a.model, s)
         rows[s] = models_table.measure(name, a.board, a.fps, a.cache, flow_digest=digest)
-        paths[s] = next(a.cache.glob(f"{name}-{a.board}-*.json"))
     full = registry.MODEL_CONFIGS[a.model].stacks
     result = {
         "model": a.model, "board": a.board, "target_fps": a.fps,
         "config": registry.MODEL_CONFIGS[a.model].to_dict(),
         "projection": project(rows, full, a.board),
-        "builds": [{**row, "slowest_layers": slowest_layers(paths[s])}
-                   for s, row in rows.items()],
+        "builds": [{**row, "slowest_layers": slowest_layers(row["work_dir"])}
+                   for row in rows.values()],
         "versions": versions(),
     }
     a.out.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,8 @@ def _counts(model) -> dict:
 
 def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = False,
             flow_digest: str | None = None) -> dict:
-    """One row of the table; built by FINN unless the cache holds it."""
+    """One row of the table; built by FINN unless the cache holds it. The returned row also
+    says whether it came from the cache and where its export and build folders are."""
     import numpy as np
 
     from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
@@ -111,9 +112,9 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
         weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
         repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
     path = cache / f"{name}-{board}-{key}.json"
-    if path.is_file() and not refresh:
-        return {**json.loads(path.read_text()), "cached": True}
     work = path.with_suffix("")
+    if path.is_file() and not refresh:
+        return {**json.loads(path.read_text()), "cached": True, "work_dir": str(work)}
     size = cfg.input_size
     x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
     export_network(model, x.astype(np.float32), work / "export", name,
@@ -134,7 +135,7 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
         "golden_inputs": N_GOLDEN, "versions": report["versions"],
     }
     write_json(path, row)
-    return {**row, "cached": False}
+    return {**row, "cached": False, "work_dir": str(work)}
 
 
 def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
