@@ -26,7 +26,6 @@ Writes ``bench/results/ablation.json`` and ``ablation.png`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import shutil
@@ -41,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bnnpose.host.artifacts import BnnposeError, atomic_writer, sha256_file, versions, write_json
-from bnnpose.quantize.train import TrainConfig, load_checkpoint, train
+from bnnpose.quantize.train import TrainConfig, load_checkpoint, recipe_digest, train
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_TWIN = REPO / "models" / "checkpoints" / "bhg-tiny-float.pt"
@@ -137,7 +136,7 @@ def recipe_key(cfg: TrainConfig, teacher_sha256: str) -> str:
     recipe = cfg.recipe()
     for k in ("init_from", "distill_from"):
         recipe[k] = f"sha256:{teacher_sha256}"
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    return recipe_digest(recipe)
 
 
 def train_command(cfg: TrainConfig) -> str:

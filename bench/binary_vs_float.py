@@ -23,7 +23,6 @@ it, and prints a table. The goal is a gap of at most 3 PCK points.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -37,7 +36,7 @@ from bnnpose.host.artifacts import BnnposeError, atomic_writer, versions, write_
 from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
-from bnnpose.quantize.train import TrainConfig, load_checkpoint, train
+from bnnpose.quantize.train import TrainConfig, load_checkpoint, recipe_digest, train
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "models" / "checkpoints"
@@ -59,7 +58,7 @@ BINARY_STEP = {"lr": 1e-3, "distill_weight": 1.0}
 
 def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
     """The run folder of ``cfg`` under ``work``, trained unless it holds the finished run."""
-    key = hashlib.sha256(json.dumps(cfg.recipe(), sort_keys=True).encode()).hexdigest()
+    key = recipe_digest(cfg.recipe())
     run_dir = work / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"
     if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
@@ -69,9 +68,10 @@ def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
     return run_dir
 
 
-def trained_pair(model: str, work: Path, cache_dir: Path, num_threads: int) -> tuple[Path, Path]:
-    """``(binary last.pt, float last.pt)`` of ``model`` trained by ``RECIPE``."""
-    common = {"model": model, **RECIPE, "cache_dir": str(cache_dir), "num_threads": num_threads}
+def trained_pair(model: str, recipe: dict, work: Path, cache_dir: Path,
+                 num_threads: int) -> tuple[Path, Path]:
+    """``(binary last.pt, float last.pt)`` of ``model`` trained by ``recipe`` (see RECIPE)."""
+    common = {"model": model, **recipe, "cache_dir": str(cache_dir), "num_threads": num_threads}
     float_run = _trained(TrainConfig(binary=False, **common, **FLOAT_STEP), work, f"{model}-float")
     teacher = str(float_run / "last.pt")
     binary_run = _trained(TrainConfig(binary=True, **common, **BINARY_STEP, init_from=teacher,
@@ -141,12 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     for m in a.families:
         if m not in MODEL_CONFIGS:
             raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
-    RECIPE.update(a.recipe)
+    recipe = {**RECIPE, **a.recipe}
 
     started = time.perf_counter()
     pairs = [(n, Path(b), Path(f)) for n, b, f in (a.pair or SHIPPED_PAIRS)]
     for m in tqdm(a.families, desc="families", unit="model", disable=None):
-        pairs.append((m, *trained_pair(m, a.work, a.cache_dir, a.num_threads)))
+        pairs.append((m, *trained_pair(m, recipe, a.work, a.cache_dir, a.num_threads)))
     rows = []
     for name, binary_path, float_path in pairs:
         face = MODEL_FAMILIES.get(name) == "face"
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"metric": {"pck": "PCK@0.2 (torso diagonal), joints shared by name",
                          "nme": "mean error / inter-ocular distance (faces; lower is better)"},
               "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
-              "goal_gap": GOAL_GAP, "recipe": {**RECIPE, "float": FLOAT_STEP,
+              "goal_gap": GOAL_GAP, "recipe": {**recipe, "float": FLOAT_STEP,
                                                "binary": BINARY_STEP},
               "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1),
               "versions": versions()}

@@ -3,7 +3,8 @@
 Each sample is a 3-D stick-body (random proportions, joint angles within human ranges) seen by
 an orthographic camera at a random yaw and elevation and rolled in-plane by up to 30 degrees,
 painted far-to-near as textured capsules, a torso box and a head with a face, over a cluttered
-background (a cut of a real photograph, see :data:`PHOTOS`, or a drawn scene). Occluders, blur, colour jitter and noise come last.
+background (a cut of a real photograph, see :data:`PHOTOS`, or a drawn scene). Occluders, blur,
+colour jitter and noise come last.
 
 Keypoints use the pixel-centre convention of ``bnnpose.models.codec`` (integer coordinates are
 pixel centres). A joint is ``visible`` iff it lies inside the frame: as in MPII, joints hidden

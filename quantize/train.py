@@ -138,6 +138,12 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in SESSION_FIELDS}
 
 
+def recipe_digest(recipe: dict) -> str:
+    """sha256 of a recipe dict (``TrainConfig.recipe()``, possibly with fields replaced): the
+    identity under which benches reuse a finished run."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300] or type(e).__name__
 

@@ -25,7 +25,6 @@ def bench():
 
 def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "REALSETS", tmp_path / "no-realsets")
-    monkeypatch.setattr(bench, "RECIPE", dict(bench.RECIPE))
     argv = ["--families", "face-bhg-z2", "--recipe", '{"n_train": 32, "n_val": 8, "epochs": 1}',
             "--n-synthetic", "8", "--work", str(tmp_path / "work"),
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
