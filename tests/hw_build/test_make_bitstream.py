@@ -164,3 +164,27 @@ def test_overlay_runs_bit_exact_through_host_packing(small_build, small_export, 
     for backend in ("sim", "cpu"):  # torch's golden outputs through either backend's bytes
         result = check_host(overlay, export_dir, backend)
         assert result == {**result, "bitexact": True, "n_inputs": 16, "n_mismatched": 0}
+
+
+def test_eight_bit_first_and_last_layers_map_bit_exactly(tmp_path):
+    """``--end-bits 8``: stem and head convs with 8-bit per-channel weights stay exact in FINN."""
+    import torch
+
+    from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
+    from bnnpose.hw_build.models_table import random_batchnorm
+    from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+    from bnnpose.quantize.export import export_network
+
+    torch.manual_seed(3)
+    net = BinaryHourglassNet(HourglassConfig(input_size=32, stem_channels=8, channels=16,
+                                             depth=1, bits=2, num_joints=4, end_bits=8))
+    net = random_batchnorm(net).eval()
+    x = np.random.default_rng(4).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
+    export_network(net, x, tmp_path / "export", "small-hg-ends8", {"model": "small-hg-ends8"})
+    report = build(BuildConfig(model=tmp_path / "export" / "model.onnx", board="pynq-z2",
+                               out=tmp_path / "build", fps=20000, until=Until.ESTIMATE))
+    assert report["unmapped_nodes"] == []
+    assert set(report["bitexact"]) == STAGES and all(report["bitexact"].values())
+    # the stem's 8-bit weights meet the 8-bit image, the head's meet the 2-bit stream
+    assert set(report["macs_by_bitwidth"]) == {"8bx8b", "1bx1b", "2bx8b"}
+    assert report["macs_by_bitwidth"]["2bx8b"] == 16 * 4 * 8 * 8  # head: 16 ch -> 4 joints
