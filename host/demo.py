@@ -48,6 +48,7 @@ def score_synthetic(checkpoint: Path, n_eval: int) -> dict:
                                 tc_size(ckpt), cache)[1]
     images, kp, vis = T.cached_renders(n_eval, T.synthetic.EVAL_SEED_OFFSET, tc_size(ckpt), cache)
     res = evaluate(model, images, kp, vis, train_kp)
+    res["pck_flip_test"] = evaluate(model, images, kp, vis, train_kp, flip_test=True)["pck"]
     res["n_images"] = n_eval
     res["images"] = images[:7]
     return res
@@ -125,9 +126,12 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
         "model": info["name"], "board": board,
         "params": _params(ckpt),
         "pck": round(scores["pck"], 4), "pck_mean_pose": round(scores["pck_mean_pose"], 4),
+        "pck_flip_test": round(scores["pck_flip_test"], 4),
         "pck_images": scores["n_images"], "pck_instances": scores["n_instances"],
         "pck_note": "held-out synthetic crops, PCK@0.2 of the torso diagonal; computed with "
-                    "the torch network, which every stage below reproduces bit for bit",
+                    "the torch network, which every stage below reproduces bit for bit; "
+                    "pck_flip_test averages each crop's heatmaps with its mirror's, as "
+                    "`bnnpose run --flip-test` does with two accelerator passes",
         "bitexact": {"torch_vs_qonnx": info["bitexact"]["torch_vs_qonnx"],
                      **report["bitexact"], "host_sim": host_sim["bitexact"],
                      "host_cpu": host_cpu["bitexact"]},
@@ -158,6 +162,7 @@ def _print_table(s: dict) -> None:
     rows = [
         ("model", s["model"]), ("board", s["board"]), ("parameters", f"{s['params']:,}"),
         ("PCK@0.2 (synthetic held-out)", f"{s['pck']:.3f}"),
+        ("PCK@0.2 with flip-test (2 passes)", f"{s['pck_flip_test']:.3f}"),
         ("PCK@0.2 mean-pose baseline", f"{s['pck_mean_pose']:.3f}"),
         ("bit-exact stages", ", ".join(f"{k}={'yes' if v else 'NO'}"
                                        for k, v in s["bitexact"].items())),

@@ -24,6 +24,7 @@ from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 from bnnpose.host.preprocess import DEFAULT_MARGIN, PAD_GREY, Crop, preprocess
 from bnnpose.host.sources import PersonFinder, Source, open_inputs
 from bnnpose.models.codec import HeatmapCodec, peak_confidence
+from bnnpose.models.skeleton import flip_permutation_of
 
 #: Timed stages of :meth:`PosePipeline.predict`, in execution order.
 STAGES = ("preprocess", "pack", "accelerator", "unpack", "decode")
@@ -38,12 +39,21 @@ class PosePipeline:
         host_cfg: HostConfig | Mapping[str, Any],
         margin: float = DEFAULT_MARGIN,
         pad_value: Sequence[int] = PAD_GREY,
+        flip_test: bool = False,
     ) -> None:
-        """Check that the backend's tensors match ``host_cfg`` (host.json) and set up decoding."""
+        """Check that the backend's tensors match ``host_cfg`` (host.json) and set up decoding.
+
+        With ``flip_test`` every crop goes to the accelerator together with its mirror image (a
+        batch of two, one DMA transfer) and the two heatmaps are averaged, the mirror's flipped
+        back with left and right joints swapped: the seeds' papers' flip-test, at half the
+        accelerator frame rate.
+        """
         self.backend = backend
         self.cfg = host_cfg if isinstance(host_cfg, HostConfig) else HostConfig.from_dict(host_cfg)
         self.margin = margin
         self.pad_value = tuple(pad_value)
+        self.flip_test = flip_test
+        self._flip_perm = flip_permutation_of(tuple(self.cfg.joints))
         self._ispec = input_spec(backend.io_shape)
         self._ospec = output_spec(backend.io_shape)
         self.cfg.check_io(self._ispec, self._ospec, source="backend")
@@ -75,7 +85,8 @@ class PosePipeline:
         crop_img, crop = preprocess(image_rgb, box, self.cfg.input_size, self.margin,
                                     self.pad_value)
         t1 = time.perf_counter()
-        ibuf = to_packed(crop_img[None], self._ispec)
+        batch = np.stack([crop_img, crop_img[:, ::-1]]) if self.flip_test else crop_img[None]
+        ibuf = to_packed(batch, self._ispec)
         t2 = time.perf_counter()
         return ibuf, crop, {"preprocess": (t1 - t0) * 1e3, "pack": (t2 - t1) * 1e3}
 
@@ -85,8 +96,14 @@ class PosePipeline:
         t = [time.perf_counter()]
         obuf = self.backend.execute_packed(ibuf)
         t.append(time.perf_counter())
-        # [1, H, W, J] integers -> [J, H, W] float heatmaps; scale/bias broadcast over channels.
-        heat = to_normal(obuf, self._ospec)[0] * self.cfg.output_scale + self.cfg.output_bias
+        # [N, H, W, J] integers -> [J, H, W] float heatmaps; scale/bias broadcast over channels.
+        heat = to_normal(obuf, self._ospec) * self.cfg.output_scale + self.cfg.output_bias
+        if self.flip_test:
+            # A crop column x is the mirror's W-1-x and a heatmap column c its w-1-c, so
+            # reversing the heatmap's columns is exact.
+            heat = (heat[0] + heat[1][:, ::-1, self._flip_perm]) / 2
+        else:
+            heat = heat[0]
         heat = np.ascontiguousarray(heat.transpose(2, 0, 1))
         t.append(time.perf_counter())
         kp_crop, _ = self.codec.decode(heat)
@@ -118,6 +135,7 @@ def run(
     person: PersonFinder | None = None,
     threshold: float = 0.3,
     save_annotated: bool = True,
+    flip_test: bool = False,
 ) -> dict[str, Any]:
     """Estimate poses in images, folders, videos and cameras; write the results to ``out_dir``.
 
@@ -137,6 +155,7 @@ def run(
         host_cfg: host.json contents; defaults to the backend's own ``host_cfg``.
         person: how to find the person in each frame (default: the whole frame).
         threshold: joints scoring below this are drawn faded (and do not steer tracking).
+        flip_test: average each crop's heatmaps with its mirror's (see :class:`PosePipeline`).
 
     Returns:
         The summary dict written to ``summary.json``.
@@ -149,7 +168,7 @@ def run(
             for src in sources:
                 src.close()
             raise BnnposeError(f"{type(backend).__name__} has no host_cfg; pass host.json's")
-    pipe = PosePipeline(backend, host_cfg)
+    pipe = PosePipeline(backend, host_cfg, flip_test=flip_test)
     person = person or PersonFinder("full", threshold=threshold)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +293,7 @@ def _summary(latencies: list[dict[str, float]], backend: Backend, pipe: PosePipe
                     for s in sources],
         "backend": type(backend).__name__,
         "joints": list(pipe.cfg.joints),
+        "flip_test": pipe.flip_test,
         "interrupted": interrupted,
         "frames_not_decoded": unread,
         "versions": versions(),

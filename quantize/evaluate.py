@@ -56,9 +56,11 @@ def evaluate(
     batch_size: int = 64,
     thr: float = 0.2,
     joints: tuple[str, ...] | None = None,
+    flip_test: bool = False,
 ) -> dict:
     """PCK@``thr`` of ``model`` and of the training mean pose, normalised by the torso
     diagonal, or by the inter-ocular distance for a layout without a torso (faces).
+    ``flip_test`` scores :func:`flip_test_heatmaps`.
 
     Args:
         model: maps float ``[B, 3, H, W]`` in 0..255 to heatmaps ``[B, J, h, w]``.
@@ -75,7 +77,7 @@ def evaluate(
     """
     if len(images) == 0:
         raise ValueError("evaluate needs at least one image")
-    heatmaps = predict_heatmaps(model, images, batch_size)
+    heatmaps = (flip_test_heatmaps if flip_test else predict_heatmaps)(model, images, batch_size)
     h, w = images.shape[1:3]
     codec = HeatmapCodec(input_size=(w, h), heatmap_size=(heatmaps.shape[-1], heatmaps.shape[-2]))
     pred, _ = codec.decode(heatmaps)

@@ -63,6 +63,40 @@ def test_predict_maps_heatmap_peaks_back_to_the_image(io_shape, host_dict, peaks
     np.testing.assert_allclose(crop.to_crop(res["keypoints"]), peaks * 4 + 1.5, atol=1.0)
 
 
+class BatchAccelerator(FakeAccelerator):
+    """Answers a batch of N with the first N of ``heats`` ([K, 32, 32, J] each)."""
+
+    def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
+        self.seen.append(ibuf_packed.copy())
+        return to_packed(self.heat[: ibuf_packed.shape[0]], output_spec(self.io_shape))
+
+
+@pytest.mark.parametrize("mirror_answer", ["equivariant", "unflipped"])
+def test_flip_test_sends_the_mirror_and_averages_it_back(io_shape, host_dict, peaks,
+                                                          mirror_answer):
+    from bnnpose.models.skeleton import flip_permutation_of
+
+    heat = gaussian_heatmaps(peaks)[0]
+    perm = flip_permutation_of(tuple(host_dict["joints"]))
+    # "equivariant": the network answers the mirror with the mirrored pose, joints swapped.
+    mirror = heat[:, ::-1][..., perm] if mirror_answer == "equivariant" else heat
+    backend = BatchAccelerator(io_shape, np.stack([heat, mirror]))
+    image = np.random.default_rng(8).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    res = PosePipeline(backend, host_dict, flip_test=True).predict(image, (100, 20, 200, 220))
+
+    sent = to_normal(backend.seen[0], input_spec(io_shape))
+    assert sent.shape[0] == 2  # one transfer for both
+    np.testing.assert_array_equal(sent[1], sent[0][:, ::-1])
+    scale = np.float32(0.0625)
+    averaged = (heat * scale + (mirror * scale)[:, ::-1][..., perm]) / 2
+    if mirror_answer == "equivariant":
+        np.testing.assert_allclose(averaged, heat * scale, atol=1e-6)
+    kp_crop, _ = HeatmapCodec(input_size=(128, 128), heatmap_size=(32, 32)).decode(
+        np.ascontiguousarray(averaged.transpose(2, 0, 1)))
+    _, crop = preprocess(image, (100, 20, 200, 220))
+    np.testing.assert_allclose(res["keypoints"], crop.to_original(kp_crop), atol=1e-5)
+
+
 def write_video(path, frames: int, size=(160, 120)) -> None:
     w, h = size
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
