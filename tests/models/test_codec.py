@@ -14,7 +14,8 @@ from bnnpose.models.codec import (
 from bnnpose.models.skeleton import MPII_JOINTS
 
 J = len(MPII_JOINTS)
-CODEC = HeatmapCodec()
+CODEC = HeatmapCodec(blur=0.0)  # the sub-pixel refinement alone
+SMOOTHED = HeatmapCodec()  # as networks' heatmaps are decoded
 ALL = np.ones(J, bool)
 
 
@@ -78,7 +79,7 @@ def test_round_trip_near_the_border_is_within_half_a_heatmap_pixel():
 
 
 def test_round_trip_with_other_sizes_and_sigmas():
-    codec = HeatmapCodec(input_size=(192, 256), heatmap_size=(48, 64), sigma=2.0)
+    codec = HeatmapCodec(input_size=(192, 256), heatmap_size=(48, 64), sigma=2.0, blur=0.0)
     kp = np.random.default_rng(2).uniform((8, 8), (184, 248), (J, 2))
     heatmaps, _ = codec.encode(kp, ALL)
     assert heatmaps.shape == (J, 64, 48)
@@ -114,6 +115,26 @@ def test_decode_signed_integer_heatmaps_falls_back_to_quarter_shift():
     assert error.max() <= 1.1
     assert error.max() > 0.5  # the exact Gaussian fit was not used
     assert np.all(scores == accumulators.reshape(200, J, -1).max(axis=-1))
+
+
+def test_smoothing_keeps_interior_gaussians_exact():
+    # A Gaussian target blurred by a Gaussian is a wider Gaussian with the same centre.
+    poses = _poses(300, 24.0, 103.0, seed=6)  # 5+ heatmap pixels from the border
+    decoded, scores = SMOOTHED.decode(_encode_all(poses))
+    assert np.abs(decoded - poses).max() < 1e-3
+    assert np.all(scores > 0.6)  # the raw maps' values at the decoded pixels
+
+
+def test_smoothing_finds_the_peak_under_ragged_noise():
+    # Binary networks' maps are ragged: a broad peak plus cell-to-cell noise.
+    poses = _poses(300, 24.0, 103.0, seed=7)
+    broad = HeatmapCodec(sigma=2.0, blur=0.0)
+    clean = np.stack([broad.encode(kp, ALL)[0] for kp in poses])
+    noisy = clean + np.random.default_rng(8).normal(0, 0.15, clean.shape)
+    raw_err = np.linalg.norm(CODEC.decode(noisy)[0] - poses, axis=-1)
+    smooth_err = np.linalg.norm(SMOOTHED.decode(noisy)[0] - poses, axis=-1)
+    assert smooth_err.mean() < 0.6 * raw_err.mean(), (smooth_err.mean(), raw_err.mean())
+    assert (smooth_err > 8).mean() < (raw_err > 8).mean()  # fewer jumps to a wrong cell
 
 
 def test_decode_flat_map_is_deterministic():
