@@ -70,11 +70,11 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("k2", "k=2\npad -1", bits=2, pad_value=-1.0),
-    Variant("k3", "k=3\npad -1", bits=3, pad_value=-1.0),
-    Variant("k4", "k=4\npad -1", bits=4, pad_value=-1.0),
-    Variant("k0-real", "real streams\npad -1", bits=0, pad_value=-1.0),
-    Variant("k2-pad0", "k=2\npad 0", bits=2, pad_value=0.0),
+    Variant("k2", "k=2\npad -1", bits=2, pad_value=-1.0, end_bits=1),
+    Variant("k3", "k=3\npad -1", bits=3, pad_value=-1.0, end_bits=1),
+    Variant("k4", "k=4\npad -1", bits=4, pad_value=-1.0, end_bits=1),
+    Variant("k0-real", "real streams\npad -1", bits=0, pad_value=-1.0, end_bits=1),
+    Variant("k2-pad0", "k=2\npad 0", bits=2, pad_value=0.0, end_bits=1),
     Variant("k2-ends8", "k=2\n8-bit ends", bits=2, pad_value=-1.0, end_bits=8),
     Variant("float", "float\ntwin", binary=False),
 )

@@ -1,6 +1,6 @@
 """``make demo``: the shipped binary hourglass from checkpoint to simulated PYNQ-Z2 accelerator.
 
-    bnnpose demo [--out out/demo] [--board pynq-z2] [--fps 1000] [--n-eval 256]
+    bnnpose demo [--out out/demo] [--board pynq-z2] [--fps 1000] [--n-eval 512]
 
 1. export the shipped ``bhg-tiny`` checkpoint to QONNX with 16 golden vectors;
 2. compile it with ``hw_build/make_bitstream.py`` (FINN; bitstream only where Vivado is);
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--board", default="pynq-z2")
     p.add_argument("--fps", type=float, default=1000.0)
-    p.add_argument("--n-eval", type=int, default=256)
+    p.add_argument("--n-eval", type=int, default=512,
+                   help="held-out crops to score: the checkpoint's validation set (default 512)")
     p.add_argument("--force", action="store_true", help="redo export and build even if current")
     a = p.parse_args(argv)
     if a.n_eval < 1:

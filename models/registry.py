@@ -15,7 +15,10 @@ from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
 #: name -> default config; every entry builds with ``build_model(name)``. The ``-z2`` and
 #: ``tiny`` sizes fit a PYNQ-Z2; the ``-full`` sizes are the seeds' 256x256 input.
 MODEL_CONFIGS: dict[str, NetConfig] = {
-    "bhg-tiny": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2, bits=2),
+    # 3-bit streams and 8-bit stem/head weights each gained about 3 PCK points over 2-bit
+    # streams and binary ends at the ablation's budget (README, "What the hardware-mappable form costs").
+    "bhg-tiny": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2, bits=3,
+                                end_bits=8),
     "bhg-s2-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
                                  stacks=2),
     "bhg-full": HourglassConfig(input_size=256, stem_channels=32, channels=128, depth=4,
@@ -24,7 +27,9 @@ MODEL_CONFIGS: dict[str, NetConfig] = {
     "bihrnet-full": BiHRNetConfig(input_size=256, stem_channels=16, widths=(32, 64, 128),
                                   blocks=2),
     "bidrn-z2": BiDRNConfig(input_size=128, stem_channels=16, widths=(32, 64, 128)),
-    "bidrn-full": BiDRNConfig(input_size=256, stem_channels=16, widths=(64, 128, 256)),
+    # stem 32: each shortcut at most doubles the channels (one requantized copy); torch's ONNX
+    # exporter leaves a dangling input for a second identical copy of the same tensor.
+    "bidrn-full": BiDRNConfig(input_size=256, stem_channels=32, widths=(64, 128, 256)),
     "face-bhg-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
                                    num_joints=68, layout="face68"),
 }
