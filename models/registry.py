@@ -16,7 +16,8 @@ from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
 #: ``tiny`` sizes fit a PYNQ-Z2; the ``-full`` sizes are the seeds' 256x256 input.
 MODEL_CONFIGS: dict[str, NetConfig] = {
     # 3-bit streams and 8-bit stem/head weights each gained about 3 PCK points over 2-bit
-    # streams and binary ends at the ablation's budget (README, "What the hardware-mappable form costs").
+    # streams and binary ends at the ablation's budget (README: "What the hardware-mappable
+    # form costs").
     "bhg-tiny": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2, bits=3,
                                 end_bits=8),
     "bhg-s2-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
