@@ -36,7 +36,7 @@ test-all: setup
 #   bnnpose eval --data coco:out/realset/vtest-eval/annotations.json --images out/realset/vtest-eval/images
 TEACHER_VENV := .venv-teacher
 TEACHER_BIN := $(TEACHER_VENV)/bin
-TEACHER_STAMP := $(TEACHER_VENV)/.installed-$(shell cat requirements-teacher.lock | sha256sum | cut -c1-16)
+TEACHER_STAMP := $(TEACHER_VENV)/.installed-$(shell cat requirements-teacher.lock pyproject.toml | sha256sum | cut -c1-16)
 VTEST := /usr/share/doc/opencv-doc/examples/data/vtest.avi
 REALSET_EVAL := out/realset/vtest-eval
 REALSET_TRAIN := out/realset/vtest-train
@@ -48,9 +48,11 @@ $(VTEST):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc
 
-$(TEACHER_STAMP): requirements-teacher.lock
+$(TEACHER_STAMP): requirements-teacher.lock pyproject.toml
 	@test -x $(TEACHER_BIN)/python || $(PYTHON) -m venv $(TEACHER_VENV)
 	$(TEACHER_BIN)/pip install -qq --disable-pip-version-check --no-deps -r requirements-teacher.lock
+	# The labelling scripts import bnnpose's numpy-only host modules (errors, atomic writes).
+	$(TEACHER_BIN)/pip install -qq --disable-pip-version-check --no-deps -e .
 	@rm -f $(TEACHER_VENV)/.installed-*
 	@touch $@
 

@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.artifacts import BnnposeError, atomic_writer, sha256_file, versions, write_json
-from bnnpose.quantize.train import TrainConfig, load_checkpoint, recipe_digest, train
+from bnnpose.host.common import BnnposeError, atomic_writer, sha256_file, versions, write_json
+from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.quantize.train import train
+from bnnpose.quantize.train_config import recipe_digest, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_TWIN = REPO / "models" / "checkpoints" / "bhg-tiny-float.pt"
@@ -236,9 +238,9 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
 
 def float_twin_as_given(teacher: Path, recipe: dict, cache_dir: Path) -> dict:
     """The float twin itself, before any of this bench's steps, on the same crops."""
-    from bnnpose.models.codec import mean_pose_baseline
+    from bnnpose.host.codec import mean_pose_baseline
     from bnnpose.quantize.evaluate import evaluate
-    from bnnpose.quantize.train import training_arrays
+    from bnnpose.quantize.train_data import training_arrays
 
     model, _ = load_checkpoint(teacher)
     cfg = TrainConfig(**recipe, cache_dir=str(cache_dir))

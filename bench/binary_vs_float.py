@@ -32,11 +32,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.artifacts import BnnposeError, atomic_writer, versions, write_json
-from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES
+from bnnpose.host.common import BnnposeError, atomic_writer, versions, write_json
+from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
-from bnnpose.quantize.train import TrainConfig, load_checkpoint, recipe_digest, train
+from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.quantize.train import train
+from bnnpose.quantize.train_config import recipe_digest, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "models" / "checkpoints"
@@ -106,7 +108,8 @@ def score_pair(name: str, binary_path: Path, float_path: Path, sets: dict) -> li
     for set_name, data in sets.items():
         results = {kind: evaluate_dataset(net, data) for kind, net in nets.items()}
         metric = "pck" if results["float"]["pck"] is not None else "nme"
-        row = {"model": name, "family": MODEL_FAMILIES.get(name, "hourglass"), "data": set_name,
+        family = MODELS[name].family if name in MODELS else "hourglass"
+        row = {"model": name, "family": family, "data": set_name,
                "metric": metric, "n_people": len(data.instances),
                "binary": results["binary"][metric], "float": results["float"][metric],
                "mean_pose": results["float"][f"{metric}_mean_pose"],
@@ -139,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="JSON overriding RECIPE fields (e.g. a short run)")
     a = p.parse_args(argv)
     for m in a.families:
-        if m not in MODEL_CONFIGS:
-            raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
+        model_entry(m)  # an unknown name fails before any training
     recipe = {**RECIPE, **a.recipe}
 
     started = time.perf_counter()
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append((m, *trained_pair(m, recipe, a.work, a.cache_dir, a.num_threads)))
     rows = []
     for name, binary_path, float_path in pairs:
-        face = MODEL_FAMILIES.get(name) == "face"
+        face = name in MODELS and MODELS[name].family == "face"
         rows += score_pair(name, binary_path, float_path, eval_sets(face, a.n_synthetic))
     result = {"metric": {"pck": "PCK@0.2 (torso diagonal), joints shared by name",
                          "nme": "mean error / inter-ocular distance (faces; lower is better)"},

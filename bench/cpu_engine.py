@@ -34,9 +34,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from bnnpose.host.artifacts import versions, write_json  # noqa: E402
+from bnnpose.host.common import versions, write_json  # noqa: E402
 from bnnpose.host.backends import load_overlay  # noqa: E402
-from bnnpose.host.cpu_engine import Plan, compile_plan, native_kernels  # noqa: E402
+from bnnpose.host.cpu_engine import Plan, native_kernels  # noqa: E402
+from bnnpose.hw_build.cpu_plan import compile_plan  # noqa: E402
 from bnnpose.models.registry import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "cpu_engine.json", result)
     _plot(ms, args.out / "cpu_engine.png")
 
-    print(f"| contender | ms / frame | vs torch float |\n|---|---:|---:|")
+    print("| contender | ms / frame | vs torch float |\n|---|---:|---:|")
     for k, v in sorted(ms.items(), key=lambda kv: kv[1]):
         print(f"| {k} | {v:.2f} | {ms['torch_float'] / v:.2f}x |")
     print(f"-> {args.out / 'cpu_engine.json'}")

@@ -29,7 +29,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bnnpose.host.artifacts import BnnposeError, versions, write_json
+from bnnpose.host.common import BnnposeError, versions, write_json
 from bnnpose.hw_build import models_table
 from bnnpose.hw_build.boards import BOARDS
 from bnnpose.models import registry
@@ -41,9 +41,8 @@ RESOURCES = ("lut", "bram18", "uram", "dsp")
 def register_stacks(model: str, stacks: int) -> str:
     """Register ``model`` with ``stacks`` stacks under its own name; the name."""
     name = f"{model}@stacks={stacks}"
-    registry.MODEL_CONFIGS[name] = replace(registry.MODEL_CONFIGS[model], stacks=stacks)
-    registry.MODEL_BUILDERS[name] = registry.MODEL_BUILDERS[model]
-    registry.MODEL_FAMILIES[name] = registry.MODEL_FAMILIES[model]
+    entry = registry.MODELS[model]
+    registry.MODELS[name] = replace(entry, config=replace(entry.config, stacks=stacks))
     return name
 
 
@@ -82,17 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=models_table.DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    if registry.MODEL_FAMILIES.get(a.model) != "hourglass":
+    if a.model not in registry.MODELS or registry.MODELS[a.model].family != "hourglass":
         raise BnnposeError(f"--model must be a registered hourglass, got {a.model!r}")
     digest = models_table._flow_digest()
     rows = {}
     for s in sorted(set(a.stacks)):
         name = register_stacks(a.model, s)
         rows[s] = models_table.measure(name, a.board, a.fps, a.cache, flow_digest=digest)
-    full = registry.MODEL_CONFIGS[a.model].stacks
+    full = registry.MODELS[a.model].config.stacks
     result = {
         "model": a.model, "board": a.board, "target_fps": a.fps,
-        "config": registry.MODEL_CONFIGS[a.model].to_dict(),
+        "config": registry.MODELS[a.model].config.to_dict(),
         "projection": project(rows, full, a.board),
         "builds": [{**row, "slowest_layers": slowest_layers(row["work_dir"])}
                    for row in rows.values()],

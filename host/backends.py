@@ -1,5 +1,5 @@
-"""Overlay folders and the backends that run them: a PYNQ board, FINN simulation, or the
-bit-packed CPU engine.
+"""Overlay folders and the backends that run them: a PYNQ board or the bit-packed CPU engine
+here; FINN simulation (``hw_build.sim.SimBackend``) joins them on a build host.
 
 Every backend takes and returns the packed uint8 buffers the board's DMA moves, so the host's
 pack/unpack code is exercised identically whichever one runs the network.
@@ -10,15 +10,16 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping, Sequence
+from importlib import metadata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError, sha256_file
-from bnnpose.host.cpu_engine import PLAN_FILE, Plan, compile_plan
+from bnnpose.host.common import BnnposeError, sha256_file
+from bnnpose.host.cpu_engine import PLAN_FILE, Plan
 from bnnpose.host.packing import (
     TensorSpec, check_packed, input_spec, output_spec, to_normal, to_packed,
 )
@@ -183,8 +184,11 @@ class Backend(Protocol):
         ...
 
 
-class _OverlayBackend:
+class OverlayBackend:
     """What every backend reads from its validated overlay folder."""
+
+    def __init__(self, overlay_dir: str | os.PathLike) -> None:
+        self.overlay = load_overlay(overlay_dir)
 
     overlay: Overlay
 
@@ -197,54 +201,7 @@ class _OverlayBackend:
         return self.overlay.host
 
 
-class SimBackend(_OverlayBackend):
-    """Executes ``model_hw.onnx`` of an overlay in FINN's simulation, behind the DMA byte layout.
-
-    The packed input is unpacked with the same functions the board host uses to pack it, and
-    the simulated output is packed the way the output DMA delivers it, so a pack/unpack bug
-    shows up in simulation rather than first on the board.
-    """
-
-    def __init__(self, overlay_dir: str | os.PathLike) -> None:
-        self.overlay = load_overlay(overlay_dir)
-        if self.overlay.model_hw is None:
-            raise BnnposeError(f"overlay {self.overlay.path} has no {MODEL_FILE} to simulate")
-        try:
-            # Imported here: simulation needs the FINN compiler, which a board does not have.
-            from qonnx.core.modelwrapper import ModelWrapper
-
-            from bnnpose.hw_build.sim import execute_hw_graph
-        except ImportError as e:
-            raise BnnposeError(f"the sim backend needs finn-plus (a build host): {e}") from None
-        self._execute = execute_hw_graph
-        # Parsed once rather than per image, so batch runs are bounded by the simulation.
-        self._model = ModelWrapper(str(self.overlay.model_hw))
-        self._ispec = input_spec(self.overlay.io_shape)
-        self._ospec = output_spec(self.overlay.io_shape)
-        _check_graph_io(self._model, self._ispec, self._ospec, self.overlay.path)
-
-    def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
-        """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
-        x = to_normal(ibuf_packed, self._ispec)
-        # The graph is built for batch 1, as the accelerator streams one frame at a time.
-        y = np.concatenate([np.asarray(self._execute(self._model, xi[None])) for xi in x])
-        want = (x.shape[0], *self._ospec.normal[1:])
-        if y.shape != want:
-            raise BnnposeError(f"simulation returned {list(y.shape)}, io_shape says {list(want)}")
-        return to_packed(y, self._ospec)
-
-
-def _check_graph_io(model: Any, ispec: TensorSpec, ospec: TensorSpec, where: Path) -> None:
-    """Fail unless the graph's input/output shapes and FINN datatypes are io_shape.json's."""
-    for what, name, spec in (("input", model.graph.input[0].name, ispec),
-                             ("output", model.graph.output[0].name, ospec)):
-        shape, dt = tuple(model.get_tensor_shape(name)), model.get_tensor_datatype(name)
-        if shape != tuple(spec.normal) or dt.name != spec.dtype.name:
-            raise BnnposeError(f"overlay {where}: {MODEL_FILE} {what} is {dt.name}{list(shape)}, "
-                               f"io_shape.json says {spec.dtype.name}{list(spec.normal)}")
-
-
-class CpuBackend(_OverlayBackend):
+class CpuBackend(OverlayBackend):
     """Runs the overlay's graph in the bit-packed XNOR-popcount engine (numpy, optionally C).
 
     Reads ``cpu_plan.npz`` when the overlay has one (numpy is all a board needs for it), or
@@ -252,16 +209,23 @@ class CpuBackend(_OverlayBackend):
     ``model_hw.onnx`` the manifest lists, and its tensors must be the ones io_shape.json names.
     """
 
-    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None) -> None:
+    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None,
+                 compiler: Callable[[Path], Plan] | None = None) -> None:
         """Args:
             native: use the C kernels (``None``: when a C compiler is available; ``False``:
                 the numpy reference path only).
+            compiler: ``model_hw.onnx -> Plan`` for an overlay without a plan; a build host
+                passes ``hw_build.cpu_plan.compile_plan`` (it needs onnx, a board has none).
         """
-        self.overlay = ov = load_overlay(overlay_dir)
+        super().__init__(overlay_dir)
+        ov = self.overlay
         if ov.cpu_plan is not None:
             self.plan = Plan.load(ov.cpu_plan)
+        elif ov.model_hw is not None and compiler is not None:
+            self.plan = compiler(ov.model_hw)
         elif ov.model_hw is not None:
-            self.plan = compile_plan(ov.model_hw)
+            raise BnnposeError(f"overlay {ov.path} has no {PLAN_FILE}: compile one from "
+                               f"{MODEL_FILE} on a build host (bnnpose run there does)")
         else:
             raise BnnposeError(f"overlay {ov.path} has neither {PLAN_FILE} nor {MODEL_FILE}")
         # A deployed overlay leaves the graph behind but keeps its checksum.
@@ -284,21 +248,16 @@ class CpuBackend(_OverlayBackend):
         return to_packed(y, self._ospec)
 
 
-class PynqBackend(_OverlayBackend):
+class PynqBackend(OverlayBackend):
     """Runs the overlay's bitstream through finn-plus-driver's ``FINNDMAOverlay`` on a board."""
 
-    def __init__(
-        self,
-        overlay_dir: str | os.PathLike,
-        platform: str = "zynq-iodma",
-        download: bool = True,
-    ) -> None:
+    def __init__(self, overlay_dir: str | os.PathLike, download: bool = True) -> None:
         """Validate the folder, then program the FPGA (``download=False`` reuses a loaded one).
 
-        Args:
-            platform: FINN platform of the build, ``"zynq-iodma"`` or ``"alveo"``.
+        The driver's platform is the board's FINN shell, which the overlay's manifest records
+        (``platform``); overlays packaged before it was recorded were all ``zynq-iodma``.
         """
-        self.overlay = load_overlay(overlay_dir)
+        super().__init__(overlay_dir)
         bit = self.overlay.bitfile
         if bit is None:
             raise BnnposeError(
@@ -320,7 +279,7 @@ class PynqBackend(_OverlayBackend):
         self._ospec = output_spec(self.overlay.io_shape)
         self._driver = FINNDMAOverlay(
             bitfile_name=str(bit),
-            platform=platform,
+            platform=self.overlay.manifest.get("platform", "zynq-iodma"),
             io_shape_dict=_driver_io_shape(self.overlay.io_shape),
             batch_size=1,
             download=download,
@@ -351,3 +310,41 @@ def _driver_io_shape(io_shape: Mapping[str, Any]) -> dict[str, Any]:
         if new not in d and old in d:
             d[new] = list(d[old])
     return d
+
+
+#: ``bnnpose run --backend NAME``: NAME -> ``factory(overlay_dir, numpy_only) -> Backend``, the
+#: ones a board has.
+BACKENDS: dict[str, Callable[[str, bool], Backend]] = {
+    "pynq": lambda overlay, numpy_only: PynqBackend(overlay),
+    "cpu": lambda overlay, numpy_only: CpuBackend(overlay, native=False if numpy_only else None),
+}
+
+#: Entry-point group through which an installed package adds backends of the same signature:
+#: bnnpose's own build side adds FINN's simulation (``sim``, see pyproject.toml). A board's
+#: deploy folder is not installed, so it has the two above.
+BACKEND_ENTRY_POINTS = "bnnpose.backends"
+
+
+def _installed_backends() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=BACKEND_ENTRY_POINTS)
+            if ep.name not in BACKENDS}
+
+
+def backend_names() -> tuple[str, ...]:
+    """Every backend this machine offers: the board's, then the installed ones."""
+    return (*BACKENDS, *_installed_backends())
+
+
+def make_backend(name: str, overlay: str | os.PathLike, numpy_only: bool = False) -> Backend:
+    """The backend ``name`` on an overlay folder (``numpy_only``: the cpu engine's numpy path)."""
+    if name in BACKENDS:
+        return BACKENDS[name](str(overlay), numpy_only)
+    installed = _installed_backends()
+    if name not in installed:
+        raise BnnposeError(f"backend {name!r} is not available here; known: "
+                           f"{', '.join(backend_names())}")
+    try:
+        factory = installed[name].load()
+    except ImportError as e:
+        raise BnnposeError(f"the {name} backend needs what a build host installs: {e}") from None
+    return factory(str(overlay), numpy_only)

@@ -1,4 +1,8 @@
-"""The ``bnnpose`` command: run pose estimation here, forward every other stage to its module.
+"""The host's commands: ``run``, ``throughput`` and ``deploy``, on a board and on a PC.
+
+On a board this is the whole CLI (``run_pose.py`` of a deploy folder calls :func:`main`). The
+``bnnpose`` console script of a full install (``hw_build/cli.py``) adds the stages that train,
+export and build, as ``commands``.
 
 User errors (bad files, bad overlays, bad arguments) end as one line
 ``bnnpose: error: <message>`` on stderr and exit status 2, never a traceback.
@@ -7,53 +11,40 @@ User errors (bad files, bad overlays, bad arguments) end as one line
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
-from bnnpose.host.artifacts import BnnposeError
-
-BACKENDS = ("pynq", "sim", "cpu")
+from bnnpose.host.backends import backend_names, make_backend
+from bnnpose.host.common import USER_ERRORS, print_error
 #: The overlay `make demo` builds, beside the host package in a source checkout (a deployed
 #: folder's entry script points BNNPOSE_OVERLAY at its own copy).
 DEFAULT_OVERLAY = Path(os.environ.get("BNNPOSE_OVERLAY") or Path(__file__).resolve().parents[1]
                        / "overlays" / "pynq-z2" / "bhg-tiny")
 
-#: Sub-commands implemented elsewhere: name -> ("module:function", help). Their arguments are
-#: passed through untouched so each stage owns its own options and --help.
-FORWARDED = {
-    "train": ("bnnpose.quantize.train:main", "train a binarized pose network (needs torch)"),
-    "export": ("bnnpose.quantize.export:main", "export a trained network to QONNX"),
-    "eval": ("bnnpose.quantize.evaluate:main",
-             "score a checkpoint against the mean pose: synthetic, COCO, MPII or 300W data"),
-    "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
-    "models": ("bnnpose.hw_build.models_table:main",
-               "every registered model on every board: params, MACs, FINN estimate, fit"),
-    "demo": ("bnnpose.host.demo:main", "checkpoint to simulated accelerator on the shipped model"),
-    "docker": ("bnnpose.hw_build.docker.launch:main",
-               "run the FINN flow to a bitstream in the pinned Docker image, with your Vivado"),
-}
-
-#: Distributions behind the optional extras, for a useful hint when a stage lacks them.
-EXTRA_OF_MODULE = {
-    "torch": "train", "brevitas": "train", "matplotlib": "train",
-    "finn": "build", "qonnx": "build", "onnx": "build", "onnxruntime": "build",
-    "pynq": "board", "finn_plus_driver": "board",
-}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Command(NamedTuple):
+    """A sub-command implemented outside the host: ``run(argv) -> status`` and its --help line.
+    Its arguments reach it untouched, so each stage owns its own options and --help."""
+
+    run: Callable[[list[str]], int | None]
+    help: str
+
+
+def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.ArgumentParser:
     from bnnpose.host.sources import PERSON_MODES  # OpenCV: only for the host's own commands
+
+    backends = backend_names()
 
     parser = argparse.ArgumentParser(
         prog="bnnpose", description="Binarized pose estimation on FINN/PYNQ accelerators."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="estimate poses in images, folders, videos or a camera")
-    run.add_argument("--backend", choices=BACKENDS, required=True,
+    run.add_argument("--backend", choices=backends, required=True,
                      help="pynq: the bitstream on a board; sim: FINN simulation of "
                           "model_hw.onnx; cpu: the bit-packed XNOR-popcount engine")
     run.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
@@ -78,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="image, folder of images, video file, or camera index (e.g. 0)")
 
     tp = sub.add_parser("throughput", help="FPS and latency of a backend at batch 1...N")
-    tp.add_argument("--backend", choices=BACKENDS, required=True)
+    tp.add_argument("--backend", choices=backends, required=True)
     tp.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
                     help="overlay folder (default: %(default)s)")
     tp.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8, 16], metavar="N",
@@ -93,21 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--overlay", default=str(DEFAULT_OVERLAY), metavar="DIR",
                      help="overlay folder (default: %(default)s)")
     dep.add_argument("--to", required=True, metavar="DIR", help="folder to create")
-    for name, (_, help_text) in FORWARDED.items():
+    for name, command in (commands or {}).items():
         # Listed for --help only; main() hands these off before argparse sees their options.
-        sub.add_parser(name, help=help_text, add_help=False)
+        sub.add_parser(name, help=command.help, add_help=False)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bnnpose`` console script; returns the exit status."""
+def main(argv: Sequence[str] | None = None,
+         commands: Mapping[str, Command] | None = None) -> int:
+    """Entry point of the host's commands (plus ``commands``); returns the exit status.
+
+    A user error exits through ``SystemExit(2)`` after one line on stderr.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    commands = commands or {}
     try:
-        if argv and argv[0] in FORWARDED:
-            return _forward(argv[0], argv[1:])
-        args = build_parser().parse_args(argv)
+        if argv and argv[0] in commands:
+            return int(commands[argv[0]].run(argv[1:]) or 0)
+        args = build_parser(commands).parse_args(argv)
         return {"run": _run, "throughput": _throughput, "deploy": _deploy}[args.command](args)
-    except (BnnposeError, FileNotFoundError, ValueError) as e:
+    except USER_ERRORS as e:
         _fail(e)
     except KeyboardInterrupt:
         print("bnnpose: interrupted", file=sys.stderr)
@@ -115,26 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(e: BaseException) -> NoReturn:
-    # Exceptions from libraries can carry newlines; the contract is one line.
-    message = " ".join(str(e).split()) or type(e).__name__
-    print(f"bnnpose: error: {message}", file=sys.stderr)
+    print_error(e, "bnnpose")
     raise SystemExit(2)
-
-
-def _forward(command: str, rest: list[str]) -> int:
-    target, _ = FORWARDED[command]
-    module_name, func_name = target.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        top = (e.name or "").split(".")[0]
-        if top in EXTRA_OF_MODULE:
-            raise BnnposeError(
-                f"'bnnpose {command}' needs {top}: pip install 'bnnpose[{EXTRA_OF_MODULE[top]}]'"
-            ) from None
-        raise BnnposeError(f"'bnnpose {command}' is not available: no module {e.name}") from None
-    status = getattr(module, func_name)(rest)
-    return int(status or 0)
 
 
 def _box(text: str) -> tuple[float, ...]:
@@ -145,15 +123,6 @@ def _box(text: str) -> tuple[float, ...]:
     if len(box) != 4:
         raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1, got {text!r}")
     return box
-
-
-def make_backend(name: str, overlay: str, numpy_only: bool = False):
-    """The backend ``name`` (one of :data:`BACKENDS`) on an overlay folder."""
-    from bnnpose.host.backends import CpuBackend, PynqBackend, SimBackend
-
-    if name == "cpu":
-        return CpuBackend(overlay, native=False if numpy_only else None)
-    return (SimBackend if name == "sim" else PynqBackend)(overlay)
 
 
 def _throughput(args: argparse.Namespace) -> int:

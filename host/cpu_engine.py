@@ -3,10 +3,11 @@
 The software path beside the accelerator, as BNN-PYNQ offered one: the same integers the
 hardware computes, from numpy alone, so it runs on a board's ARM cores as well as on a PC.
 
-A :class:`Plan` is compiled once from ``model_hw.onnx`` (which needs the ``onnx`` package, on a
-build host) and saved as ``cpu_plan.npz`` beside it; loading and running a plan needs only
-numpy. Compilation maps FINN's streaming nodes back onto the layers they implement, because
-folding (PE/SIMD) and the stream plumbing change the schedule, not the arithmetic:
+A :class:`Plan` is compiled once from ``model_hw.onnx`` on a build host
+(``hw_build.cpu_plan.compile_plan``, which needs onnx) and saved as ``cpu_plan.npz`` beside it;
+loading and running a plan, all this module does, needs only numpy. Compilation maps FINN's
+streaming nodes back onto the layers they implement, because folding (PE/SIMD) and the stream
+plumbing change the schedule, not the arithmetic:
 
 * ``[FMPadding] -> ConvolutionInputGenerator -> MVAU`` is one convolution. With
   ``binaryXnorMode`` the activations are packed 8 channels per byte and the window's bytes
@@ -38,18 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError, atomic_writer
 
 PLAN_FILE = "cpu_plan.npz"
 #: Bumped whenever the meaning of a step changes, so a stale plan is refused, not misread.
 PLAN_FORMAT = 1
 
 #: Nodes that only move or copy a stream.
-_ALIASES = ("DuplicateStreams", "StreamingFIFO", "StreamingDataWidthConverter")
+ALIASES = ("DuplicateStreams", "StreamingFIFO", "StreamingDataWidthConverter")
 
 #: FINN keeps accumulators integer; float32 products are exact while every partial sum stays
 #: below 2**24, which is when the BLAS path is taken.
-_FLOAT_EXACT = 2**24
+FLOAT_EXACT = 2**24
 
 
 @dataclass
@@ -120,13 +121,8 @@ class Plan:
                        "arrays": sorted(s.arrays)} for s in self.steps],
         }
         arrays = {f"{i}/{k}": v for i, s in enumerate(self.steps) for k, v in s.arrays.items()}
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        try:
-            np.savez(tmp, header=np.array(json.dumps(header)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_writer(path) as f:
+            np.savez(f, header=np.array(json.dumps(header)), **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:
@@ -465,188 +461,3 @@ class _NativeProgram:
         if status != 0:
             raise MemoryError(f"cpu engine: native program failed (status {status})")
         return self._buffers[self._out].reshape(self._out_shape).copy()
-
-
-# --------------------------------------------------------------------------- compilation
-
-
-def compile_plan(model_path: str | os.PathLike) -> Plan:
-    """Compile a folded FINN dataflow graph (``model_hw.onnx``) into a :class:`Plan`.
-
-    Raises:
-        BnnposeError: an op the engine does not implement, or a pattern it cannot map.
-    """
-    try:
-        import onnx
-        from onnx import helper, numpy_helper
-    except ImportError:
-        raise BnnposeError("compiling a cpu plan needs the onnx package (a build host); "
-                           f"a board uses the overlay's {PLAN_FILE}") from None
-    from bnnpose.host.artifacts import sha256_file
-
-    model = onnx.load(str(model_path))
-    graph = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    producer_of = {name: node for node in graph.node for name in node.output}
-
-    def attrs_of(node) -> dict[str, Any]:
-        out = {}
-        for a in node.attribute:
-            v = helper.get_attribute_value(a)
-            out[a.name] = v.decode() if isinstance(v, bytes) else (
-                [e.decode() if isinstance(e, bytes) else e for e in v]
-                if isinstance(v, list) else v)
-        return out
-
-    def kind(node) -> str:
-        base = node.op_type
-        for suffix in ("_hls", "_rtl"):
-            base = base.removesuffix(suffix)
-        return base
-
-    absorbed: set[int] = set()  # id() of nodes folded into a later step
-    steps: list[Step] = []
-    for node in graph.node:
-        if id(node) in absorbed:
-            continue
-        op, a = kind(node), attrs_of(node)
-        if op == "FMPadding":
-            nxt = consumers.get(node.output[0], [])
-            if len(nxt) != 1 or kind(nxt[0]) != "ConvolutionInputGenerator":
-                raise BnnposeError(f"cpu engine: {node.name or op} pads a stream that is not "
-                                   "a window generator's input")
-            continue  # read back by the window generator below
-        if op == "ConvolutionInputGenerator":
-            pads, src = [0, 0, 0, 0], node.input[0]
-            producer = producer_of.get(src)
-            if producer is not None and kind(producer) == "FMPadding":
-                pad_attr = attrs_of(producer)["Padding"]  # [top, left, bottom, right]
-                pads, src = list(pad_attr), producer.input[0]
-            nxt = consumers.get(node.output[0], [])
-            if len(nxt) != 1:
-                raise BnnposeError(f"cpu engine: window generator {node.name} feeds "
-                                   f"{len(nxt)} nodes")
-            absorbed.add(id(nxt[0]))
-            window = {"kernel": list(a["ConvKernelDim"]), "stride": list(a["Stride"]),
-                      "dilation": list(a.get("Dilation", [1, 1])), "pads": pads}
-            if kind(nxt[0]) == "MVAU" and not a.get("depthwise", 0):
-                steps.append(_conv_step(nxt[0], attrs_of(nxt[0]), inits, src, window))
-            elif kind(nxt[0]) == "Pool" and attrs_of(nxt[0])["Function"] == "MaxPool":
-                steps.append(Step("maxpool", [src], list(nxt[0].output),
-                                  {**window, "pad_value": 0}))
-            else:
-                raise BnnposeError(f"cpu engine: window generator followed by "
-                                   f"{nxt[0].op_type} is not supported")
-        elif op == "MVAU":  # a 1x1 conv or a fully connected layer: rows of the last axis
-            steps.append(_conv_step(node, a, inits, node.input[0], None))
-        elif op == "Thresholding":
-            st = {"bipolar": a["outputDataType"] == "BIPOLAR", "act_val": int(a.get("ActVal", 0))}
-            steps.append(Step("threshold", [node.input[0]], list(node.output), st,
-                              {"thresholds": _int_thresholds(inits[node.input[1]])}))
-        elif op in ("ElementwiseAdd", "ElementwiseSub", "ElementwiseMul", "AddStreams"):
-            func = "Add" if op == "AddStreams" else op.removeprefix("Elementwise")
-            arrays = {side: inits[name].astype(np.int32)
-                      for side, name in zip(("lhs", "rhs"), node.input) if name in inits}
-            _check_integral(arrays, node)
-            steps.append(Step("binary", [i for i in node.input if i not in inits],
-                              list(node.output), {"func": func}, arrays))
-        elif op == "StreamingConcat":
-            steps.append(Step("concat", list(node.input), list(node.output)))
-        elif op == "UpsampleNearestNeighbour":
-            scale = [round(a["HO"] / a["HI"]), round(a["WO"] / a["WI"])]
-            steps.append(Step("upsample", [node.input[0]], list(node.output), {"scale": scale}))
-        elif op in _ALIASES:
-            steps.append(Step("alias", [node.input[0]], list(node.output),
-                              {"n_outputs": len(node.output)}))
-        else:
-            raise BnnposeError(f"cpu engine: {node.op_type} ({node.name}) is not supported")
-
-    def shape(vi) -> tuple[int, ...]:
-        return tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
-
-    steps = _fuse_binarising_thresholds(steps, graph.output[0].name)
-    return Plan(steps, graph.input[0].name, graph.output[0].name, shape(graph.input[0]),
-                shape(graph.output[0]), sha256_file(model_path))
-
-
-def _fuse_binarising_thresholds(steps: list[Step], graph_output: str) -> list[Step]:
-    """Fold each 0/1 threshold that feeds only one XNOR conv into that conv's bit packing.
-
-    Binarising a k-bit stream and packing its bits is one pass over the tensor; as separate
-    steps it is two, plus a tensor in between.
-    """
-    uses: dict[str, int] = {graph_output: 1}
-    for step in steps:
-        for name in step.inputs:
-            uses[name] = uses.get(name, 0) + 1
-    producer = {name: step for step in steps for name in step.outputs}
-    fused: set[int] = set()
-    for step in steps:
-        if step.op != "conv" or not step.attrs["xnor"]:
-            continue
-        src = producer.get(step.inputs[0])
-        if (src is None or src.op != "threshold" or uses[step.inputs[0]] != 1
-                or src.arrays["thresholds"].shape[1] != 1 or src.attrs["bipolar"]
-                or src.attrs["act_val"] != 0):
-            continue
-        channels = step.attrs["k_bits"] // (step.attrs["kernel"][0] * step.attrs["kernel"][1])
-        t = src.arrays["thresholds"][:, 0]
-        step.arrays["in_thresholds"] = np.ascontiguousarray(np.broadcast_to(t, (channels,)))
-        step.inputs = list(src.inputs)
-        fused.add(id(src))
-    return [s for s in steps if id(s) not in fused]
-
-
-def _int_thresholds(t: np.ndarray) -> np.ndarray:
-    # For an integer accumulator acc >= t <=> acc >= ceil(t); clipping keeps +-inf-like
-    # sentinels (never/always reached) representable without changing any comparison.
-    t = np.clip(np.ceil(np.asarray(t, dtype=np.float64)), -(2**31), 2**31 - 1)
-    return np.ascontiguousarray(np.atleast_2d(t), dtype=np.int32)
-
-
-def _check_integral(arrays: dict[str, np.ndarray], node) -> None:
-    for v in arrays.values():
-        if not np.all(np.mod(v, 1) == 0):
-            raise BnnposeError(f"cpu engine: {node.name} has a non-integer constant")
-
-
-def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
-               window: dict[str, Any] | None) -> Step:
-    weight = np.asarray(inits[node.input[1]])  # [MW = KH*KW*C, MH], rows in (kh, kw, c) order
-    mw, mh = weight.shape
-    dense = window is None
-    if dense:
-        window = {"kernel": [1, 1], "stride": [1, 1], "dilation": [1, 1], "pads": [0] * 4}
-    kh, kw = window["kernel"]
-    attrs: dict[str, Any] = {**window, "dense": dense, "mw": int(mw),
-                             "out_shape": [*a.get("numInputVectors", [1]), int(mh)]}
-    arrays: dict[str, np.ndarray] = {}
-    xnor = bool(a.get("binaryXnorMode", 0))
-    if not xnor and a["inputDataType"] == "BIPOLAR" and a["weightDataType"] == "BIPOLAR":
-        raise BnnposeError(f"cpu engine: {node.name} has bipolar streams; export with "
-                           "binary (0/1) activations")
-    attrs["xnor"] = xnor
-    if xnor:
-        channels = mw // (kh * kw)
-        bits = weight.reshape(kh, kw, channels, mh).transpose(3, 0, 1, 2).astype(np.uint8)
-        packed = np.packbits(bits, axis=-1, bitorder="little").reshape(mh, -1)
-        width = -(-packed.shape[1] // 8) * 8
-        packed = np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
-        arrays["weight_words"] = np.ascontiguousarray(packed).view(np.uint64)
-        attrs["k_bits"] = int(mw)
-    else:
-        from qonnx.core.datatype import DataType  # build host only, like onnx itself
-
-        imax = max(abs(DataType[a["inputDataType"]].min()), abs(DataType[a["inputDataType"]].max()))
-        bound = int(mw) * imax * float(np.abs(weight).max(initial=0))
-        attrs["float_exact"] = bound < _FLOAT_EXACT
-        arrays["weight"] = np.ascontiguousarray(weight, dtype=np.int32)
-    if not a.get("noActivation", 0):
-        arrays["thresholds"] = _int_thresholds(inits[node.input[2]])
-        attrs["bipolar"] = a["outputDataType"] == "BIPOLAR"
-        attrs["act_val"] = int(a.get("ActVal", 0))
-    return Step("conv", [src], list(node.output), attrs, arrays)

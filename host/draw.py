@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError, atomic_writer
-from bnnpose.models.skeleton import MPII_JOINTS, skeleton_of
+from bnnpose.host.common import BnnposeError, atomic_writer
+from bnnpose.host.skeleton import MPII_JOINTS, skeleton_of
 
 #: RGB colours by body side, so left/right swaps are visible at a glance.
 SIDE_COLOURS = {"l": (66, 135, 245), "r": (245, 130, 48), "c": (60, 200, 90)}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 
 if TYPE_CHECKING:
     from qonnx.core.datatype import BaseDataType

@@ -17,14 +17,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.artifacts import BnnposeError, versions, write_json
+from bnnpose.host.common import BnnposeError, versions, write_json
 from bnnpose.host.backends import Backend, HostConfig
 from bnnpose.host.draw import draw_pose, save_png
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 from bnnpose.host.preprocess import DEFAULT_MARGIN, PAD_GREY, Crop, preprocess
 from bnnpose.host.sources import PersonFinder, Source, open_inputs
-from bnnpose.models.codec import HeatmapCodec, peak_confidence
-from bnnpose.models.skeleton import flip_permutation_of
+from bnnpose.host.codec import HeatmapCodec, peak_confidence
+from bnnpose.host.skeleton import flip_permutation_of
 
 #: Timed stages of :meth:`PosePipeline.predict`, in execution order.
 STAGES = ("preprocess", "pack", "accelerator", "unpack", "decode")
@@ -69,7 +69,7 @@ class PosePipeline:
 
         Returns:
             ``keypoints``: ``[J, 2]`` float64 (x, y) in original image pixels;
-            ``scores``: ``[J]`` float64, :func:`~bnnpose.models.codec.peak_confidence`;
+            ``scores``: ``[J]`` float64, :func:`~bnnpose.host.codec.peak_confidence`;
             ``latency_ms``: {stage: milliseconds} for every stage in :data:`STAGES`.
         """
         return self.finish(*self.prepare(image_rgb, box))

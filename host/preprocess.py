@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 
 #: Person boxes are grown by this factor so limbs at the box edge keep some context.
 DEFAULT_MARGIN = 1.25

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.artifacts import BnnposeError, atomic_dir, manifest, versions, write_json
+from bnnpose.host.common import (BnnposeError, atomic_dir, atomic_writer, manifest, versions,
+                                 write_json)
 from bnnpose.host.backends import Backend, load_overlay
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 
@@ -85,10 +86,9 @@ def write_throughput(rows: list[dict[str, Any]], out_dir: str | os.PathLike,
     ax_lat.plot(batch, [r["runtime_ms"] for r in rows], marker="o")
     ax_lat.set(xlabel="batch size", ylabel="ms per batch", xscale="log")
     fig.tight_layout()
-    tmp = out / ".throughput.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
+    with atomic_writer(out / "throughput.png") as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, out / "throughput.png")
     return out
 
 
@@ -160,18 +160,9 @@ def deploy(overlay_dir: str | os.PathLike, to: str | os.PathLike) -> dict[str, A
         if digest:  # what the cpu plan must have been compiled from
             ov_man["model_hw_sha256"] = digest
         write_json(tmp / "overlay" / "manifest.json", ov_man)
-        host = tmp / "bnnpose" / "host"
-        host.mkdir(parents=True)
-        for f in sorted(src_root.iterdir()):
-            # demo.py drives training and FINN: build-host only.
-            if f.suffix in (".py", ".c") and f.name != "demo.py":
-                shutil.copy2(f, host / f.name)
-        models = tmp / "bnnpose" / "models"
-        models.mkdir()
-        models_src = src_root.parent / "models"
-        for name in ("__init__.py", "codec.py", "skeleton.py"):
-            if (models_src / name).is_file():
-                shutil.copy2(models_src / name, models / name)
+        # The host package is the whole board runtime: it imports nothing above it.
+        shutil.copytree(src_root, tmp / "bnnpose" / "host",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
         notebooks = src_root.parent / "notebooks"
         # Beside run_pose.py, where the board notebooks find ./overlay and ./bnnpose.
         for nb in sorted(notebooks.glob("board_*.ipynb")) if notebooks.is_dir() else ():

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.preprocess import check_image_file, load_image, quiet_opencv
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

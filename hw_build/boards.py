@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from bnnpose.host.common import BnnposeError
+
 
 @dataclass(frozen=True)
 class Board:
@@ -15,7 +17,8 @@ class Board:
     uram: int
     dsp: int
     clock_mhz: float  #: usual fabric clock of FINN builds for this board
-    shell: str = "zynq-iodma"  #: FINN shell flow
+    #: FINN shell flow; finn-plus-driver's ``platform`` on the board (recorded in the overlay)
+    shell: str = "zynq-iodma"
     lut_limit: float = 0.70  #: fraction FINN keeps free for routing/timing
     bram_limit: float = 0.80
 
@@ -28,3 +31,11 @@ BOARDS: dict[str, Board] = {
     "pynq-z2": Board("pynq-z2", "Pynq-Z2", "xc7z020clg400-1", 53_200, 280, 0, 220, 100.0),
     "zcu104": Board("zcu104", "ZCU104", "xczu7ev-ffvc1156-2-e", 230_400, 624, 96, 1_728, 187.5),
 }
+
+
+def board(name: str) -> Board:
+    """The board called ``name``; an unknown name is a one-line error listing the known."""
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BnnposeError(f"unknown board {name!r}; known: {', '.join(BOARDS)}") from None

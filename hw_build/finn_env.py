@@ -18,6 +18,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from bnnpose.host.common import BnnposeError
+
 log = logging.getLogger("bnnpose.hw_build")
 
 _XSI_NAMES = ("SimEngine", "locate_glbl", "compile_sim_obj", "get_simkernel_so", "load_sim_obj",
@@ -25,7 +27,7 @@ _XSI_NAMES = ("SimEngine", "locate_glbl", "compile_sim_obj", "get_simkernel_so",
 _announced = False
 
 
-class ToolchainError(RuntimeError):
+class ToolchainError(BnnposeError):
     """A step needs a Xilinx tool that is not installed."""
 
 

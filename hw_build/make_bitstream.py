@@ -2,6 +2,10 @@
 
     python hw_build/make_bitstream.py --model M.onnx --board pynq-z2 --out DIR [--fps 1000]
         [--golden-in X.npy --golden-out Y.npy] [--until {estimate,codegen,bitstream}]
+    python hw_build/make_bitstream.py --config build.json [--out DIR ...]
+
+``--config`` reads a :class:`BuildConfig` as JSON (the ``config`` a report.json records);
+options given beside it override its fields.
 
 Runs the steps of ``bnnpose.hw_build.steps.STEPS`` in order, checks the golden vectors after the
 marked steps, and writes ``DIR/report.json`` (estimates, MAC split, bit-exactness per stage,
@@ -17,61 +21,14 @@ import contextlib
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
-from bnnpose.hw_build.boards import BOARDS, Board
-from bnnpose.host.artifacts import BnnposeError, atomic_dir, sha256_file, versions, write_json
-
-class Until(str, Enum):
-    """The last stage of a build, in order."""
-
-    ESTIMATE = "estimate"
-    CODEGEN = "codegen"
-    BITSTREAM = "bitstream"
-
-
-LEVELS = tuple(u.value for u in Until)
-
-
-@dataclass
-class BuildConfig:
-    model: Path  #: QONNX model exported by Brevitas
-    board: str  #: key of ``BOARDS``
-    out: Path  #: output folder (replaced atomically on success)
-    fps: float = 1000.0  #: target frames per second for FINN's folding
-    golden_in: Path | None = None  #: [N, C, H, W] inputs; default: next to the model, else random
-    golden_out: Path | None = None  #: [N, J, h, w] expected outputs; default: QONNX execution
-    until: Until = Until.CODEGEN  #: last stage; "bitstream" needs Vivado
-    max_golden: int = 16  #: golden inputs checked per stage
-    folding: Path | None = None  #: FINN folding JSON to apply over the automatic one
-    clock_mhz: float | None = None  #: fabric clock; default: the board's usual clock
-
-    def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
-                for k, v in asdict(self).items()}
-
-
-@dataclass
-class BuildContext:
-    cfg: BuildConfig
-    board: Board
-    out: Path
-    golden: object
-    finn_cfg: object = None
-    report: dict = field(default_factory=dict)
-    host_ops: list = field(default_factory=list)
-    artifacts: dict = field(default_factory=dict)
-
-    def clock_mhz(self) -> float:
-        return self.cfg.clock_mhz or self.board.clock_mhz
-
-    def target_cycles(self) -> int:
-        return int(self.clock_mhz() * 1e6 / self.cfg.fps)
-
+from bnnpose.host.common import (BnnposeError, atomic_dir, run_main, sha256_file, versions,
+                                 write_json)
+from bnnpose.hw_build.boards import board
+from bnnpose.hw_build.config import DEFAULT_FPS, LEVELS, BuildConfig, BuildContext, Until
 
 def _load_qonnx(path: Path):
     import onnx
@@ -99,7 +56,8 @@ def _load_golden(cfg: BuildConfig, model) -> object:
     from qonnx.core.datatype import DataType
     from qonnx.util.cleanup import cleanup_model
 
-    from bnnpose.hw_build.verify import Golden, exec_onnx
+    from bnnpose.quantize.golden import Golden
+    from bnnpose.quantize.qonnx_exec import exec_onnx
 
     gin = cfg.golden_in or (cfg.model.parent / "golden_in.npy")
     gout = cfg.golden_out or (cfg.model.parent / "golden_out.npy")
@@ -164,8 +122,7 @@ def _io_shape(model) -> dict:
 
 def build(cfg: BuildConfig) -> dict:
     """Run the build; returns the report dict (also written to ``cfg.out/report.json``)."""
-    if cfg.board not in BOARDS:
-        raise BnnposeError(f"unknown board {cfg.board!r}; known: {', '.join(BOARDS)}")
+    target = board(cfg.board)
     if cfg.fps <= 0:
         raise BnnposeError(f"--fps must be positive, got {cfg.fps}")
     model = _load_qonnx(cfg.model)
@@ -177,11 +134,12 @@ def build(cfg: BuildConfig) -> dict:
                                       "run inside the FINN Docker image with Vivado mounted")
     with atomic_dir(cfg.out) as tmp, contextlib.ExitStack() as stack:
         finn_env.configure(tmp)
+        from bnnpose.hw_build.sim import execute_hw_graph
         from bnnpose.hw_build.steps import STEPS
-        from bnnpose.hw_build.verify import exec_hw, exec_onnx
+        from bnnpose.quantize.qonnx_exec import exec_onnx
 
         golden, golden_source = _load_golden(cfg, model)
-        ctx = BuildContext(cfg=cfg, board=BOARDS[cfg.board], out=tmp, golden=golden)
+        ctx = BuildContext(cfg=cfg, board=target, out=tmp, golden=golden)
         ctx.finn_cfg = _finn_config(ctx)
         ctx.report = {"model": str(cfg.model), "model_sha256": sha256_file(cfg.model),
                       "board": cfg.board, "config": cfg.to_dict(), "unmapped_nodes": [],
@@ -220,7 +178,8 @@ def build(cfg: BuildConfig) -> dict:
                 model.save(str(tmp / "model_hw.onnx"))
                 write_json(tmp / "io_shape.json", _io_shape(model))
             if step.verify:
-                golden.check(step.verify, model, exec_hw if step.verify_with == "hw" else exec_onnx)
+                golden.check(step.verify, model,
+                             execute_hw_graph if step.verify_with == "hw" else exec_onnx)
         if cfg.until != Until.ESTIMATE and not finn_env.vivado_available():
             stopped_for_vivado = True
         ctx.report.update({
@@ -241,20 +200,29 @@ def build(cfg: BuildConfig) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> BuildConfig:
+    from bnnpose.hw_build.boards import BOARDS
+
     p = argparse.ArgumentParser(prog="make_bitstream", description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="QONNX model (.onnx)")
-    p.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--fps", type=float, default=1000.0, help="target frames/s (default 1000)")
+    p.add_argument("--config", type=Path, metavar="JSON",
+                   help="a build config as JSON (e.g. the 'config' of a report.json); the "
+                        "options below override its fields")
+    p.add_argument("--model", type=Path, help="QONNX model (.onnx); required")
+    p.add_argument("--board", help=f"one of: {', '.join(BOARDS)}; required")
+    p.add_argument("--out", type=Path, help="output folder; required")
+    p.add_argument("--fps", type=float, help=f"target frames/s (default {DEFAULT_FPS:g})")
     p.add_argument("--golden-in", type=Path, help="golden inputs .npy [N,C,H,W]")
     p.add_argument("--golden-out", type=Path, help="golden outputs .npy [N,J,h,w]")
-    p.add_argument("--until", choices=LEVELS, default="codegen")
+    p.add_argument("--until", choices=LEVELS, help="last stage (default: codegen)")
     p.add_argument("--folding", type=Path, help="FINN folding config JSON")
     p.add_argument("--clock-mhz", type=float, help="fabric clock (default: board's usual)")
-    a = p.parse_args(argv)
-    return BuildConfig(model=a.model, board=a.board, out=a.out, fps=a.fps,
-                       golden_in=a.golden_in, golden_out=a.golden_out, until=Until(a.until),
-                       folding=a.folding, clock_mhz=a.clock_mhz)
+    a = vars(p.parse_args(argv))
+    config = a.pop("config")
+    base = BuildConfig.from_json(config).to_dict() if config is not None else {}
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in a.items() if v is not None}
+    missing = [f"--{k}" for k in ("model", "board", "out") if k not in {**base, **given}]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
+    return BuildConfig.from_dict({**base, **given})
 
 
 def summary_line(report: dict) -> str:
@@ -267,15 +235,11 @@ def summary_line(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bnnpose.hw_build.finn_env import ToolchainError
-    from bnnpose.hw_build.steps import UnmappedNodesError
+    return run_main(_main, argv, "make_bitstream")
 
-    try:
-        cfg = parse_args(argv)
-        report = build(cfg)
-    except (BnnposeError, ToolchainError, UnmappedNodesError) as e:
-        print(f"make_bitstream: error: {e}", file=sys.stderr)
-        return 2
+
+def _main(argv: list[str]) -> int:
+    report = build(parse_args(argv))
     print(summary_line(report))
     return 0
 

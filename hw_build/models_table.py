@@ -21,15 +21,15 @@ import json
 import sys
 from pathlib import Path
 
-from bnnpose.host.artifacts import BnnposeError, versions, write_json
+from bnnpose.host.common import BnnposeError, versions, write_json
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "models" / "checkpoints"
 DEFAULT_CACHE = Path("out/models")
 #: Sources whose change can change a row: the flow, the export and the networks' layers (the
 #: registry's part, the config, is in the key on its own; skeletons and the codec are not).
-FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/quantizers.py", "models/blocks.py",
-                "models/hourglass.py", "models/hrnet.py", "models/bidrn.py")
+FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/golden.py", "quantize/qonnx_exec.py",
+                "models/quantizers.py", "models/blocks.py", "models/hourglass.py",
+                "models/hrnet.py", "models/bidrn.py")
 N_GOLDEN = 16
 
 
@@ -37,14 +37,14 @@ def _network(name: str):
     """``(binary network in eval mode, weights label, bytes identifying the weights)``."""
     import torch
 
-    from bnnpose.models.registry import MODEL_CONFIGS, build_model
-    from bnnpose.quantize.train import load_checkpoint
+    from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
+    from bnnpose.models.registry import MODELS, build_model
 
-    ckpt = CHECKPOINTS / f"{name}.pt"
-    if ckpt.is_file():
+    ckpt = shipped_checkpoint(name, required=False)
+    if ckpt is not None:
         model, meta = load_checkpoint(ckpt)
         # Compared as rebuilt, so fields added since the checkpoint count at their defaults.
-        if model.cfg == MODEL_CONFIGS[name]:
+        if model.cfg == MODELS[name].config:
             return model, "checkpoint", ckpt.read_bytes()
     torch.manual_seed(0)
     model = random_batchnorm(build_model(name))
@@ -102,12 +102,13 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     says whether it came from the cache and where its export and build folders are."""
     import numpy as np
 
-    from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
-    from bnnpose.models.registry import MODEL_CONFIGS, MODEL_FAMILIES
+    from bnnpose.hw_build.config import BuildConfig, Until
+    from bnnpose.hw_build.make_bitstream import build
+    from bnnpose.models.registry import MODELS
     from bnnpose.quantize.export import export_network
 
     model, weights, weights_id = _network(name)
-    cfg = MODEL_CONFIGS[name]
+    cfg = MODELS[name].config
     key = hashlib.sha256(b"|".join([
         weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
         repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
@@ -123,7 +124,7 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
                                out=work / "build", fps=fps, until=Until.ESTIMATE))
     est = report["estimate"]
     row = {
-        "model": name, "family": MODEL_FAMILIES[name], "board": board, "weights": weights,
+        "model": name, "family": MODELS[name].family, "board": board, "weights": weights,
         "input_size": size, **_counts(model),
         "macs_by_bitwidth": report["macs_by_bitwidth"],
         "xnor_mac_share": report["xnor_mac_share"],
@@ -143,10 +144,10 @@ def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
     """Rows of ``models`` x ``boards``; ``boards=None`` takes each model's own boards."""
     from tqdm import tqdm
 
-    from bnnpose.models.registry import MODEL_BOARDS
+    from bnnpose.models.registry import MODELS
 
     digest = _flow_digest()
-    pairs = [(m, b) for m in models for b in (MODEL_BOARDS[m] if boards is None else boards)]
+    pairs = [(m, b) for m in models for b in (MODELS[m].boards if boards is None else boards)]
     return [measure(m, b, fps, cache, refresh, digest)
             for m, b in tqdm(pairs, desc="models", unit="build", disable=None)]
 
@@ -167,25 +168,25 @@ def _print(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``bnnpose models``: params, MACs, FINN estimate and fit per model and board."""
-    from bnnpose.hw_build.boards import BOARDS
-    from bnnpose.models.registry import MODEL_CONFIGS
+    from bnnpose.hw_build.boards import board
+    from bnnpose.hw_build.config import DEFAULT_FPS
+    from bnnpose.models.registry import MODELS, model_entry
 
     p = argparse.ArgumentParser(prog="bnnpose models", description=main.__doc__)
     p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
     p.add_argument("--boards", nargs="+", default=None,
                    help="default: the boards each model is sized for (-full: zcu104 only)")
-    p.add_argument("--fps", type=float, default=1000.0, help="FINN folding target (default 1000)")
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS,
+                   help="FINN folding target (default %(default)g)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--refresh", action="store_true", help="rebuild cached rows")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
     a = p.parse_args(argv)
-    models = a.models or list(MODEL_CONFIGS)
+    models = a.models or list(MODELS)
     for m in models:
-        if m not in MODEL_CONFIGS:
-            raise BnnposeError(f"unknown model {m!r}; known: {', '.join(MODEL_CONFIGS)}")
+        model_entry(m)
     for b in a.boards or []:
-        if b not in BOARDS:
-            raise BnnposeError(f"unknown board {b!r}; known: {', '.join(BOARDS)}")
+        board(b)
     if a.fps <= 0:
         raise BnnposeError(f"--fps must be positive, got {a.fps}")
     rows = table(models, a.boards, a.fps, a.cache, a.refresh)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError, atomic_dir, manifest, write_json
-from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.common import BnnposeError, atomic_dir, manifest, write_json
+from bnnpose.host.cpu_engine import PLAN_FILE
+from bnnpose.host.skeleton import MPII_JOINTS
+from bnnpose.hw_build.boards import board
+from bnnpose.hw_build.cpu_plan import compile_plan
 
 
 def host_config(report: dict, io_shape: dict, joints: list[str] | None = None) -> dict:
@@ -50,7 +52,9 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
             src = (report.get("bitstream") or {}).get(kind)
             if src:
                 shutil.copy2(src, tmp / f"{name}{Path(src).suffix}")
+        # platform: the board's FINN shell, which finn-plus-driver needs to drive it
         man = manifest(tmp, model=name, board=report["board"],
+                       platform=board(report["board"]).shell,
                        model_sha256=report["model_sha256"], bitstream=bool(report.get("bitstream")))
         write_json(tmp / "manifest.json", man)
     return man
@@ -58,8 +62,9 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
 
 def check_host(overlay_dir: Path, export_dir: Path, backend: str = "sim") -> dict:
     """Golden inputs through pack -> ``backend`` ("sim" or "cpu") -> unpack, against torch."""
-    from bnnpose.host.backends import CpuBackend, SimBackend
+    from bnnpose.host.backends import CpuBackend
     from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
+    from bnnpose.hw_build.sim import SimBackend
 
     runner = {"sim": SimBackend, "cpu": CpuBackend}[backend](overlay_dir)
     ispec, ospec = input_spec(runner.io_shape), output_spec(runner.io_shape)

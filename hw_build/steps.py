@@ -16,15 +16,17 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
+from bnnpose.host.common import BnnposeError
+
 if TYPE_CHECKING:
-    from bnnpose.hw_build.make_bitstream import BuildContext
+    from bnnpose.hw_build.config import BuildContext
 
 #: Ops FINN has no resource model for; their LUT/BRAM are reported as 0 by the estimate.
 UNMODELLED_OPS = ("UpsampleNearestNeighbour", "StreamingConcat", "ElementwiseAdd",
                   "DuplicateStreams", "Pool")
 
 
-class UnmappedNodesError(Exception):
+class UnmappedNodesError(BnnposeError):
     """Nodes that FINN could not turn into hardware layers."""
 
     def __init__(self, nodes: list[tuple[str, str]]):

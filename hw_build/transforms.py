@@ -7,7 +7,6 @@ point by returning ``False``.
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper as oh
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
@@ -117,46 +116,6 @@ class ConvertBipolarMatMulToXnorPopcountPadAware(Transformation):
                 if inst.get_nodeattr("pad_value") == -1:
                     inst.set_nodeattr("pad_value", 0)
         model = model.transform(ConvertBipolarMatMulToXnorPopcount())
-        return model, False
-
-
-class MoveTransposePastResize(Transformation):
-    """Rewrite Transpose(NHWC->NCHW) -> Resize(NCHW scales) as Resize(NHWC) -> Transpose.
-
-    Nearest-neighbour upsampling commutes with a layout change if its scales are permuted too;
-    moving the Transpose down lets it cancel against the next one and leaves an NHWC Resize that
-    ``InferUpsample`` maps to hardware.
-    """
-
-    def apply(self, model: ModelWrapper):
-        for resize in model.get_nodes_by_op_type("Resize"):
-            trans = model.find_producer(resize.input[0])
-            if trans is None or trans.op_type != "Transpose":
-                continue
-            perm = next((list(a.ints) for a in trans.attribute if a.name == "perm"), None)
-            if perm != [0, 3, 1, 2] or len(model.find_consumers(trans.output[0])) != 1:
-                continue
-            scales = model.get_initializer(resize.input[2]) if len(resize.input) > 2 else None
-            if scales is None or len(resize.input) > 3 and resize.input[3]:
-                continue
-            nhwc_in = trans.input[0]
-            nchw_out = resize.output[0]
-            n, c, h, w = model.get_tensor_shape(nchw_out)
-            nhwc_out = model.make_new_valueinfo_name()
-            model.set_initializer(resize.input[2], np.asarray(scales)[[0, 2, 3, 1]].astype(np.float32))
-            resize.input[0] = nhwc_in
-            resize.output[0] = nhwc_out
-            model.set_tensor_shape(nhwc_out, [n, h, w, c])
-            model.set_tensor_datatype(nhwc_out, model.get_tensor_datatype(nhwc_in))
-            trans.input[0] = nhwc_out
-            trans.output[0] = nchw_out
-            # keep topological order: the Transpose now follows the Resize
-            graph = model.graph
-            graph.node.remove(trans)
-            graph.node.insert(list(graph.node).index(resize) + 1, trans)
-            model = model.transform(InferShapes())
-            model = model.transform(InferDataTypes())
-            return model, True
         return model, False
 
 

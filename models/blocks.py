@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from brevitas.nn import QuantConv2d, QuantIdentity
 from torch import nn
 
-from bnnpose.quantize.quantizers import (BinaryWeightPerChannel, BipolarAct, IntStreamAct,
+from bnnpose.models.quantizers import (BinaryWeightPerChannel, BipolarAct, IntStreamAct,
                                          IntWeightPerChannel)
 
 
@@ -59,7 +59,7 @@ class NetConfig:
 
     input_size: int = 128  #: square RGB input side, pixels
     num_joints: int = 16  #: heatmap channels
-    layout: str = "mpii"  #: joint names of the heatmap channels (see skeleton.LAYOUTS)
+    layout: str = "mpii"  #: joint names of the heatmap channels (see registry.model_joints)
     bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
     pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
     end_bits: int = 1  #: weight bits of the stem and head convs (first and last layers)

@@ -1,74 +1,85 @@
-"""The explicit model registry: name -> config, builder and family."""
+"""The explicit model registry: one table, name -> config, family and boards."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from torch import nn
 
-from bnnpose.models.bidrn import BiDRN, BiDRNConfig
+from bnnpose.host.common import BnnposeError
+from bnnpose.host.skeleton import COCO_JOINTS, FACE68_JOINTS, MPII_JOINTS, WHOLEBODY_PARTS
+from bnnpose.models.bidrn import BOX_JOINTS, BiDRN, BiDRNConfig
 from bnnpose.models.blocks import NetConfig
 from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
 from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
 
-#: name -> default config; every entry builds with ``build_model(name)``. The ``-z2`` and
-#: ``tiny`` sizes fit a PYNQ-Z2; the ``-full`` sizes are the seeds' 256x256 input.
-MODEL_CONFIGS: dict[str, NetConfig] = {
+FAMILY_BUILDERS: dict[str, Callable[[NetConfig], nn.Module]] = {
+    "hourglass": BinaryHourglassNet, "face": BinaryHourglassNet, "bihrnet": BiHRNet,
+    "bidrn": BiDRN,
+}
+
+Z2_AND_ZCU104 = ("pynq-z2", "zcu104")
+ZCU104 = ("zcu104",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered network: its default config, family and the boards it is sized for."""
+
+    config: NetConfig
+    #: ``hourglass`` (Bulat & Tzimiropoulos), ``bihrnet``, ``bidrn`` or ``face``
+    family: str
+    #: the ``-z2`` and ``tiny`` sizes fit a PYNQ-Z2; the ``-full`` sizes (the seeds' 256x256
+    #: input) a ZCU104 only
+    boards: tuple[str, ...] = Z2_AND_ZCU104
+
+    @property
+    def builder(self) -> Callable[[NetConfig], nn.Module]:
+        return FAMILY_BUILDERS[self.family]
+
+
+#: name -> entry; every name builds with ``build_model(name)``.
+MODELS: dict[str, ModelEntry] = {
     # 3-bit streams and 8-bit stem/head weights each gained about 3 PCK points over 2-bit
     # streams and binary ends at the ablation's budget (README: "What the hardware-mappable
     # form costs").
-    "bhg-tiny": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2, bits=3,
-                                end_bits=8),
-    "bhg-s2-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
-                                 stacks=2),
-    "bhg-full": HourglassConfig(input_size=256, stem_channels=32, channels=128, depth=4,
-                                stacks=4),
-    "bihrnet-z2": BiHRNetConfig(input_size=128, stem_channels=16, widths=(24, 48, 96)),
-    "bihrnet-full": BiHRNetConfig(input_size=256, stem_channels=16, widths=(32, 64, 128),
-                                  blocks=2),
-    "bidrn-z2": BiDRNConfig(input_size=128, stem_channels=16, widths=(32, 64, 128)),
+    "bhg-tiny": ModelEntry(HourglassConfig(input_size=128, stem_channels=16, channels=32,
+                                           depth=2, bits=3, end_bits=8), "hourglass"),
+    "bhg-s2-z2": ModelEntry(HourglassConfig(input_size=128, stem_channels=16, channels=32,
+                                            depth=2, stacks=2), "hourglass"),
+    "bhg-full": ModelEntry(HourglassConfig(input_size=256, stem_channels=32, channels=128,
+                                           depth=4, stacks=4), "hourglass", ZCU104),
+    "bihrnet-z2": ModelEntry(BiHRNetConfig(input_size=128, stem_channels=16,
+                                           widths=(24, 48, 96)), "bihrnet"),
+    "bihrnet-full": ModelEntry(BiHRNetConfig(input_size=256, stem_channels=16,
+                                             widths=(32, 64, 128), blocks=2), "bihrnet", ZCU104),
+    "bidrn-z2": ModelEntry(BiDRNConfig(input_size=128, stem_channels=16, widths=(32, 64, 128)),
+                           "bidrn"),
     # stem 32: each shortcut at most doubles the channels (one requantized copy); torch's ONNX
     # exporter leaves a dangling input for a second identical copy of the same tensor.
-    "bidrn-full": BiDRNConfig(input_size=256, stem_channels=32, widths=(64, 128, 256)),
-    "face-bhg-z2": HourglassConfig(input_size=128, stem_channels=16, channels=32, depth=2,
-                                   num_joints=68, layout="face68"),
+    "bidrn-full": ModelEntry(BiDRNConfig(input_size=256, stem_channels=32,
+                                         widths=(64, 128, 256)), "bidrn", ZCU104),
+    "face-bhg-z2": ModelEntry(HourglassConfig(input_size=128, stem_channels=16, channels=32,
+                                              depth=2, num_joints=68, layout="face68"), "face"),
 }
 
-MODEL_BUILDERS: dict[str, Callable[[NetConfig], nn.Module]] = {
-    "bhg-tiny": BinaryHourglassNet, "bhg-s2-z2": BinaryHourglassNet,
-    "bhg-full": BinaryHourglassNet, "face-bhg-z2": BinaryHourglassNet,
-    "bihrnet-z2": BiHRNet, "bihrnet-full": BiHRNet,
-    "bidrn-z2": BiDRN, "bidrn-full": BiDRN,
-}
 
-#: name -> family: ``hourglass`` (Bulat & Tzimiropoulos), ``bihrnet``, ``bidrn`` or ``face``
-MODEL_FAMILIES: dict[str, str] = {
-    "bhg-tiny": "hourglass", "bhg-s2-z2": "hourglass", "bhg-full": "hourglass",
-    "bihrnet-z2": "bihrnet", "bihrnet-full": "bihrnet",
-    "bidrn-z2": "bidrn", "bidrn-full": "bidrn",
-    "face-bhg-z2": "face",
-}
-
-#: name -> the boards it is sized for: the small models fit a PYNQ-Z2, the full ones a ZCU104
-MODEL_BOARDS: dict[str, tuple[str, ...]] = {
-    name: ("zcu104",) if name.endswith("-full") else ("pynq-z2", "zcu104")
-    for name in MODEL_CONFIGS
-}
+def model_entry(name: str) -> ModelEntry:
+    """The registry's entry of ``name``; an unknown name is a one-line error listing the known."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise BnnposeError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
 
 
 def model_joints(cfg: NetConfig) -> tuple[str, ...]:
     """Names of a model's heatmap channels, by its ``layout``."""
-    from bnnpose.models.skeleton import FACE68_JOINTS, MPII_JOINTS
-
     if cfg.layout == "mpii":
         joints = MPII_JOINTS[: cfg.num_joints]
     elif cfg.layout == "face68":
         joints = FACE68_JOINTS
     elif cfg.layout == "wholebody-boxes":
-        from bnnpose.models.bidrn import BOX_JOINTS
-        from bnnpose.quantize.datasets import COCO_JOINTS, WHOLEBODY_PARTS
-
         joints = COCO_JOINTS + sum(WHOLEBODY_PARTS.values(), ()) + BOX_JOINTS
     else:
         raise ValueError(f"unknown joint layout {cfg.layout!r}")
@@ -80,7 +91,5 @@ def model_joints(cfg: NetConfig) -> tuple[str, ...]:
 
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:
     """Build a registered model; ``binary=False`` gives its float twin."""
-    if name not in MODEL_BUILDERS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODEL_BUILDERS))}")
-    cfg = replace(MODEL_CONFIGS[name], binary=binary, **overrides)
-    return MODEL_BUILDERS[name](cfg)
+    entry = model_entry(name)
+    return entry.builder(replace(entry.config, binary=binary, **overrides))

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.models.bidrn import BiDRB, BiDRN
 
 #: Regressed parameters and their sizes; hands as 12 PCA components each, as SMPL-X's fitting

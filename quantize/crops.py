@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.preprocess import PAD_GREY, person_crop, warp
 
 
@@ -22,7 +22,7 @@ def people_arrays(data, model_joints: tuple[str, ...], size: int
     Returns images uint8 ``[N, size, size, 3]``, keypoints float32 ``[N, J, 2]`` in crop
     pixels (NaN where unlabelled) and visible bool ``[N, J]``, in ``model_joints`` order.
     """
-    from bnnpose.quantize.datasets import shared_joints
+    from bnnpose.host.skeleton import shared_joints
 
     shared = shared_joints(model_joints, data.joints)
     if not shared:

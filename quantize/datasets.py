@@ -1,5 +1,5 @@
-"""Labelled people for evaluation: held-out synthetic crops, COCO keypoint files, MPII (its
-JSON conversion or the official release) and 300W face landmarks.
+"""Labelled people for evaluation and training: held-out synthetic crops, COCO keypoint files,
+MPII (its JSON conversion or the official release) and 300W face landmarks.
 
 Every source yields :class:`Instance` records (one person: image, box, labelled joints by name)
 so evaluation never cares where the labels came from. Joints are matched to a model's joints by
@@ -23,32 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.preprocess import check_image_file, load_image
-from bnnpose.models.skeleton import FACE68_JOINTS, MPII_JOINTS
-
-#: COCO's 17 keypoint names, in COCO order.
-COCO_JOINTS = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
-    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+from bnnpose.host.skeleton import (
+    FACE68_JOINTS, MPII_JOINTS, WHOLEBODY_PARTS, shared_joints,
 )
-
-#: COCO-WholeBody's parts after the 17 body joints: annotation field -> joint names, in order.
-#: Faces use the 68-point iBUG layout, so a face model shares its joints with them by name.
-WHOLEBODY_PARTS = {
-    "foot_kpts": tuple(f"{side}_{p}" for side in ("left", "right")
-                       for p in ("big_toe", "small_toe", "heel")),
-    "face_kpts": FACE68_JOINTS,
-    **{f"{side}hand_kpts": (f"{side}_hand_root",) + tuple(
-        f"{side}_{finger}{k}" for finger in ("thumb", "forefinger", "middle_finger",
-                                               "ring_finger", "pinky_finger")
-        for k in range(1, 5)) for side in ("left", "right")},
-}
-
-#: COCO's per-joint OKS falloff constants (COCOeval's ``kpt_oks_sigmas``), by joint name.
-COCO_SIGMAS = dict(zip(COCO_JOINTS, np.array((
-    .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)) / 10))
 
 #: MPII's ``SC_BIAS``: PCKh's head size is this fraction of the head box diagonal.
 HEAD_SIZE_FACTOR = 0.6
@@ -57,23 +36,6 @@ HEAD_SIZE_FACTOR = 0.6
 DATA_SPECS = ("synthetic[:N] (held-out renders), synthetic-face[:N] (held-out 68-point face "
               "renders), coco:ANN.json, mpii:FILE.json or mpii:FILE.mat (these three with "
               "--images DIR), 300w:DIR (images beside the .pts)")
-
-
-def canonical(name: str) -> str:
-    """One spelling for a joint across layouts: ``l_knee`` and ``left_knee`` -> ``left_knee``."""
-    name = name.strip().lower().replace(" ", "_").replace("-", "_")
-    for short, long in (("l_", "left_"), ("r_", "right_")):
-        if name.startswith(short):
-            return long + name[len(short):]
-    return name
-
-
-def shared_joints(model_joints: tuple[str, ...], data_joints: tuple[str, ...]
-                  ) -> list[tuple[int, int, str]]:
-    """``(model index, data index, model's name)`` for every joint both layouts name."""
-    data = {canonical(n): i for i, n in enumerate(data_joints)}
-    return [(i, data[canonical(n)], n) for i, n in enumerate(model_joints)
-            if canonical(n) in data]
 
 
 def to_layout(keypoints: np.ndarray, visible: np.ndarray, joints: tuple[str, ...],
@@ -170,7 +132,7 @@ def synthetic_face(n: int = 512) -> Dataset:
     own ``visible`` also drops those behind the head or an occluder), and ``interocular`` is
     the distance of the outer eye corners (points 36 and 45), so NME is scored as on 300W.
     """
-    from bnnpose.models.codec import inside_image
+    from bnnpose.host.codec import inside_image
     from bnnpose.quantize import synthetic_face as faces
 
     if n < 1:

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bnnpose.models.codec import HeatmapCodec, mean_pose_baseline, nme, pck, pckh, torso_size
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.codec import HeatmapCodec, mean_pose_baseline, nme, pck, pckh, torso_size
+from bnnpose.host.skeleton import COCO_JOINTS, MPII_JOINTS
 
 
 def predict_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -36,7 +36,7 @@ def flip_test_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 6
     ``w - 1 - c``, so mirroring the heatmap array is exact; no shift is needed.
     """
     from bnnpose.models.registry import model_joints
-    from bnnpose.models.skeleton import flip_permutation, flip_permutation_of
+    from bnnpose.host.skeleton import flip_permutation, flip_permutation_of
 
     plain = predict_heatmaps(model, images, batch_size)
     mirrored = predict_heatmaps(model, np.ascontiguousarray(images[:, :, ::-1]), batch_size)
@@ -151,7 +151,8 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
     from tqdm import tqdm
 
     from bnnpose.host.preprocess import Crop, person_crop, warp
-    from bnnpose.quantize.datasets import iter_batches, shared_joints
+    from bnnpose.host.skeleton import shared_joints
+    from bnnpose.quantize.datasets import iter_batches
 
     size = int(model.cfg.input_size)
     from bnnpose.models.registry import model_joints as joints_of
@@ -269,7 +270,7 @@ def _pair_distance(gt: np.ndarray, visible: np.ndarray, order: dict[str, int],
     """Per person, the distance of the last of ``pairs`` whose two joints are visible (NaN
     without one); None when no pair is in ``order``, which maps joint names in either
     spelling (``l_hip`` or ``left_hip``) to indices."""
-    from bnnpose.quantize.datasets import canonical
+    from bnnpose.host.skeleton import canonical
 
     order = {canonical(n): k for n, k in order.items()}
     present = [p for p in pairs if set(p) <= set(order)]
@@ -293,7 +294,7 @@ def coco_ap_shared(data, result: dict) -> float:
 
     from pycocotools.cocoeval import COCOeval
 
-    from bnnpose.quantize.datasets import COCO_SIGMAS, canonical
+    from bnnpose.host.skeleton import COCO_SIGMAS, canonical
 
     api = data.coco
     _, di, names = zip(*result["shared"], strict=True)
@@ -332,11 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
-    from bnnpose.host.artifacts import atomic_dir, versions, write_json
+    from bnnpose.host.common import atomic_dir, versions, write_json
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.models.registry import model_joints
     from bnnpose.quantize import datasets
-    from bnnpose.quantize.train import load_checkpoint
+    from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 
     p = argparse.ArgumentParser(prog="bnnpose eval", description=main.__doc__)
     p.add_argument("--checkpoint", type=Path, default=None,
@@ -351,8 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     a = p.parse_args(argv)
 
-    ckpt = a.checkpoint or Path(__file__).resolve().parents[1] / "models" / "checkpoints" / \
-        "bhg-tiny.pt"
+    ckpt = a.checkpoint or shipped_checkpoint()
     model, meta = load_checkpoint(ckpt)
     data = datasets.from_spec(a.data, a.images, a.headboxes)
     for reason, n in data.skipped.items():
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": data.skipped, "versions": versions(),
     }
     # COCOeval's OKS knows the 17 body joints only (not COCO-WholeBody's feet, face, hands).
-    if data.coco is not None and all(d < len(datasets.COCO_JOINTS) for _, d, _ in
+    if data.coco is not None and all(d < len(COCO_JOINTS) for _, d, _ in
                                      result["shared"]):
         metrics["coco_ap_shared_joints"] = coco_ap_shared(data, result)
     with atomic_dir(a.out) as tmp:

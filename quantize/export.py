@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bnnpose.host.artifacts import BnnposeError, atomic_dir, sha256_file, versions, write_json
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.common import (BnnposeError, atomic_dir, run_main, sha256_file, versions,
+                                 write_json)
+from bnnpose.host.skeleton import MPII_JOINTS
 
 
 def golden_images(n: int, size: int) -> np.ndarray:
@@ -37,7 +38,7 @@ def golden_images(n: int, size: int) -> np.ndarray:
 
 def export(checkpoint: str | Path, out: str | Path, n_golden: int = 16) -> dict:
     """Export a trained checkpoint to ``out``; returns the export.json dict."""
-    from bnnpose.quantize.train import load_checkpoint
+    from bnnpose.models.checkpoint_io import load_checkpoint
 
     model, ckpt = load_checkpoint(checkpoint)
     cfg = dict(ckpt["config"])
@@ -61,9 +62,9 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
-    from bnnpose.hw_build.verify import exec_onnx
-
     from bnnpose.models.registry import model_joints
+    from bnnpose.quantize.golden import Golden
+    from bnnpose.quantize.qonnx_exec import exec_onnx
 
     t0 = time.perf_counter()
     model = model.eval()
@@ -79,11 +80,11 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
         # The accelerator's input is the raw 8-bit pixel grid.
         qmodel.set_tensor_datatype(qmodel.graph.input[0].name, DataType["UINT8"])
         qmodel.save(str(onnx_path))
-        out_q = np.concatenate([exec_onnx(qmodel, xi[None]) for xi in x])
-        mismatched = int(sum(not np.array_equal(a, b) for a, b in zip(out_q, y)))
-        if mismatched:
-            raise BnnposeError(f"QONNX execution differs from torch on {mismatched}/{len(x)} "
-                               f"golden inputs (max |diff| {np.abs(out_q - y).max():.3g})")
+        golden = Golden(x=x, y=y)
+        if not golden.check("torch_vs_qonnx", qmodel, exec_onnx):
+            r = golden.results["torch_vs_qonnx"]
+            raise BnnposeError(f"QONNX execution differs from torch on {r['n_mismatched']}/"
+                               f"{len(x)} golden inputs (max |diff| {r['max_abs_diff']:.3g})")
         np.save(tmp / "golden_in.npy", x)
         np.save(tmp / "golden_out.npy", y)
         info = {
@@ -91,7 +92,9 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
             "input": {"datatype": "UINT8", "layout": "NCHW", "shape": [1, *x.shape[1:]]},
             "output": {"layout": "NCHW", "shape": list(y.shape[1:]),
                        "joints": list(joints)},
-            "n_golden": len(x), "bitexact": {"torch_vs_qonnx": True},
+            "n_golden": len(x),
+            "bitexact": {k: r["bitexact"] for k, r in golden.results.items()},
+            "verification": golden.results,
             "versions": versions(), "seconds": round(time.perf_counter() - t0, 2),
         }
         write_json(tmp / "export.json", info)
@@ -110,6 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from bnnpose.host.cli import main as cli_main
-
-    sys.exit(cli_main(["export", *sys.argv[1:]]))
+    sys.exit(run_main(main, None, "bnnpose export"))

@@ -6,7 +6,7 @@ painted far-to-near as textured capsules, a torso box and a head with a face, ov
 background (a cut of a real photograph, see :data:`PHOTOS`, or a drawn scene). Occluders, blur,
 colour jitter and noise come last.
 
-Keypoints use the pixel-centre convention of ``bnnpose.models.codec`` (integer coordinates are
+Keypoints use the pixel-centre convention of ``bnnpose.host.codec`` (integer coordinates are
 pixel centres). A joint is ``visible`` iff it lies inside the frame: as in MPII, joints hidden
 behind other body parts or occluders stay labelled.
 
@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 from bnnpose.host.preprocess import person_crop, warp
-from bnnpose.models.codec import inside_image
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.codec import inside_image
+from bnnpose.host.skeleton import MPII_JOINTS
 
 TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 10_000_000

@@ -9,7 +9,7 @@ sclera and iris, brows, nose and lips -- so that each landmark sits on the featu
 over the body renderer's cluttered background. Hands and objects sometimes cover part of the
 face; blur, colour jitter, noise and JPEG compression come last.
 
-Keypoints use the pixel-centre convention of ``bnnpose.models.codec`` (integer coordinates are
+Keypoints use the pixel-centre convention of ``bnnpose.host.codec`` (integer coordinates are
 pixel centres). A landmark is ``visible`` iff it lies inside the frame, does not face away
 from the camera (jaw points on the far side of a turned head) and is not under an occluder;
 hidden landmarks keep their exact projected position.
@@ -26,8 +26,8 @@ from collections.abc import Iterable
 import cv2
 import numpy as np
 
-from bnnpose.models.codec import inside_image
-from bnnpose.models.skeleton import FACE68_FLIP_PAIRS, FACE68_JOINTS
+from bnnpose.host.codec import inside_image
+from bnnpose.host.skeleton import FACE68_FLIP_PAIRS, FACE68_JOINTS
 from bnnpose.quantize.synthetic import (
     _HAIR_TONES,
     _SHIFT,

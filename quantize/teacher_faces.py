@@ -35,8 +35,8 @@ Rebuild with ``make realset-faces`` (installs Debian's ``libdlib-data``, sets up
     .venv-teacher/bin/python quantize/teacher_faces.py \\
         --frames 0:48:2 --split-name eval --out out/realset/carphone-eval
 
-Like ``teacher_labels.py``, this runs in the teacher's venv and imports only numpy, OpenCV and,
-when labelling for real, dlib - never ``bnnpose`` or torch.
+Like ``teacher_labels.py``, this runs in the teacher's venv and imports only numpy, OpenCV,
+bnnpose's numpy-only ``host`` modules and, when labelling for real, dlib - never torch.
 """
 
 from __future__ import annotations
@@ -54,25 +54,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-if __package__:
-    from . import teacher_labels as tl
-else:  # run as a script in the teacher's venv, where bnnpose is not installed
-    import teacher_labels as tl
+from bnnpose.host.common import atomic_dir, print_error, write_json
+from bnnpose.host.skeleton import FACE68_FLIP_PAIRS
+from bnnpose.quantize import teacher_labels as tl
 
 LabelError = tl.LabelError
 NOTE = tl.NOTE
 
 N_POINTS = 68
-#: iBUG points swapped by a horizontal flip (bnnpose.models.skeleton.FACE68_FLIP_PAIRS, which
-#: this file cannot import in the teacher's venv; a test keeps the two equal).
-FLIP_PAIRS = (
-    (0, 16), (1, 15), (2, 14), (3, 13), (4, 12), (5, 11), (6, 10), (7, 9),
-    (17, 26), (18, 25), (19, 24), (20, 23), (21, 22),
-    (31, 35), (32, 34),
-    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),
-    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),
-    (60, 64), (61, 63), (65, 67),
-)
 OUTER_EYE_CORNERS = (36, 45)
 
 PREDICTOR = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
@@ -105,7 +94,7 @@ LandmarkFn = Callable[[np.ndarray, Box], np.ndarray]
 
 def flip_permutation() -> list[int]:
     perm = list(range(N_POINTS))
-    for a, b in FLIP_PAIRS:
+    for a, b in FACE68_FLIP_PAIRS:
         perm[a], perm[b] = b, a
     return perm
 
@@ -307,22 +296,13 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     says what labelled the set).
     """
     video = Path(video)
-    if not video.is_file():
-        raise LabelError(f"video not found: {video}")
-    cap = cv2.VideoCapture(str(video))
-    n_video = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    if n_video < 1:
-        raise LabelError(f"cannot tell how many frames {video} has")
-    indices = tl.select_frames(frames, n_video)
-    if not indices:
-        raise LabelError(f"{tl._spec(frames)} selects no frame of the {n_video} in {video}")
+    indices = tl.video_frames(video, frames)
     if detect is None or landmarks is None:
         teacher = DlibFaces()
         detect, landmarks = detect or teacher.detect, landmarks or teacher.landmarks
         teacher_info = teacher.describe()
     final = Path(out).resolve()
-    with tl.atomic_folder(final) as tmp:
+    with atomic_dir(final) as tmp:
         records, rejected, frame_indices = build_faces(
             tl.sample_frames(video, indices), detect, landmarks, tmp, len(indices), split)
         if not records:
@@ -354,7 +334,7 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             "faces": records,
             "rebuild": "make realset-faces",
         }
-        tl.write_json(tmp / "info.json", info)
+        write_json(tmp / "info.json", info, indent=1)
     return {"split": split, "frames": len(frame_indices), "faces": len(records),
             "images": len({r["frame_index"] for r in records}), "rejected": dict(rejected),
             "out": str(final)}
@@ -385,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         video = args.video or carphone_video()
         s = label_faces(video, args.out, args.frames, args.split_name)
     except LabelError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 1
     print(f"{s['split']}: {s['faces']} faces kept in {s['images']} of {s['frames']} frames "
           f"-> {s['out']}")

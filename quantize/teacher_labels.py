@@ -37,20 +37,17 @@ Score a checkpoint on a split with ``bnnpose eval --data
 coco:out/realset/vtest-eval/annotations.json --images out/realset/vtest-eval/images``.
 
 This file runs in the teacher's own environment (MediaPipe needs numpy<2 and protobuf<5, the
-project needs numpy 2), so it imports only numpy, OpenCV and, when labelling for real,
-MediaPipe - never ``bnnpose`` or torch.
+project needs numpy 2), so it imports only numpy, OpenCV, ``bnnpose.host.common`` (installed
+there without dependencies: it needs neither numpy nor torch) and, when labelling for real,
+MediaPipe - never torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -58,6 +55,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from bnnpose.host.common import BnnposeError, atomic_dir, print_error, write_json
 
 #: COCO's 17 keypoint names, in COCO order.
 COCO_JOINTS = (
@@ -119,7 +118,7 @@ PoseFn = Callable[[np.ndarray], "np.ndarray | None"]
 DetectFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 
-class LabelError(Exception):
+class LabelError(BnnposeError):
     """A one-line error for the command line."""
 
 
@@ -456,16 +455,7 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     ``teacher_info`` says what labelled the set).
     """
     video = Path(video)
-    if not video.is_file():
-        raise LabelError(f"video not found: {video}")
-    cap = cv2.VideoCapture(str(video))
-    n_video = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    if n_video < 1:
-        raise LabelError(f"cannot tell how many frames {video} has")
-    indices = select_frames(frames, n_video)
-    if not indices:
-        raise LabelError(f"{_spec(frames)} selects no frame of the {n_video} in {video}")
+    indices = video_frames(video, frames)
     teacher = None
     if pose is None:
         teacher = pose = MediaPipePose()
@@ -473,7 +463,7 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     detect = detect or HogPeople()
     final = Path(out).resolve()
     try:
-        with atomic_folder(final) as tmp:
+        with atomic_dir(final) as tmp:
             coco, rejected, frame_indices = build_dataset(
                 sample_frames(video, indices), detect, pose, tmp, len(indices), split)
             if not coco["annotations"]:
@@ -502,7 +492,7 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
                 "bbox": "the detector's box clipped to the frame (area: that box's area)",
                 "rebuild": "make realset",
             }
-            write_json(tmp / "annotations.json", coco)
+            write_json(tmp / "annotations.json", coco, indent=1)
     finally:
         if teacher is not None:
             teacher.close()
@@ -510,34 +500,20 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             "people": len(coco["annotations"]), "rejected": dict(rejected), "out": str(final)}
 
 
-@contextlib.contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """A fresh sibling folder of ``final`` to write a split into: it replaces ``final`` when
-    the block ends without error and is removed otherwise, so no half-written split is left.
-
-    Kept here, not in ``bnnpose.host.artifacts``: the teacher's venv cannot import bnnpose.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        os.chmod(tmp, 0o755)
-        yield tmp
-        if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_json(path: Path, obj: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
+def video_frames(video: Path, frames: slice) -> list[int]:
+    """The frame indices ``frames`` selects of ``video``; one-line errors for a missing or
+    unreadable video and for a selection of no frame."""
+    if not video.is_file():
+        raise LabelError(f"video not found: {video}")
+    cap = cv2.VideoCapture(str(video))
+    n_video = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
+    if n_video < 1:
+        raise LabelError(f"cannot tell how many frames {video} has")
+    indices = select_frames(frames, n_video)
+    if not indices:
+        raise LabelError(f"{_spec(frames)} selects no frame of the {n_video} in {video}")
+    return indices
 
 
 def _spec(frames: slice) -> str:
@@ -561,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = label_video(args.video, args.out, args.frames, args.split_name)
     except LabelError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print_error(e)
         return 1
     print(f"{s['split']}: {s['people']} people kept in {s['images']} of {s['frames']} frames "
           f"-> {s['out']}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bnnpose.host.artifacts import manifest, write_json
+from bnnpose.host.common import manifest, write_json
 
 REAL_OVERLAY = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2" / "bhg-tiny"
 
@@ -48,7 +48,8 @@ def small_families() -> dict:
 @pytest.fixture(scope="session")
 def real_overlay(tmp_path_factory) -> Path:
     """A copy of the built bhg-tiny overlay with its cpu plan, as package_overlay writes it."""
-    from bnnpose.host.cpu_engine import PLAN_FILE, compile_plan
+    from bnnpose.host.cpu_engine import PLAN_FILE
+    from bnnpose.hw_build.cpu_plan import compile_plan
 
     if not (REAL_OVERLAY / "model_hw.onnx").is_file():
         pytest.skip("no built overlay yet (make demo builds it)")

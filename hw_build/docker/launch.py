@@ -32,7 +32,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError, run_main
 
 IMAGE_NAME = "bnnpose-finn"
 #: Where the image's editable install of bnnpose points (see the Dockerfile).
@@ -207,7 +207,8 @@ def _docker_run(args: argparse.Namespace, root: Path, xilinx: Xilinx | None, mou
 def _make_bitstream_command(rest: list[str], root: Path,
                             mounts: Mounts) -> tuple[list[str], str, bool, str]:
     """The container command, its working folder, whether it needs Vivado, the output parent."""
-    from bnnpose.hw_build.make_bitstream import Until, parse_args
+    from bnnpose.hw_build.config import Until
+    from bnnpose.hw_build.make_bitstream import parse_args
 
     if not rest:
         raise BnnposeError(f"run: give make_bitstream's arguments after --, e.g. {PROG} run -- "
@@ -325,16 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     ours, rest = argv[:split], argv[split + 1:]
     args = build_parser().parse_args(ours)
-    try:
-        plan = args.func(args, rest)
-        if args.dry_run:
-            print(plan.shell_line())
-            return 0
-        return execute(plan)
-    except BnnposeError as e:
-        # One line, as the bnnpose CLI reports errors.
-        print(f"bnnpose: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    # One line, as the bnnpose CLI reports errors.
+    return run_main(lambda _: _launch(args, rest), [], "bnnpose", errors=(BnnposeError,))
+
+
+def _launch(args: argparse.Namespace, rest: list[str]) -> int:
+    plan = args.func(args, rest)
+    if args.dry_run:
+        print(plan.shell_line())
+        return 0
+    return execute(plan)
 
 
 if __name__ == "__main__":

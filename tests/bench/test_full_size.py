@@ -42,7 +42,7 @@ def test_one_build_projects_by_multiples_and_checks_the_limits(bench):
 
 
 def test_only_registered_hourglasses(bench):
-    from bnnpose.host.artifacts import BnnposeError
+    from bnnpose.host.common import BnnposeError
 
     with pytest.raises(BnnposeError, match="registered hourglass"):
         bench.main(["--model", "bidrn-z2"])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bnnpose.host.artifacts import manifest, write_json
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.common import manifest, write_json
+from bnnpose.host.skeleton import MPII_JOINTS
 
 #: The shapes of the bhg-tiny overlay: UINT8 NHWC image in (SIMD 3), INT5 heatmaps out (PE 4).
 IO_SHAPE = {

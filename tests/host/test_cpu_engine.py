@@ -11,9 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from bnnpose.host.artifacts import BnnposeError, manifest, write_json
-from bnnpose.host.backends import CpuBackend, SimBackend
-from bnnpose.host.cpu_engine import PLAN_FILE, Plan, compile_plan, native_kernels
+from bnnpose.host.common import BnnposeError, manifest, write_json
+from bnnpose.host.backends import CpuBackend
+from bnnpose.host.cpu_engine import PLAN_FILE, Plan, native_kernels
+from bnnpose.hw_build.cpu_plan import compile_plan
+from bnnpose.hw_build.sim import SimBackend
 from bnnpose.host.packing import input_spec, output_spec, to_packed
 from bnnpose.hw_build.sim import execute_hw_graph
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError, manifest, write_json
-from bnnpose.host.backends import Backend, PynqBackend, SimBackend, load_overlay
+from bnnpose.host.common import BnnposeError, manifest, write_json
+from bnnpose.host.backends import PynqBackend, load_overlay
+from bnnpose.hw_build.sim import SimBackend
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,6 +9,7 @@ import types
 import pytest
 
 from bnnpose.host import cli
+from bnnpose.hw_build import cli as full_cli
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -59,36 +60,44 @@ def test_usage_error_exits_2(capsys):
 def test_forwarded_commands_get_their_argv_verbatim(monkeypatch):
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 3)
-    monkeypatch.setitem(sys.modules, "bnnpose.quantize.train", fake)
-    assert cli.main(["train", "--epochs", "3", "--help", "--", "pos"]) == 3
+    monkeypatch.setitem(sys.modules, "bnnpose.quantize.train_cli", fake)
+    assert full_cli.main(["train", "--epochs", "3", "--help", "--", "pos"]) == 3
     assert seen == [["--epochs", "3", "--help", "--", "pos"]]
 
 
 def test_forwarded_command_without_its_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "bnnpose.host.demo", None)
+    monkeypatch.setitem(sys.modules, "bnnpose.hw_build.demo", None)
     with pytest.raises(SystemExit) as info:
-        cli.main(["demo", "--camera", "0"])
+        full_cli.main(["demo", "--camera", "0"])
     assert info.value.code == 2
-    assert_one_line_error(capsys.readouterr().err, "bnnpose demo", "bnnpose.host.demo")
+    assert_one_line_error(capsys.readouterr().err, "bnnpose demo", "bnnpose.hw_build.demo")
 
 
 def test_forwarded_command_missing_an_extra(monkeypatch, capsys):
     def no_torch(name):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(cli.importlib, "import_module", no_torch)
+    monkeypatch.setattr(full_cli.importlib, "import_module", no_torch)
     with pytest.raises(SystemExit):
-        cli.main(["train"])
+        full_cli.main(["train"])
     assert_one_line_error(capsys.readouterr().err, "bnnpose[train]")
 
 
 def test_help_lists_all_commands(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["--help"])
+        full_cli.main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     for name in ("run", "train", "export", "build", "demo"):
         assert name in out
+
+
+def test_board_cli_has_the_host_commands_only(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "run" in out and "deploy" in out and "train" not in out
 
 
 def test_host_imports_stay_board_sized():

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.draw import draw_pose, keypoints_grid, save_png
 
 RNG = np.random.default_rng(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.packing import (
     datatype, input_spec, output_spec, pack, to_normal, to_packed, unpack,
 )

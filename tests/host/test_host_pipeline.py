@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.packing import input_spec, output_spec, to_normal, to_packed
 from bnnpose.host.pipeline import STAGES, PosePipeline, run
 from bnnpose.host.sources import PersonFinder
 from bnnpose.host.preprocess import preprocess
-from bnnpose.models.codec import HeatmapCodec, peak_confidence
+from bnnpose.host.codec import HeatmapCodec, peak_confidence
 
 
 def gaussian_heatmaps(peaks: np.ndarray) -> np.ndarray:
@@ -74,7 +74,7 @@ class BatchAccelerator(FakeAccelerator):
 @pytest.mark.parametrize("mirror_answer", ["equivariant", "unflipped"])
 def test_flip_test_sends_the_mirror_and_averages_it_back(io_shape, host_dict, peaks,
                                                           mirror_answer):
-    from bnnpose.models.skeleton import flip_permutation_of
+    from bnnpose.host.skeleton import flip_permutation_of
 
     heat = gaussian_heatmaps(peaks)[0]
     perm = flip_permutation_of(tuple(host_dict["joints"]))

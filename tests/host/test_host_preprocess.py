@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.host.preprocess import PAD_GREY, load_image, person_crop, preprocess
 
 RNG = np.random.default_rng(1)

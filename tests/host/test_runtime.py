@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bnnpose.host import cli
-from bnnpose.host.artifacts import BnnposeError, sha256_file
+from bnnpose.host.common import BnnposeError, sha256_file
 from bnnpose.host.backends import CpuBackend, load_overlay
 from bnnpose.host.pipeline import run
 from bnnpose.host.runtime import deploy, throughput_test
@@ -38,7 +38,7 @@ def test_deploy_folder_runs_on_its_own(real_overlay, tmp_path):
     man = deploy(real_overlay, tmp_path / "board")
     board = tmp_path / "board"
     for rel in ("run_pose.py", "README.md", "requirements.txt", "overlay/cpu_plan.npz",
-                "overlay/io_shape.json", "bnnpose/host/cli.py", "bnnpose/models/codec.py"):
+                "overlay/io_shape.json", "bnnpose/host/cli.py", "bnnpose/host/codec.py"):
         assert rel in man["files"], rel
         assert sha256_file(board / rel) == man["files"][rel]
     assert not (board / "overlay" / "model_hw.onnx").exists()  # simulation stays on the PC

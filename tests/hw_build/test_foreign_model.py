@@ -10,7 +10,8 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from torch import nn
 
-from bnnpose.host.cpu_engine import compile_plan, native_kernels
+from bnnpose.host.cpu_engine import native_kernels
+from bnnpose.hw_build.cpu_plan import compile_plan
 from bnnpose.hw_build.make_bitstream import main
 from bnnpose.hw_build.sim import execute_hw_graph
 from bnnpose.quantize.export import export_network

@@ -188,3 +188,41 @@ def test_eight_bit_first_and_last_layers_map_bit_exactly(tmp_path):
     # the stem's 8-bit weights meet the 8-bit image, the head's meet the 2-bit stream
     assert set(report["macs_by_bitwidth"]) == {"8bx8b", "1bx1b", "2bx8b"}
     assert report["macs_by_bitwidth"]["2bx8b"] == 16 * 4 * 8 * 8  # head: 16 ch -> 4 joints
+
+
+def test_build_config_round_trips_through_json(tmp_path):
+    from bnnpose.hw_build.config import DEFAULT_FPS, BuildConfig, Until
+    from bnnpose.hw_build.make_bitstream import parse_args
+
+    cfg = BuildConfig(model=tmp_path / "m.onnx", board="zcu104", out=tmp_path / "b", fps=250.0,
+                      until=Until.ESTIMATE, clock_mhz=150.0)
+    path = tmp_path / "build.json"
+    path.write_text(cfg.to_json())
+    assert BuildConfig.from_json(path) == cfg
+    assert parse_args(["--config", str(path)]) == cfg
+    # Options beside --config override its fields; the rest keep the file's values.
+    again = parse_args(["--config", str(path), "--fps", "500", "--out", str(tmp_path / "c")])
+    assert (again.fps, again.out, again.board, again.until) == (500.0, tmp_path / "c",
+                                                               "zcu104", Until.ESTIMATE)
+    assert parse_args(["--model", "m.onnx", "--board", "pynq-z2", "--out", "o"]).fps == DEFAULT_FPS
+
+
+def test_bad_build_configs_are_one_line_errors(tmp_path, capsys):
+    from bnnpose.hw_build.make_bitstream import main
+
+    cases = [({"model": "m.onnx", "board": "pynq-z2", "out": "o", "fpss": 3}, "unknown build "
+              "options: fpss"),
+             ({"model": "m.onnx", "board": "pynq-z2", "out": "o", "until": "gds"}, "bad build "
+              "config"),
+             ({"model": "m.onnx"}, "build config lacks board, out")]
+    for i, (cfg, message) in enumerate(cases):
+        path = tmp_path / f"{i}.json"
+        path.write_text(json.dumps(cfg))
+        assert main(["--config", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("make_bitstream: error: ") and message in err[0]
+    assert main(["--config", str(tmp_path / "absent.json")]) == 2
+    assert "cannot read build config" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["--board", "pynq-z2"])
+    assert info.value.code == 2 and "--model, --out" in capsys.readouterr().err

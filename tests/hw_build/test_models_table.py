@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.hw_build import models_table
 from bnnpose.models import registry
-from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+from bnnpose.models.hourglass import HourglassConfig
 
 KEYS = {"model", "family", "board", "params", "xnor_mac_share", "fps", "lut", "bram18", "uram",
         "dsp", "fits", "unmapped_nodes", "bitexact"}
@@ -18,9 +18,7 @@ KEYS = {"model", "family", "board", "params", "xnor_mac_share", "fps", "lut", "b
 @pytest.fixture
 def small_registered(monkeypatch):
     small = HourglassConfig(input_size=32, stem_channels=8, channels=8, depth=1, num_joints=2)
-    monkeypatch.setitem(registry.MODEL_CONFIGS, "bhg-test", small)
-    monkeypatch.setitem(registry.MODEL_BUILDERS, "bhg-test", BinaryHourglassNet)
-    monkeypatch.setitem(registry.MODEL_FAMILIES, "bhg-test", "hourglass")
+    monkeypatch.setitem(registry.MODELS, "bhg-test", registry.ModelEntry(small, "hourglass"))
     return "bhg-test"
 
 

@@ -8,9 +8,8 @@ import torch
 from brevitas.nn import QuantConv2d, QuantIdentity
 
 from bnnpose.models.bidrn import BOX_JOINTS, BiDRB, Shortcut
-from bnnpose.models.registry import (
-    MODEL_BOARDS, MODEL_BUILDERS, MODEL_CONFIGS, MODEL_FAMILIES, build_model, model_joints,
-)
+from bnnpose.host.common import BnnposeError
+from bnnpose.models.registry import MODELS, build_model, model_joints
 
 FAMILY_NAMES = ("stacked hourglass", "bihrnet", "bidrn")
 
@@ -24,18 +23,18 @@ def _trained_like(model):
 
 
 def test_registry_is_consistent():
-    assert set(MODEL_CONFIGS) == set(MODEL_BUILDERS) == set(MODEL_FAMILIES) == set(MODEL_BOARDS)
     # Full sizes target the ZCU104 alone; every family has a size for the PYNQ-Z2.
-    assert {n for n, b in MODEL_BOARDS.items() if "pynq-z2" not in b} == {
-        n for n in MODEL_CONFIGS if n.endswith("-full")}
-    assert {MODEL_FAMILIES[n] for n, b in MODEL_BOARDS.items() if "pynq-z2" in b} == set(
-        MODEL_FAMILIES.values())
-    assert set(MODEL_FAMILIES.values()) == {"hourglass", "bihrnet", "bidrn", "face"}
-    for name, cfg in MODEL_CONFIGS.items():
-        assert len(model_joints(cfg)) == cfg.num_joints, name
-    assert model_joints(MODEL_CONFIGS["bidrn-z2"])[-3:] == BOX_JOINTS
-    assert model_joints(MODEL_CONFIGS["face-bhg-z2"])[36] == "face68_36"
-    with pytest.raises(KeyError, match="unknown model"):
+    assert {n for n, e in MODELS.items() if "pynq-z2" not in e.boards} == {
+        n for n in MODELS if n.endswith("-full")}
+    families = {e.family for e in MODELS.values()}
+    assert {e.family for e in MODELS.values() if "pynq-z2" in e.boards} == families
+    assert families == {"hourglass", "bihrnet", "bidrn", "face"}
+    for name, e in MODELS.items():
+        assert len(model_joints(e.config)) == e.config.num_joints, name
+        assert isinstance(build_model(name), e.builder), name
+    assert model_joints(MODELS["bidrn-z2"].config)[-3:] == BOX_JOINTS
+    assert model_joints(MODELS["face-bhg-z2"].config)[36] == "face68_36"
+    with pytest.raises(BnnposeError, match="unknown model"):
         build_model("nope")
 
 
@@ -85,3 +84,28 @@ def test_qonnx_export_is_bit_exact(name, tmp_path, small_families):
     info = export_network(model, x, tmp_path / "export", name, {"model": name})
     assert info["bitexact"] == {"torch_vs_qonnx": True}
     assert len(info["output"]["joints"]) == model.cfg.num_joints
+
+
+def test_export_compares_qonnx_with_torch_for_real(small_families, tmp_path, monkeypatch):
+    """A QONNX run that is off by one somewhere fails the export and writes nothing."""
+    from bnnpose.host.common import BnnposeError
+    from bnnpose.quantize import qonnx_exec
+    from bnnpose.quantize.export import export_network
+
+    model = _trained_like(small_families["stacked hourglass"](True))
+    x = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32)).astype(np.float32)
+    real = qonnx_exec.exec_onnx
+    calls = []
+
+    def off_by_one_on_the_second_input(qmodel, xi):
+        calls.append(1)
+        y = real(qmodel, xi)
+        if len(calls) == 2:
+            y = y.copy()
+            y.flat[0] += 1
+        return y
+
+    monkeypatch.setattr(qonnx_exec, "exec_onnx", off_by_one_on_the_second_input)
+    with pytest.raises(BnnposeError, match="differs from torch on 1/2 golden inputs"):
+        export_network(model, x, tmp_path / "export", "planted", {"model": "planted"})
+    assert not (tmp_path / "export").exists()

@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host.common import BnnposeError
 from bnnpose.models import smplx_head as sx
 from bnnpose.models.bidrn import BiDRN, BiDRNConfig
-from bnnpose.quantize.train import TrainConfig, train
+from bnnpose.quantize.train import train
+from bnnpose.quantize.train_config import TrainConfig
 
 BODY_JOINTS = ["pelvis", "left_hip", "right_hip", "nose", "left_wrist", "right_wrist",
                "left_ankle", "right_ankle", "jaw"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bnnpose.quantize.evaluate import train_mean_pose
-from bnnpose.quantize.train import load_checkpoint
+from bnnpose.models.checkpoint_io import load_checkpoint
 
 
 @pytest.fixture(scope="session")

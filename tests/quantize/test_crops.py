@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from bnnpose.host.preprocess import DEFAULT_MARGIN, PAD_GREY, preprocess
-from bnnpose.models.codec import inside_image
+from bnnpose.host.codec import inside_image
 from bnnpose.quantize.synthetic import (
     BOX_PAD,
     BOX_SCALE_JITTER,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from bnnpose.host.artifacts import BnnposeError
-from bnnpose.models.codec import nme, pckh
-from bnnpose.models.skeleton import FACE68_JOINTS, MPII_JOINTS
+from bnnpose.host.common import BnnposeError
+from bnnpose.host.codec import nme, pckh
+from bnnpose.host.skeleton import FACE68_JOINTS, MPII_JOINTS
 from bnnpose.quantize import datasets, synthetic
 from bnnpose.quantize.evaluate import evaluate_dataset, main
 

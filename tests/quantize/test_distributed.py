@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from bnnpose.quantize.train import load_checkpoint
+from bnnpose.models.checkpoint_io import load_checkpoint
 
 
 def test_two_process_torchrun_trains_one_model(tmp_path):
@@ -18,7 +18,7 @@ def test_two_process_torchrun_trains_one_model(tmp_path):
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "bnnpose.quantize.train", "--n-train", "64", "--n-val", "32", "--epochs", "2",
+         "-m", "bnnpose.quantize.train_cli", "--n-train", "64", "--n-val", "32", "--epochs", "2",
          "--batch-size", "16", "--warmup-steps", "2", "--out", str(out),
          "--cache-dir", str(tmp_path / "cache")],
         capture_output=True, text=True, env=env, timeout=600)

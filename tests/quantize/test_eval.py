@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
+from bnnpose.host import skeleton
+from bnnpose.host.common import BnnposeError
 from bnnpose.quantize import datasets, synthetic
 from bnnpose.quantize.evaluate import evaluate_dataset, main
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.skeleton import MPII_JOINTS
 
 SEEDS = range(synthetic.EVAL_SEED_OFFSET, synthetic.EVAL_SEED_OFFSET + 12)
 
@@ -26,7 +27,7 @@ def write_coco(folder, seeds=SEEDS) -> tuple:
         name = f"{seed}.png"
         cv2.imwrite(str(folder / "images" / name), cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
         kp = np.zeros((17, 3))
-        for m, d, _ in datasets.shared_joints(tuple(MPII_JOINTS), datasets.COCO_JOINTS):
+        for m, d, _ in skeleton.shared_joints(tuple(MPII_JOINTS), skeleton.COCO_JOINTS):
             if s["visible"][m]:
                 kp[d] = [*s["keypoints"][m], 2]
         x0, y0, x1, y1 = (float(v) for v in box)
@@ -37,7 +38,7 @@ def write_coco(folder, seeds=SEEDS) -> tuple:
                      "keypoints": kp.reshape(-1).tolist(),
                      "num_keypoints": int((kp[:, 2] > 0).sum())})
     ann = {"images": images, "annotations": anns,
-           "categories": [{"id": 1, "name": "person", "keypoints": list(datasets.COCO_JOINTS),
+           "categories": [{"id": 1, "name": "person", "keypoints": list(skeleton.COCO_JOINTS),
                            "skeleton": []}]}
     (folder / "ann.json").write_text(json.dumps(ann))
     return folder / "ann.json", folder / "images", ann
@@ -98,7 +99,7 @@ def test_bad_coco_inputs_are_one_line_errors(tmp_path):
 def test_oks_sigmas_are_cocoevals():
     from pycocotools.cocoeval import Params
 
-    ours = np.array([datasets.COCO_SIGMAS[n] for n in datasets.COCO_JOINTS])
+    ours = np.array([skeleton.COCO_SIGMAS[n] for n in skeleton.COCO_JOINTS])
     assert np.array_equal(ours, Params(iouType="keypoints").kpt_oks_sigmas)
 
 
@@ -111,9 +112,9 @@ def test_coco_wholebody_adds_feet_face_and_hands(tmp_path):
     ann["annotations"][0]["lefthand_kpts"] = [0.0] * 63
     ann_file.write_text(json.dumps(ann))
     data = datasets.coco(ann_file, images)
-    assert data.joints[:17] == datasets.COCO_JOINTS
-    assert data.joints[17:] == datasets.WHOLEBODY_PARTS["face_kpts"] + \
-        datasets.WHOLEBODY_PARTS["lefthand_kpts"]
+    assert data.joints[:17] == skeleton.COCO_JOINTS
+    assert data.joints[17:] == skeleton.WHOLEBODY_PARTS["face_kpts"] + \
+        skeleton.WHOLEBODY_PARTS["lefthand_kpts"]
     first, second = data.instances
     assert first.visible[17:85].all() and not first.visible[85:].any()
     assert np.allclose(first.keypoints[17:85], face[:, :2])
@@ -130,7 +131,7 @@ def test_coco_wholebody_adds_feet_face_and_hands(tmp_path):
 
 
 def test_flip_test_heatmaps_are_mirror_symmetric(shipped, mean_pose, tmp_path):
-    from bnnpose.models.skeleton import flip_permutation
+    from bnnpose.host.skeleton import flip_permutation
     from bnnpose.quantize.evaluate import flip_test_heatmaps, predict_heatmaps
 
     images = np.stack([i.image for i in datasets.synthetic(4).instances])

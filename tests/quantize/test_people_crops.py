@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from bnnpose.host.preprocess import PAD_GREY, person_crop
-from bnnpose.models.codec import HeatmapCodec
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.codec import HeatmapCodec
+from bnnpose.host.skeleton import MPII_JOINTS
 from bnnpose.quantize.crops import apply_affines, people_arrays, random_affines
-from bnnpose.quantize.datasets import COCO_JOINTS, Dataset, Instance
-from bnnpose.quantize.train import make_batch
+from bnnpose.host.skeleton import COCO_JOINTS
+from bnnpose.quantize.datasets import Dataset, Instance
+from bnnpose.quantize.train_data import make_batch
 
 
 def _dots(size: int, points: np.ndarray) -> np.ndarray:
@@ -79,7 +80,9 @@ def test_training_on_a_coco_file_holds_out_whole_images(tmp_path):
     from test_eval import write_coco
 
     from bnnpose.quantize import synthetic
-    from bnnpose.quantize.train import TrainConfig, train, training_arrays
+    from bnnpose.quantize.train import train
+    from bnnpose.quantize.train_config import TrainConfig
+    from bnnpose.quantize.train_data import training_arrays
     from bnnpose.models.registry import MODEL_CONFIGS
 
     seeds = range(synthetic.TRAIN_SEED_OFFSET, synthetic.TRAIN_SEED_OFFSET + 24)
@@ -102,8 +105,9 @@ def test_training_on_a_coco_file_holds_out_whole_images(tmp_path):
 
 
 def test_training_data_errors_are_one_line(tmp_path):
-    from bnnpose.host.artifacts import BnnposeError
-    from bnnpose.quantize.train import TrainConfig, train
+    from bnnpose.host.common import BnnposeError
+    from bnnpose.quantize.train import train
+    from bnnpose.quantize.train_config import TrainConfig
 
     base = TrainConfig(epochs=1, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "c"))
     for cfg, message in (
@@ -125,7 +129,8 @@ def test_a_mixed_in_set_joins_the_synthetic_training_samples(tmp_path):
 
     from bnnpose.models.registry import MODEL_CONFIGS
     from bnnpose.quantize import synthetic
-    from bnnpose.quantize.train import TrainConfig, training_arrays
+    from bnnpose.quantize.train_config import TrainConfig
+    from bnnpose.quantize.train_data import training_arrays
 
     seeds = range(synthetic.TRAIN_SEED_OFFSET + 100, synthetic.TRAIN_SEED_OFFSET + 105)
     ann, images, _ = write_coco(tmp_path / "coco", seeds)

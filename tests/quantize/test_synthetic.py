@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 
-from bnnpose.models.codec import inside_image
-from bnnpose.models.skeleton import MPII_JOINTS, MPII_SKELETON
+from bnnpose.host.codec import inside_image
+from bnnpose.host.skeleton import MPII_JOINTS, MPII_SKELETON
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.synthetic import (
     EVAL_SEED_OFFSET,

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from bnnpose.host.artifacts import BnnposeError
-from bnnpose.models.codec import inside_image, nme
-from bnnpose.models.skeleton import (
+from bnnpose.host.common import BnnposeError
+from bnnpose.host.codec import inside_image, nme
+from bnnpose.host.skeleton import (
     FACE68_FLIP_PAIRS,
     FACE68_JOINTS,
     MPII_FLIP_PAIRS,

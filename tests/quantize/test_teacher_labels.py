@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bnnpose.host import skeleton
 from bnnpose.quantize import datasets
 from bnnpose.quantize import teacher_labels as tl
 
@@ -248,7 +249,7 @@ def test_writes_a_coco_keypoints_file_both_loaders_read(labelled):
     assert info["teacher"] == {"name": "fake figure"}
     assert info["rejected"] == summary["rejected"]
     cat = ann["categories"][0]
-    assert cat["keypoints"] == list(datasets.COCO_JOINTS)
+    assert cat["keypoints"] == list(skeleton.COCO_JOINTS)
     assert len(cat["skeleton"]) == 19
 
     from pycocotools.coco import COCO
@@ -264,7 +265,7 @@ def test_writes_a_coco_keypoints_file_both_loaders_read(labelled):
     assert set(kp[:, 2]) == {2}
 
     data = datasets.coco(out / "annotations.json", out / "images")
-    assert len(data.instances) == 4 and data.joints == datasets.COCO_JOINTS
+    assert len(data.instances) == 4 and data.joints == skeleton.COCO_JOINTS
     inst = data.instances[0]
     assert inst.image.shape == (H, W, 3) and inst.visible.all()
     np.testing.assert_allclose(inst.keypoints, kp[:, :2])

@@ -6,23 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from bnnpose.host.artifacts import BnnposeError
-from bnnpose.models.codec import HeatmapCodec
-from bnnpose.models.skeleton import MPII_FLIP_PAIRS
+from bnnpose.host.common import BnnposeError
+from bnnpose.host.codec import HeatmapCodec
+from bnnpose.host.skeleton import MPII_FLIP_PAIRS
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.evaluate import evaluate
-from bnnpose.quantize.train import (
-    CHECKPOINT_KEYS,
-    RESUME_KEYS,
-    TrainConfig,
-    cached_renders,
-    create_model,
-    keypoint_mse_loss,
-    load_checkpoint,
-    main,
-    make_batch,
-    train,
-)
+from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.quantize.losses import keypoint_mse_loss
+from bnnpose.quantize.train import CHECKPOINT_KEYS, RESUME_KEYS, train
+from bnnpose.quantize.train_cli import main
+from bnnpose.quantize.train_config import TrainConfig
+from bnnpose.quantize.train_data import cached_renders, make_batch
+from bnnpose.quantize.train_model import create_model
 
 CODEC = HeatmapCodec()
 
@@ -172,7 +167,7 @@ def test_binary_run_warm_starts_from_a_binary_checkpoint(tiny, tmp_path):
 
 
 def test_distillation_pulls_toward_the_teacher(full_run, tiny, tmp_path):
-    from bnnpose.quantize.train import LOSSES, teacher_heatmaps
+    from bnnpose.quantize.losses import LOSSES, teacher_heatmaps
 
     def distillation_loss(pred, teacher, gain, x, weight, loss):
         return LOSSES[loss](pred, teacher_heatmaps(teacher, gain, x, loss), weight)
@@ -251,7 +246,7 @@ def test_head_affine_trains_and_is_stored_outside_the_network(full_run, tiny, tm
 
 
 def test_spatial_softmax_loss_is_minimal_at_the_target_and_ignores_unlabelled_joints():
-    from bnnpose.quantize.train import spatial_softmax_loss
+    from bnnpose.quantize.losses import spatial_softmax_loss
 
     images, keypoints, visible = synthetic.render_batch(range(2))
     _, target, weight = make_batch(images, keypoints, visible, np.zeros(2, bool), CODEC)
@@ -269,7 +264,7 @@ def test_spatial_softmax_loss_is_minimal_at_the_target_and_ignores_unlabelled_jo
 
 
 def test_adaptive_wing_loss_matches_its_formula():
-    from bnnpose.quantize.train import adaptive_wing_loss
+    from bnnpose.quantize.losses import adaptive_wing_loss
 
     def one(p, t):
         return adaptive_wing_loss(torch.tensor([[[[p]]]]), torch.tensor([[[[t]]]]),

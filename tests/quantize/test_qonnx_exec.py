@@ -9,7 +9,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import qonnx_make_model, sanitize_quant_values
 
-from bnnpose.hw_build.verify import _sanitize_quant_values
+from bnnpose.quantize.qonnx_exec import _sanitize_quant_values
 
 
 @pytest.fixture

@@ -18,35 +18,31 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.artifacts import BnnposeError, sha256_file, write_json
+from bnnpose.host.common import BnnposeError, sha256_file, write_json
+from bnnpose.hw_build.config import DEFAULT_FPS
+from bnnpose.models.checkpoint_io import DEFAULT_MODEL as MODEL
+from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 
-MODEL = "bhg-tiny"
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shipped_checkpoint() -> Path:
-    path = Path(str(resources.files("bnnpose.models") / "checkpoints" / f"{MODEL}.pt"))
-    if not path.is_file():
-        raise BnnposeError(f"shipped checkpoint missing: {path}")
-    return path
 
 
 def score_synthetic(checkpoint: Path, n_eval: int) -> dict:
     """PCK@0.2 of the network and of the training mean pose on held-out synthetic crops."""
-    from bnnpose.quantize import train as T
+    from bnnpose.quantize import synthetic
     from bnnpose.quantize.evaluate import evaluate
+    from bnnpose.quantize.train_config import TrainConfig
+    from bnnpose.quantize.train_data import cached_renders
 
-    model, ckpt = T.load_checkpoint(checkpoint)
-    tc = T.TrainConfig.from_dict(ckpt["train_config"])
+    model, ckpt = load_checkpoint(checkpoint)
+    tc = TrainConfig.from_dict(ckpt["train_config"])
     cache = REPO / "out" / "cache" / "synthetic"
-    train_kp = T.cached_renders(min(tc.n_train, 4096), T.synthetic.TRAIN_SEED_OFFSET,
-                                tc_size(ckpt), cache)[1]
-    images, kp, vis = T.cached_renders(n_eval, T.synthetic.EVAL_SEED_OFFSET, tc_size(ckpt), cache)
+    train_kp = cached_renders(min(tc.n_train, 4096), synthetic.TRAIN_SEED_OFFSET,
+                              tc_size(ckpt), cache)[1]
+    images, kp, vis = cached_renders(n_eval, synthetic.EVAL_SEED_OFFSET, tc_size(ckpt), cache)
     res = evaluate(model, images, kp, vis, train_kp)
     res["pck_flip_test"] = evaluate(model, images, kp, vis, train_kp, flip_test=True)["pck"]
     res["n_images"] = n_eval
@@ -81,15 +77,16 @@ def _reusable(path: Path, **expected) -> dict | None:
 
 
 def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> dict:
-    from bnnpose.host.backends import SimBackend
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.host.pipeline import PosePipeline
-    from bnnpose.hw_build.make_bitstream import BuildConfig, build, summary_line
+    from bnnpose.hw_build.config import BuildConfig
+    from bnnpose.hw_build.make_bitstream import build, summary_line
     from bnnpose.hw_build.overlay import check_host, package_overlay
+    from bnnpose.hw_build.sim import SimBackend
     from bnnpose.quantize.export import export
 
     t0 = time.perf_counter()
-    ckpt = shipped_checkpoint()
+    ckpt = shipped_checkpoint(MODEL)
     out.mkdir(parents=True, exist_ok=True)
     info = _reusable(out / "export" / "export.json", checkpoint_sha256=sha256_file(ckpt))
     if info is None or force:
@@ -184,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bnnpose demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--board", default="pynq-z2")
-    p.add_argument("--fps", type=float, default=1000.0)
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS)
     p.add_argument("--n-eval", type=int, default=512,
                    help="held-out crops to score: the checkpoint's validation set (default 512)")
     p.add_argument("--force", action="store_true", help="redo export and build even if current")

@@ -4,14 +4,14 @@ import sys
 import numpy as np
 import pytest
 
-from bnnpose.models.codec import (
+from bnnpose.host.codec import (
     HeatmapCodec,
     inside_image,
     mean_pose_baseline,
     pck,
     torso_size,
 )
-from bnnpose.models.skeleton import MPII_JOINTS
+from bnnpose.host.skeleton import MPII_JOINTS
 
 J = len(MPII_JOINTS)
 CODEC = HeatmapCodec(blur=0.0)  # the sub-pixel refinement alone
@@ -213,7 +213,7 @@ def test_mean_pose_baseline():
 
 def test_codec_imports_only_numpy():
     code = (
-        "import sys, bnnpose.models.codec; "
+        "import sys, bnnpose.host.codec; "
         "print(sorted({'cv2', 'torch', 'scipy', 'matplotlib'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -221,7 +221,7 @@ def test_codec_imports_only_numpy():
 
 
 def test_peak_confidence_reads_heatmaps_as_softmax_distributions():
-    from bnnpose.models.codec import peak_confidence
+    from bnnpose.host.codec import peak_confidence
 
     flat = np.zeros((2, 32, 32))
     sharp = np.zeros((32, 32))

@@ -1,4 +1,5 @@
-"""Joint layouts shared by data, training, evaluation and the host (no heavy imports)."""
+"""Joint layouts and their vocabulary, shared by data, training, evaluation and the host (no
+imports: the board and the teacher's venv read them too)."""
 
 #: MPII order: index i of every keypoint array and heatmap channel is MPII_JOINTS[i].
 MPII_JOINTS = (
@@ -91,3 +92,43 @@ def skeleton_of(joints: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
         return FACE68_SKELETON
     return ()
 
+
+#: COCO's 17 keypoint names, in COCO order.
+COCO_JOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+
+#: COCO-WholeBody's parts after the 17 body joints: annotation field -> joint names, in order.
+#: Faces use the 68-point iBUG layout, so a face model shares its joints with them by name.
+WHOLEBODY_PARTS = {
+    "foot_kpts": tuple(f"{side}_{p}" for side in ("left", "right")
+                       for p in ("big_toe", "small_toe", "heel")),
+    "face_kpts": FACE68_JOINTS,
+    **{f"{side}hand_kpts": (f"{side}_hand_root",) + tuple(
+        f"{side}_{finger}{k}" for finger in ("thumb", "forefinger", "middle_finger",
+                                               "ring_finger", "pinky_finger")
+        for k in range(1, 5)) for side in ("left", "right")},
+}
+
+#: COCO's per-joint OKS falloff constants (COCOeval's ``kpt_oks_sigmas``), by joint name.
+COCO_SIGMAS = dict(zip(COCO_JOINTS, (s / 10 for s in (
+    .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89))))
+
+
+def canonical(name: str) -> str:
+    """One spelling for a joint across layouts: ``l_knee`` and ``left_knee`` -> ``left_knee``."""
+    name = name.strip().lower().replace(" ", "_").replace("-", "_")
+    for short, long in (("l_", "left_"), ("r_", "right_")):
+        if name.startswith(short):
+            return long + name[len(short):]
+    return name
+
+
+def shared_joints(model_joints: tuple[str, ...], data_joints: tuple[str, ...]
+                  ) -> list[tuple[int, int, str]]:
+    """``(model index, data index, model's name)`` for every joint both layouts name."""
+    data = {canonical(n): i for i, n in enumerate(data_joints)}
+    return [(i, data[canonical(n)], n) for i, n in enumerate(model_joints)
+            if canonical(n) in data]

@@ -1,6 +1,8 @@
-"""Artifact hygiene shared by every stage: atomic outputs, checksums, version manifests.
+"""What every stage shares: the error type the CLI prints as one line, atomic outputs,
+checksums and version manifests.
 
-Numpy-free and torch-free so it also runs on a board.
+The bottom of the house (host <- models <- quantize <- hw_build): numpy-free and torch-free, so
+it runs on a board and in the teacher's separate venv alike.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +28,44 @@ TRACKED_DISTRIBUTIONS = (
 
 
 class BnnposeError(Exception):
-    """An error the CLI reports as one line (the message) with a non-zero exit code."""
+    """An error the CLI reports as one line (the message) with a non-zero exit code.
+
+    Every failure a user can cause or fix is one: bad input, a missing tool
+    (``hw_build.finn_env.ToolchainError``), a graph FINN cannot map
+    (``hw_build.steps.UnmappedNodesError``).
+    """
+
+
+#: What an entry point reports as one line: ours, and what the standard library raises for a
+#: missing file or a malformed value before our checks could name it.
+USER_ERRORS = (BnnposeError, FileNotFoundError, ValueError)
+
+
+def one_line(e: BaseException, limit: int | None = None) -> str:
+    """The message of ``e`` on one line (libraries' messages can span several), at most
+    ``limit`` characters; the type's name when there is no message."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if limit is None else text[:limit]
+
+
+def print_error(e: BaseException | str, prog: str | None = None) -> None:
+    """``PROG: error: MESSAGE`` (or ``error: MESSAGE``) as one line on stderr."""
+    message = e if isinstance(e, str) else one_line(e)
+    print(f"{prog}: error: {message}" if prog else f"error: {message}", file=sys.stderr)
+
+
+def run_main(main: Callable[[list[str]], int | None], argv: Sequence[str] | None, prog: str,
+             errors: tuple[type[BaseException], ...] = USER_ERRORS, status: int = 2) -> int:
+    """Run an entry point: its status, or ``status`` after one error line for ``errors``, or
+    130 after Ctrl-C; never a traceback for a user's mistake."""
+    try:
+        return int(main(list(sys.argv[1:] if argv is None else argv)) or 0)
+    except errors as e:
+        print_error(e, prog)
+        return status
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def versions() -> dict[str, str | None]:
@@ -68,10 +108,10 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
         raise
 
 
-def write_json(path: str | os.PathLike, obj) -> Path:
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
     """Write JSON through a temporary file and rename, so readers never see half a file."""
     with atomic_writer(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        json.dump(obj, f, indent=indent, sort_keys=False, default=_json_default)
         f.write("\n")
     return Path(path)
 

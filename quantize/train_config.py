@@ -1,0 +1,141 @@
+"""The recipe of a training run (:class:`TrainConfig`, ``config.json`` of a run folder) and its
+checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from bnnpose.host.common import BnnposeError, one_line, write_json
+from bnnpose.models.registry import model_entry
+from bnnpose.quantize import synthetic
+from bnnpose.quantize.losses import LOSSES
+
+#: TrainConfig fields that steer one session only; the others are the recipe, which a resumed
+#: run must share with the run it continues.
+SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "stop_after", "resume")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; ``config.json`` of a run folder."""
+
+    model: str = "bhg-tiny"  #: registry name
+    binary: bool = True  #: False trains the float twin
+    bits: int | None = None  #: overrides the model's stream width k
+    channels: int | None = None  #: overrides the model's block width
+    stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
+    pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
+    end_bits: int | None = None  #: overrides the weight bits of the stem and head convs
+    #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
+    data: str = "synthetic"
+    images: str | None = None  #: image folder of a real ``data`` set
+    #: a real set whose people all join the training samples (e.g. teacher-labelled footage
+    #: next to synthetic renders); keep its images apart from any set you evaluate on
+    mix: str | None = None
+    mix_images: str | None = None  #: image folder of ``mix``
+    mix_repeat: int = 1  #: times each ``mix`` person is seen per epoch
+    #: training samples: synthetic renders (seeds TRAIN_SEED_OFFSET + i) or, for real data,
+    #: at most this many people, taken in file order after the held-out ones
+    n_train: int = 24_000
+    #: held-out samples: renders with seeds EVAL_SEED_OFFSET + i, or a real set's first people
+    n_val: int = 512
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 2e-3  #: Adam peak learning rate
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  #: linear warmup before the cosine decay
+    flip: float = 0.5  #: probability of a horizontal flip per sample
+    rotate: float = 0.0  #: max rotation of a training crop, degrees (uniform in +-rotate)
+    scale: float = 0.0  #: max zoom change of a training crop (uniform in 1 +- scale)
+    sigma: float = 1.0  #: target Gaussian width, heatmap pixels
+    #: initial max |weight| of each head channel (see ``_init_head``); None keeps the default
+    head_init: float | None = 2**-5.5
+    seed: int = 0  #: initialisation, shuffling and flips
+    #: checkpoint (e.g. of the float twin) whose matching tensors initialise the network
+    init_from: str | None = None
+    #: train a per-joint ``gain_j * heatmap + bias_j`` (gain > 0) on top of the network; it
+    #: only shapes the loss, so the network (and its state_dict) stays the exported one
+    head_affine: bool = False
+    #: checkpoint (e.g. the float twin) whose heatmaps the network also regresses to
+    distill_from: str | None = None
+    distill_weight: float = 0.5  #: weight of the distillation loss (with ``distill_from``)
+    #: loss against the teacher's heatmaps, one of LOSSES; None uses ``loss``. "softmax" is
+    #: the KL divergence of the spatial softmaxes (BiHRNet's recipe: awing + softmax)
+    distill_loss: str | None = None
+    #: "mse" (heatmap regression), "awing" (Adaptive Wing, BiHRNet's heatmap loss) or
+    #: "softmax": cross-entropy of the spatial softmax of each (affine-scaled) heatmap
+    #: against the normalised target, blind to the heatmaps' scale
+    loss: str = "mse"
+    #: folder or .npz of the user's SMPL-X body model: also trains a BiDRN's SMPL-X head
+    #: (``models/smplx_head.py``) by the 2-D reprojection of its joints; None: no head
+    smplx_model: str | None = None
+    smplx_weight: float = 1.0  #: weight of the SMPL-X reprojection loss
+    out_dir: str = "out/train/bhg-tiny"
+    cache_dir: str = "out/cache/synthetic"  #: rendered and cropped training arrays
+    # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
+    # and made a training step ten times slower in measurements.
+    num_threads: int = 1
+    stop_after: int | None = None  #: end this session after that many epochs
+    resume: bool = False  #: continue from out_dir/last.pt
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise BnnposeError(f"unknown training options: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise BnnposeError(f"cannot read training config {path}: {one_line(e, 300)}") from None
+
+    def recipe(self) -> dict:
+        return {k: v for k, v in self.to_dict().items() if k not in SESSION_FIELDS}
+
+
+def recipe_digest(recipe: dict) -> str:
+    """sha256 of a recipe dict (``TrainConfig.recipe()``, possibly with fields replaced): the
+    identity under which benches reuse a finished run."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Fail with one line on a recipe that cannot train, before any data is rendered."""
+    family = model_entry(cfg.model).family
+    if cfg.n_train < cfg.batch_size or cfg.batch_size < 2:
+        raise BnnposeError(f"need n_train >= batch_size >= 2, got {cfg.n_train}, {cfg.batch_size}")
+    if cfg.n_train > synthetic.EVAL_SEED_OFFSET - synthetic.TRAIN_SEED_OFFSET:
+        raise BnnposeError(f"n_train={cfg.n_train} would reach the held-out evaluation seeds")
+    if cfg.n_val < 1 or cfg.epochs < 1:
+        raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
+    if cfg.channels is not None and (cfg.channels < 4 or cfg.channels % 4):
+        raise BnnposeError("channels must be a positive multiple of 4 (HPM halves twice), "
+                           f"got {cfg.channels}")
+    if not 0 <= cfg.rotate <= 180 or not 0 <= cfg.scale < 1:
+        raise BnnposeError(f"need 0 <= rotate <= 180 and 0 <= scale < 1, got {cfg.rotate}, "
+                           f"{cfg.scale}")
+    if cfg.mix_repeat < 1:
+        raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
+    if cfg.data == "synthetic" and cfg.images is not None:
+        raise BnnposeError("--images names the image folder of a real --data set, not synthetic")
+    for name in (cfg.loss, cfg.distill_loss or cfg.loss):
+        if name not in LOSSES:
+            raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+    if cfg.smplx_model is not None and family != "bidrn":
+        raise BnnposeError(f"--smplx-model trains BiDRN's SMPL-X head; {cfg.model} is a "
+                           f"{family} model")
+    if cfg.distill_from is not None and not Path(cfg.distill_from).is_file():
+        raise BnnposeError(f"distillation teacher not found: {cfg.distill_from}")
