@@ -40,12 +40,12 @@ import numpy as np
 from tqdm import tqdm
 
 from bnnpose.host.common import BnnposeError, atomic_writer, sha256_file, versions, write_json
-from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 from bnnpose.quantize.train import train
 from bnnpose.quantize.train_config import recipe_digest, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-FLOAT_TWIN = REPO / "models" / "checkpoints" / "bhg-tiny-float.pt"
+FLOAT_TWIN = shipped_checkpoint("bhg-tiny-float")
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "out" / "bench" / "ablation"
 CACHE = REPO / "out" / "cache" / "synthetic"

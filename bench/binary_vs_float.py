@@ -36,12 +36,12 @@ from bnnpose.host.common import BnnposeError, atomic_writer, versions, write_jso
 from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
-from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.models.checkpoint_io import checkpoint_dir, load_checkpoint
 from bnnpose.quantize.train import train
 from bnnpose.quantize.train_config import recipe_digest, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINTS = REPO / "models" / "checkpoints"
+CHECKPOINTS = checkpoint_dir()
 SHIPPED_PAIRS = [("bhg-tiny", CHECKPOINTS / "bhg-tiny.pt", CHECKPOINTS / "bhg-tiny-float.pt")]
 FAMILY_MODELS = ("bhg-s2-z2", "bihrnet-z2", "bidrn-z2", "face-bhg-z2")
 REALSETS = REPO / "out" / "realset"

@@ -32,6 +32,7 @@ from pathlib import Path
 from bnnpose.host.common import BnnposeError, versions, write_json
 from bnnpose.hw_build import models_table
 from bnnpose.hw_build.boards import BOARDS
+from bnnpose.hw_build.config import DEFAULT_FPS
 from bnnpose.models import registry
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="bhg-full")
     p.add_argument("--stacks", type=int, nargs="+", default=[1], choices=(1, 2))
     p.add_argument("--board", default="zcu104", choices=sorted(BOARDS))
-    p.add_argument("--fps", type=float, default=1000.0)
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS)
     p.add_argument("--cache", type=Path, default=models_table.DEFAULT_CACHE)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)

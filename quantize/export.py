@@ -29,11 +29,8 @@ def golden_images(n: int, size: int) -> np.ndarray:
     """``n`` held-out synthetic person crops, uint8 [n, size, size, 3] (never used in training)."""
     from bnnpose.quantize import synthetic
 
-    render = getattr(synthetic, "render_crop_sample", None)
     seeds = range(synthetic.EVAL_SEED_OFFSET + 900_000, synthetic.EVAL_SEED_OFFSET + 900_000 + n)
-    if render is None:
-        return synthetic.render_batch(seeds, size)[0]
-    return np.stack([render(s, size=size)["image"] for s in seeds])
+    return np.stack([synthetic.render_crop_sample(s, size=size)["image"] for s in seeds])
 
 
 def export(checkpoint: str | Path, out: str | Path, n_golden: int = 16) -> dict:

@@ -647,26 +647,3 @@ def render_batch(
         images[i], keypoints[i] = sample["image"], sample["keypoints"]
         visible[i] = sample["visible"]
     return images, keypoints, visible
-
-
-class SyntheticPoseDataset:
-    """``n`` samples rendered on demand: item ``i`` is ``render_sample(seed_offset + i, size)``.
-
-    A plain map-style dataset (a torch ``DataLoader`` can wrap it; torch is not imported here).
-    """
-
-    def __init__(self, n: int, seed_offset: int = TRAIN_SEED_OFFSET, size: int = 128) -> None:
-        if n < 0 or seed_offset < 0:
-            raise ValueError(f"need n >= 0 and seed_offset >= 0, got {n}, {seed_offset}")
-        if seed_offset < EVAL_SEED_OFFSET < seed_offset + n:
-            raise ValueError(f"seeds {seed_offset}..{seed_offset + n - 1} reach the held-out "
-                             f"evaluation seeds starting at {EVAL_SEED_OFFSET}")
-        self.n, self.seed_offset, self.size = n, seed_offset, size
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} samples")
-        return render_sample(self.seed_offset + i % self.n, self.size)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from bnnpose.quantize.evaluate import train_mean_pose
-from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 
 
 @pytest.fixture(scope="session")
 def shipped():
-    return load_checkpoint(Path(__file__).resolve().parents[2] / "models" / "checkpoints"
-                           / "bhg-tiny.pt")[0]
+    return load_checkpoint(shipped_checkpoint("bhg-tiny"))[0]
 
 
 @pytest.fixture(scope="session")

@@ -83,20 +83,20 @@ def test_training_on_a_coco_file_holds_out_whole_images(tmp_path):
     from bnnpose.quantize.train import train
     from bnnpose.quantize.train_config import TrainConfig
     from bnnpose.quantize.train_data import training_arrays
-    from bnnpose.models.registry import MODEL_CONFIGS
+    from bnnpose.models.registry import MODELS
 
     seeds = range(synthetic.TRAIN_SEED_OFFSET, synthetic.TRAIN_SEED_OFFSET + 24)
     ann, images, _ = write_coco(tmp_path / "coco", seeds)
     cfg = TrainConfig(data=f"coco:{ann}", images=str(images), n_train=1000, n_val=8,
                       epochs=1, batch_size=8, warmup_steps=1, rotate=30, scale=0.25,
                       out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
-    (tr, va) = training_arrays(cfg, MODEL_CONFIGS["bhg-tiny"])
+    (tr, va) = training_arrays(cfg, MODELS["bhg-tiny"].config)
     assert len(tr[0]) == 16 and len(va[0]) == 8  # one person per image here
     # COCO-17 labels on an MPII-16 model: head_top, upper_neck, thorax, pelvis never labelled.
     assert not tr[2][:, [MPII_JOINTS.index(n) for n in
                          ("head_top", "upper_neck", "thorax", "pelvis")]].any()
     assert list(tmp_path.joinpath("cache").glob("people-*.npz"))  # second run reads the cache
-    again = training_arrays(cfg, MODEL_CONFIGS["bhg-tiny"])
+    again = training_arrays(cfg, MODELS["bhg-tiny"].config)
     assert all(np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
                for a, b in zip(tr, again[0], strict=True))
     run = train(cfg)
@@ -117,6 +117,8 @@ def test_training_data_errors_are_one_line(tmp_path):
         (replace(base, rotate=200), "rotate"),
         (replace(base, mix_repeat=0), "mix_repeat must be >= 1"),
         (replace(base, channels=30), "channels must be a positive multiple of 4"),
+        (replace(base, n_train=10_000_001), "would reach the held-out evaluation seeds"),
+        (replace(base, model="bhg-huge"), "unknown model 'bhg-huge'"),
         (replace(base, mix="coco:missing.json", mix_images=str(tmp_path)),
          "annotation file not found"),
     ):
@@ -127,7 +129,7 @@ def test_training_data_errors_are_one_line(tmp_path):
 def test_a_mixed_in_set_joins_the_synthetic_training_samples(tmp_path):
     from test_eval import write_coco
 
-    from bnnpose.models.registry import MODEL_CONFIGS
+    from bnnpose.models.registry import MODELS
     from bnnpose.quantize import synthetic
     from bnnpose.quantize.train_config import TrainConfig
     from bnnpose.quantize.train_data import training_arrays
@@ -136,7 +138,7 @@ def test_a_mixed_in_set_joins_the_synthetic_training_samples(tmp_path):
     ann, images, _ = write_coco(tmp_path / "coco", seeds)
     cfg = TrainConfig(n_train=16, n_val=4, mix=f"coco:{ann}", mix_images=str(images),
                       mix_repeat=3, cache_dir=str(tmp_path / "cache"))
-    train, val = training_arrays(cfg, MODEL_CONFIGS["bhg-tiny"])
+    train, val = training_arrays(cfg, MODELS["bhg-tiny"].config)
     assert len(train[0]) == 16 + 3 * 5 and len(val[0]) == 4
     assert np.array_equal(train[0][16:21], train[0][21:26])  # the repeats
     # The mixed-in people are the renders of those seeds, cut by the same host crop.

@@ -10,8 +10,6 @@ from bnnpose.quantize import synthetic
 from bnnpose.quantize.synthetic import (
     EVAL_SEED_OFFSET,
     LIMB_RADII,
-    TRAIN_SEED_OFFSET,
-    SyntheticPoseDataset,
     render_batch,
     render_sample,
 )
@@ -161,24 +159,6 @@ def test_a_figure_facing_the_camera_shows_its_right_side_on_the_image_left():
 
 def test_drawn_limbs_are_skeleton_limbs():
     assert set(LIMB_RADII) <= set(MPII_SKELETON)
-
-
-def test_dataset_indexes_seeds_from_its_offset():
-    data = SyntheticPoseDataset(5, seed_offset=EVAL_SEED_OFFSET)
-    assert len(data) == 5
-    expected = render_sample(EVAL_SEED_OFFSET + 2)
-    np.testing.assert_array_equal(data[2]["image"], expected["image"])
-    np.testing.assert_array_equal(data[-3]["keypoints"], expected["keypoints"])
-    with pytest.raises(IndexError):
-        data[5]
-    assert TRAIN_SEED_OFFSET == 0 and EVAL_SEED_OFFSET == 10_000_000
-    assert SyntheticPoseDataset(3)[0]["image"].tobytes() == render_sample(0)["image"].tobytes()
-
-
-def test_training_set_cannot_reach_evaluation_seeds():
-    SyntheticPoseDataset(EVAL_SEED_OFFSET)
-    with pytest.raises(ValueError):
-        SyntheticPoseDataset(EVAL_SEED_OFFSET + 1)
 
 
 def test_render_batch_matches_render_sample():

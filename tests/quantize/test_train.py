@@ -298,7 +298,7 @@ def test_adaptive_wing_loss_matches_its_formula():
 ])
 def test_every_family_trains(model, extra, tiny, full_run, tmp_path):
     """One epoch of each family: the run folder, a finite loss and a PCK on its own layout."""
-    from bnnpose.models.registry import MODEL_CONFIGS, model_joints
+    from bnnpose.models.registry import MODELS, model_joints
 
     if extra.get("distill_loss"):  # the teacher must share the student's heatmaps
         teacher = train(replace(tiny, model=model, binary=False, epochs=1, n_train=32,
@@ -308,7 +308,7 @@ def test_every_family_trains(model, extra, tiny, full_run, tmp_path):
                         out_dir=str(tmp_path / model), **extra))
     metrics = json.loads((run / "metrics.jsonl").read_text())
     assert np.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
-    joints = model_joints(MODEL_CONFIGS[model])
+    joints = model_joints(MODELS[model].config)
     assert set(metrics["val_per_joint"]) == set(joints)
     assert metrics["val_instances"] > 0
     loaded, _ = load_checkpoint(run / "best.pt")
