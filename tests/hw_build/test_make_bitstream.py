@@ -166,6 +166,32 @@ def test_overlay_runs_bit_exact_through_host_packing(small_build, small_export, 
         assert result == {**result, "bitexact": True, "n_inputs": 16, "n_mismatched": 0}
 
 
+def test_a_rebuild_gives_a_byte_identical_overlay(small_build, small_export, tmp_path):
+    """The same export, built again in another process (other hash seed, other folder), packages
+    into the same bytes: rebuilt overlays do not show up as changes in git."""
+    import os
+    import subprocess
+    import sys
+
+    from bnnpose.hw_build.overlay import package_overlay
+
+    build_dir, report = small_build
+    export_dir, _ = small_export
+    again = tmp_path / "again"
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, "-m", "bnnpose.hw_build.make_bitstream", "--model",
+                    str(export_dir / "model.onnx"), "--board", "pynq-z2", "--out", str(again),
+                    "--fps", str(report["config"]["fps"]), "--until", "estimate"],
+                   check=True, capture_output=True, env=env, timeout=600)
+    first, second = tmp_path / "first", tmp_path / "second"
+    package_overlay(build_dir, first, "small-hg", joints=["a", "b", "c", "d"])
+    package_overlay(again, second, "small-hg", joints=["a", "b", "c", "d"])
+    names = sorted(p.name for p in first.iterdir())
+    assert names == sorted(p.name for p in second.iterdir()) and "cpu_plan.npz" in names
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_eight_bit_first_and_last_layers_map_bit_exactly(tmp_path):
     """``--end-bits 8``: stem and head convs with 8-bit per-channel weights stay exact in FINN."""
     import torch

@@ -178,15 +178,17 @@ def test_module_does_not_import_torch():
 
 
 def test_photo_backgrounds_load_offline_and_take_their_share(monkeypatch):
-    photos = synthetic._photos()
-    assert len(photos) == len(synthetic.PHOTOS)
+    from bnnpose.quantize import paint
+
+    photos = paint.photos()
+    assert len(photos) == len(paint.PHOTOS)
     assert all(p.dtype == np.uint8 and p.ndim == 3 and p.shape[2] == 3 and min(p.shape[:2]) >= 128
                for p in photos)
     calls = []
-    real = synthetic._photo
-    monkeypatch.setattr(synthetic, "_photo", lambda u, size: calls.append(1) or real(u, size))
+    real = paint.photo_cut
+    monkeypatch.setattr(paint, "photo_cut", lambda u, size: calls.append(1) or real(u, size))
     n = 200
     for seed in range(n):
-        img = synthetic._background(np.random.default_rng(seed), 64)
+        img = paint.scene_background(np.random.default_rng(seed), 64)
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert 0.3 < len(calls) / n < 0.5

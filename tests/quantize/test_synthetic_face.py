@@ -10,10 +10,10 @@ from bnnpose.host.skeleton import (
     flip_permutation,
 )
 from bnnpose.quantize import datasets
+from bnnpose.quantize.face_shape import MEAN_FACE_3D
 from bnnpose.quantize.synthetic_face import (
     EVAL_SEED_OFFSET,
     FACE_FILL,
-    MEAN_FACE_3D,
     TRAIN_SEED_OFFSET,
     render_face,
     render_face_batch,

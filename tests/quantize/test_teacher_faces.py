@@ -20,8 +20,10 @@ import pytest
 
 from bnnpose.host.skeleton import FACE68_JOINTS
 from bnnpose.quantize import datasets
+from bnnpose.host.common import sha256_file
+from bnnpose.quantize import footage
 from bnnpose.quantize import teacher_faces as tf
-from bnnpose.quantize.synthetic_face import MEAN_FACE_3D
+from bnnpose.quantize.face_shape import MEAN_FACE_3D
 
 ROOT = Path(__file__).resolve().parents[2]
 TEACHER_PYTHON = ROOT / ".venv-teacher" / "bin" / "python"
@@ -203,7 +205,7 @@ def test_writes_300w_files_and_counts_what_it_rejects(labelled):
     assert info["split"] == "eval" and "the eval split" in info["description"]
     assert "agreement with the teacher, not accuracy" in info["note"]
     assert info["teacher"] == {"name": "fake mean face"}
-    assert info["source_video_sha256"] == tf.tl.sha256_file(video)
+    assert info["source_video_sha256"] == sha256_file(video)
     assert info["frames"] == "0:10:1" and info["frame_indices"] == list(range(10))
     assert info["rejected"] == summary["rejected"] and info["n_faces"] == 8
     assert [f["frame_index"] for f in info["faces"]] == kept
@@ -247,7 +249,7 @@ def test_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
 def test_splits_share_no_frame_and_a_rebuild_replaces_the_set(tmp_path, capsys):
     video = write_video(tmp_path / "clip.avi")
     for split, spec in (("eval", "0:4:2"), ("train", "5::2")):
-        tf.label_faces(video, tmp_path / split, tf.tl.parse_frames(spec), split,
+        tf.label_faces(video, tmp_path / split, footage.parse_frames(spec), split,
                        detect=fake_detect, landmarks=fake_landmarks)
     err = capsys.readouterr().err
     assert "eval: frame 2 (2/2), 2 faces kept" in err

@@ -22,6 +22,7 @@ import pytest
 
 from bnnpose.host import skeleton
 from bnnpose.quantize import datasets
+from bnnpose.quantize import footage
 from bnnpose.quantize import teacher_labels as tl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,25 +200,25 @@ def test_hog_detector_runs_on_an_empty_frame():
 
 
 def test_frame_ranges_are_python_slices_of_the_frame_indices():
-    assert tl.parse_frames("0:390:10") == slice(0, 390, 10)
-    assert tl.parse_frames("420::3") == slice(420, None, 3)
-    assert tl.parse_frames(":10") == slice(None, 10, None)
-    assert tl.parse_frames("-5:") == slice(-5, None, None)
+    assert footage.parse_frames("0:390:10") == slice(0, 390, 10)
+    assert footage.parse_frames("420::3") == slice(420, None, 3)
+    assert footage.parse_frames(":10") == slice(None, 10, None)
+    assert footage.parse_frames("-5:") == slice(-5, None, None)
     for bad in ("5", "1:2:3:4", "a:9", "0:1.5"):
         with pytest.raises(ValueError, match="START:STOP"):
-            tl.parse_frames(bad)
+            footage.parse_frames(bad)
 
     frames = list(range(795))
     for spec in ("0:390:10", "420:795:3", "420::3", "-5:", "::25", "700:2000:40", "10:5"):
-        picked = tl.select_frames(tl.parse_frames(spec), 795)
-        assert list(picked) == frames[tl.parse_frames(spec)], spec
-    assert len(tl.select_frames(tl.parse_frames("0:390:10"), 795)) == 39
-    train = tl.select_frames(tl.parse_frames("420:795:3"), 795)
+        picked = footage.select_frames(footage.parse_frames(spec), 795)
+        assert list(picked) == frames[footage.parse_frames(spec)], spec
+    assert len(footage.select_frames(footage.parse_frames("0:390:10"), 795)) == 39
+    train = footage.select_frames(footage.parse_frames("420:795:3"), 795)
     assert (len(train), train[0], train[-1]) == (125, 420, 792)
     for step in (0, -1):
         # Frames are read forwards once; a reversed range would label nothing.
         with pytest.raises(tl.LabelError, match="step must be >= 1"):
-            tl.select_frames(slice(None, None, step), 795)
+            footage.select_frames(slice(None, None, step), 795)
 
 
 @pytest.fixture
@@ -311,7 +312,7 @@ def test_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
 def test_splits_of_one_video_share_no_frame_and_no_file(tmp_path, capsys):
     video = write_video(tmp_path / "clip.avi")
     for split, spec in (("eval", "0:4:2"), ("train", "6::1")):
-        tl.label_video(video, tmp_path / split, tl.parse_frames(spec), split, pose=fake_pose,
+        tl.label_video(video, tmp_path / split, footage.parse_frames(spec), split, pose=fake_pose,
                        detect=fake_detect)
     err = capsys.readouterr().err
     # One progress line a frame, named by split and frame index.
