@@ -126,11 +126,13 @@ def _json_default(o):
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike, overwrite: bool = True):
+def atomic_dir(final: str | os.PathLike, overwrite: bool = True,
+               keep_failed: str | os.PathLike | None = None):
     """Yield a temporary sibling folder; rename it to ``final`` only if the block succeeds.
 
-    On any exception the temporary folder is removed and ``final`` is left as it was, so a
-    failed stage never leaves a half-written output folder behind.
+    On any exception ``final`` is left as it was, so a failed stage never leaves a
+    half-written output folder behind; the temporary folder is removed, or with
+    ``keep_failed`` moved there (replacing an earlier one) for inspection.
     """
     final = Path(final).resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,13 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True):
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep_failed is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            keep = Path(keep_failed)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.move(tmp, keep)
         raise
     if final.exists():
         if not overwrite:

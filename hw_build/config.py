@@ -19,6 +19,21 @@ from bnnpose.hw_build.boards import Board
 #: The folding target of every entry point (make_bitstream, bnnpose demo, bnnpose models,
 #: the Docker launcher) unless the user names one.
 DEFAULT_FPS = 1000.0
+#: ``--fps max``: the fastest folding that fits the board.
+MAX_FPS = "max"
+
+
+def parse_fps(value: float | str) -> float | str:
+    """A positive frame rate, or :data:`MAX_FPS`; a one-line error otherwise."""
+    if isinstance(value, str) and value.strip().lower() == MAX_FPS:
+        return MAX_FPS
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        raise BnnposeError(f"--fps takes frames per second or 'max', got {value!r}") from None
+    if not fps > 0 or fps == float("inf"):
+        raise BnnposeError(f"--fps must be positive, got {value}")
+    return fps
 
 
 class Until(str, Enum):
@@ -37,13 +52,17 @@ class BuildConfig:
     model: Path  #: QONNX model exported by Brevitas
     board: str  #: key of ``BOARDS``
     out: Path  #: output folder (replaced atomically on success)
-    fps: float = DEFAULT_FPS  #: target frames per second for FINN's folding
+    #: target frames per second for FINN's folding, or "max": the fastest folding that fits
+    fps: float | str = DEFAULT_FPS
     golden_in: Path | None = None  #: [N, C, H, W] inputs; default: next to the model, else random
     golden_out: Path | None = None  #: [N, J, h, w] expected outputs; default: QONNX execution
     until: Until = Until.CODEGEN  #: last stage; "bitstream" needs Vivado
     max_golden: int = 16  #: golden inputs checked per stage
     folding: Path | None = None  #: FINN folding JSON to apply over the automatic one
     clock_mhz: float | None = None  #: fabric clock; default: the board's usual clock
+    #: fail (naming the fastest rate that fits) when the estimate exceeds the board's limits;
+    #: False estimates anyway (``bnnpose models`` measures networks that do not fit)
+    must_fit: bool = True
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
@@ -66,13 +85,17 @@ class BuildConfig:
             values = {k: Path(v) if k in paths and v is not None else v for k, v in d.items()}
             if "until" in values:
                 values["until"] = Until(values["until"])
-            for k in ("fps", "clock_mhz"):
-                if values.get(k) is not None:
-                    values[k] = float(values[k])
+            if values.get("clock_mhz") is not None:
+                values["clock_mhz"] = float(values["clock_mhz"])
             if "max_golden" in values:
                 values["max_golden"] = int(values["max_golden"])
         except (TypeError, ValueError) as e:
             raise BnnposeError(f"bad build config: {one_line(e)}") from None
+        if "fps" in values:
+            values["fps"] = parse_fps(values["fps"])
+        if "must_fit" in values and not isinstance(values["must_fit"], bool):
+            raise BnnposeError(f"bad build config: must_fit is {values['must_fit']!r}, not a "
+                               "boolean")
         return cls(**values)
 
     @classmethod
@@ -94,6 +117,8 @@ class BuildContext:
     board: Board
     out: Path
     golden: object
+    #: the folding target in force: ``cfg.fps``, or the rate the search chose for "max"
+    fps: float = DEFAULT_FPS
     finn_cfg: object = None
     report: dict = field(default_factory=dict)
     host_ops: list = field(default_factory=list)
@@ -103,4 +128,15 @@ class BuildContext:
         return self.cfg.clock_mhz or self.board.clock_mhz
 
     def target_cycles(self) -> int:
-        return int(self.clock_mhz() * 1e6 / self.cfg.fps)
+        return int(self.clock_mhz() * 1e6 / self.fps)
+
+    def make_finn_config(self):
+        """FINN's ``DataflowBuildConfig`` for this build's folder, board, clock and target."""
+        from finn.builder.build_dataflow_config import DataflowBuildConfig
+
+        return DataflowBuildConfig(
+            output_dir=str(self.out), synth_clk_period_ns=1e3 / self.clock_mhz(),
+            board=self.board.finn_board, target_fps=max(1, int(self.fps)), generate_outputs=[],
+            folding_two_pass_relaxation=False,
+            folding_config_file=str(self.cfg.folding) if self.cfg.folding else None,
+        )

@@ -28,8 +28,9 @@ import numpy as np
 
 from bnnpose.host.common import (BnnposeError, atomic_dir, run_main, sha256_file, versions,
                                  write_json)
-from bnnpose.hw_build.boards import board
-from bnnpose.hw_build.config import DEFAULT_FPS, LEVELS, BuildConfig, BuildContext, Until
+from bnnpose.hw_build.boards import Board, board
+from bnnpose.hw_build.config import (DEFAULT_FPS, LEVELS, MAX_FPS, BuildConfig, BuildContext,
+                                     Until, parse_fps)
 
 def _load_qonnx(path: Path):
     import onnx
@@ -87,17 +88,6 @@ def _load_golden(cfg: BuildConfig, model) -> object:
     return Golden(x=x, y=y), source
 
 
-def _finn_config(ctx: BuildContext):
-    from finn.builder.build_dataflow_config import DataflowBuildConfig
-
-    return DataflowBuildConfig(
-        output_dir=str(ctx.out), synth_clk_period_ns=1e3 / ctx.clock_mhz(),
-        board=ctx.board.finn_board, target_fps=int(ctx.cfg.fps), generate_outputs=[],
-        folding_two_pass_relaxation=False,
-        folding_config_file=str(ctx.cfg.folding) if ctx.cfg.folding else None,
-    )
-
-
 def _io_shape(model) -> dict:
     """The FINN driver's io_shape dict, from the first/last dataflow node's folding."""
     from finn.util.data_packing import finnpy_to_packed_bytearray
@@ -122,10 +112,13 @@ def _io_shape(model) -> dict:
 
 
 def build(cfg: BuildConfig) -> dict:
-    """Run the build; returns the report dict (also written to ``cfg.out/report.json``)."""
+    """Run the build; returns the report dict (also written to ``cfg.out/report.json``).
+
+    A failure is one :class:`BnnposeError` line; ``cfg.out`` is left as it was and what the
+    build had written is kept in ``failed/<name>`` beside it, for inspection.
+    """
     target = board(cfg.board)
-    if cfg.fps <= 0:
-        raise BnnposeError(f"--fps must be positive, got {cfg.fps}")
+    parse_fps(cfg.fps)
     model = _load_qonnx(cfg.model)
     from bnnpose.hw_build import finn_env
 
@@ -133,34 +126,61 @@ def build(cfg: BuildConfig) -> dict:
         # Fail before minutes of compilation that could not end in a bitstream anyway.
         raise finn_env.ToolchainError("--until bitstream needs Vivado: set XILINX_VIVADO, or "
                                       "run inside the FINN Docker image with Vivado mounted")
-    with atomic_dir(cfg.out) as tmp, contextlib.ExitStack() as stack:
+    failed = Path(cfg.out).resolve().parent / "failed" / Path(cfg.out).name
+    try:
+        with atomic_dir(cfg.out, keep_failed=failed) as tmp:
+            report, stopped_for_vivado = _build_in(cfg, target, model, tmp)
+    except BnnposeError as e:
+        if failed.is_dir():
+            raise BnnposeError(f"{e} (partial build kept in {failed})") from None
+        raise
+    if stopped_for_vivado:
+        print("bnnpose: bitstream not built: it needs Vivado (set XILINX_VIVADO or use "
+              "the FINN Docker image); estimates, HLS/RTL code and the simulation model are in "
+              f"{cfg.out}", file=sys.stderr)
+    return report
+
+
+def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, bool]:
+    """The build into the temporary folder ``tmp``: ``(report, stopped for lack of Vivado)``."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+    from tqdm import tqdm
+
+    from bnnpose.hw_build import finn_env
+    from bnnpose.hw_build.folding import Probe, fastest_fit, misfit_error
+
+    with contextlib.ExitStack() as stack:
         # qonnx names the tensors it creates with Python's global random generator; seeded,
         # a build of the same model gives a byte-identical model_hw.onnx.
         stack.callback(random.setstate, random.getstate())
         random.seed(0)
         finn_env.configure(tmp)
         from bnnpose.hw_build.sim import execute_hw_graph
-        from bnnpose.hw_build.steps import STEPS
+        from bnnpose.hw_build.steps import STEPS, StepError, run_step
         from bnnpose.quantize.qonnx_exec import exec_onnx
 
         golden, golden_source = _load_golden(cfg, model)
-        ctx = BuildContext(cfg=cfg, board=target, out=tmp, golden=golden)
-        ctx.finn_cfg = _finn_config(ctx)
+        searching = cfg.fps == MAX_FPS
+        ctx = BuildContext(cfg=cfg, board=target, out=tmp, golden=golden,
+                           fps=DEFAULT_FPS if searching else float(cfg.fps))
+        ctx.finn_cfg = ctx.make_finn_config()
         ctx.report = {"model": str(cfg.model), "model_sha256": sha256_file(cfg.model),
                       "board": cfg.board, "config": cfg.to_dict(), "unmapped_nodes": [],
                       "golden_source": golden_source}
-        from qonnx.util.cleanup import cleanup_model
-
-        model = cleanup_model(model)
-        golden.check("qonnx", model, exec_onnx)
+        try:
+            model = cleanup_model(model)
+            golden.check("qonnx", model, exec_onnx)
+        except Exception as e:
+            raise StepError("qonnx_cleanup", e) from e
         timings: dict[str, float] = {}
         inter = tmp / "intermediate_models"
         inter.mkdir()
         last_level = LEVELS.index(cfg.until.value)
         stopped_for_vivado = False
-        from tqdm import tqdm
-
         steps = [s for s in STEPS if LEVELS.index(s.level) <= last_level]
+        folding = [s for s in steps if s.folds]
+        unfolded = None  # the graph every folding starts from, for the search
         # FINN's warnings and prints go to DIR/build.log; the terminal shows progress only.
         log_file = stack.enter_context(open(tmp / "build.log", "w"))
         handler = logging.StreamHandler(log_file)
@@ -174,17 +194,39 @@ def build(cfg: BuildConfig) -> dict:
                 if not finn_env.vivado_available() and cfg.until != Until.BITSTREAM:
                     stopped_for_vivado = True
                     continue
+            if step.folds and unfolded is None:
+                unfolded = ModelWrapper(model.model.__deepcopy__())
+                if searching:
+                    with contextlib.redirect_stdout(log_file):
+                        best, probes = fastest_fit(unfolded, ctx, folding, tmp / "fps_search")
+                    if best is None:
+                        raise misfit_error(cfg.board, None, probes)
+                    ctx.fps = best.target
+                    ctx.finn_cfg = ctx.make_finn_config()
+                    ctx.report["fps_search"] = {"chosen_target": best.target, "fps": best.fps,
+                                                "probes": [p.to_dict() for p in probes]}
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(log_file):
-                model = step.run(model, ctx)
+                model = run_step(step, model, ctx)
             timings[step.name] = round(time.perf_counter() - t0, 3)
             model.save(str(inter / f"{i:02d}_{step.name}.onnx"))
             if step.snapshot:
                 model.save(str(tmp / "model_hw.onnx"))
                 write_json(tmp / "io_shape.json", _io_shape(model))
             if step.verify:
-                golden.check(step.verify, model,
-                             execute_hw_graph if step.verify_with == "hw" else exec_onnx)
+                try:
+                    golden.check(step.verify, model,
+                                 execute_hw_graph if step.verify_with == "hw" else exec_onnx)
+                except Exception as e:
+                    raise StepError(f"{step.name} (golden check)", e) from e
+            if folding and step is folding[-1] and cfg.must_fit \
+                    and not ctx.report["estimate"]["fits"]:
+                e = ctx.report["estimate"]
+                own = Probe(ctx.fps, e["fps"], e["lut_share"], e["bram_share"], False)
+                with contextlib.redirect_stdout(log_file):
+                    best, probes = fastest_fit(unfolded, ctx, folding, tmp / "fps_search",
+                                               known=[own])
+                raise misfit_error(cfg.board, best, probes, {**e, "target": ctx.fps})
         if cfg.until != Until.ESTIMATE and not finn_env.vivado_available():
             stopped_for_vivado = True
         ctx.report.update({
@@ -197,11 +239,7 @@ def build(cfg: BuildConfig) -> dict:
             "timings_s": timings,
         })
         write_json(tmp / "report.json", ctx.report)
-    if stopped_for_vivado:
-        print("bnnpose: bitstream not built: it needs Vivado (set XILINX_VIVADO or use "
-              "the FINN Docker image); estimates, HLS/RTL code and the simulation model are in "
-              f"{cfg.out}", file=sys.stderr)
-    return ctx.report
+    return ctx.report, stopped_for_vivado
 
 
 def parse_args(argv: list[str] | None = None) -> BuildConfig:
@@ -214,7 +252,11 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
     p.add_argument("--model", type=Path, help="QONNX model (.onnx); required")
     p.add_argument("--board", help=f"one of: {', '.join(BOARDS)}; required")
     p.add_argument("--out", type=Path, help="output folder; required")
-    p.add_argument("--fps", type=float, help=f"target frames/s (default {DEFAULT_FPS:g})")
+    p.add_argument("--fps", help=f"target frames/s, or 'max': the fastest folding that fits "
+                                 f"the board (default {DEFAULT_FPS:g})")
+    p.add_argument("--allow-misfit", dest="must_fit", action="store_const", const=False,
+                   help="estimate even when the folding exceeds the board's limits (exit 0, "
+                        "fits=false in the report) instead of failing")
     p.add_argument("--golden-in", type=Path, help="golden inputs .npy [N,C,H,W]")
     p.add_argument("--golden-out", type=Path, help="golden outputs .npy [N,J,h,w]")
     p.add_argument("--until", choices=LEVELS, help="last stage (default: codegen)")
@@ -245,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     report = build(parse_args(argv))
+    search = report.get("fps_search")
+    if search:
+        print(f"--fps max: the fastest folding that fits is FINN's for --fps "
+              f"{search['chosen_target']:.4g} ({len(search['probes'])} foldings estimated)")
     print(summary_line(report))
     return 0
 

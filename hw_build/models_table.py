@@ -120,8 +120,10 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
     export_network(model, x.astype(np.float32), work / "export", name,
                    {"model": name, "weights": weights})
+    # Measured as asked, fitting or not: the table says which rows fit.
     report = build(BuildConfig(model=work / "export" / "model.onnx", board=board,
-                               out=work / "build", fps=fps, until=Until.ESTIMATE))
+                               out=work / "build", fps=fps, until=Until.ESTIMATE,
+                               must_fit=False))
     est = report["estimate"]
     row = {
         "model": name, "family": MODELS[name].family, "board": board, "weights": weights,

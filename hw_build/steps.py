@@ -7,6 +7,7 @@ steps call them; the others are ours and say why in their docstring.
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -16,7 +17,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from bnnpose.host.common import BnnposeError
+from bnnpose.host.common import BnnposeError, one_line
 
 if TYPE_CHECKING:
     from bnnpose.hw_build.config import BuildContext
@@ -34,6 +35,42 @@ class UnmappedNodesError(BnnposeError):
         ops = sorted({op for _, op in nodes})
         super().__init__(f"FINN cannot map {len(nodes)} node(s) to hardware: op types "
                          f"{', '.join(ops)} (first: {nodes[0][0]})")
+
+
+class StepError(BnnposeError):
+    """A FINN or qonnx failure inside a build step, as one line: the step, the node being
+    worked on when it failed (when one was) and the library's own message."""
+
+    def __init__(self, step: str, error: BaseException):
+        node = _failing_node(error)
+        at = f" at node {node}" if node else ""
+        self.step, self.node = step, node
+        super().__init__(f"step {step} failed{at}: {type(error).__name__}: "
+                         f"{one_line(error, 400)}")
+
+
+def _failing_node(error: BaseException) -> str | None:
+    """``name (op_type)`` of the innermost ONNX node a frame of the traceback was handling:
+    FINN's and qonnx's transformations walk the graph with a local ``node`` (or ``n``)."""
+    from onnx import NodeProto
+
+    for frame, _ in reversed(list(traceback.walk_tb(error.__traceback__))):
+        for name in ("node", "n", "cnode"):
+            value = frame.f_locals.get(name)
+            if isinstance(value, NodeProto):
+                return f"{value.name or '?'} ({value.op_type})"
+    return None
+
+
+def run_step(step: Step, model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
+    """``step`` on ``model``: our own errors pass as they are, any other becomes a
+    :class:`StepError`, so no library traceback reaches the user."""
+    try:
+        return step.run(model, ctx)
+    except BnnposeError:
+        raise
+    except Exception as e:
+        raise StepError(step.name, e) from e
 
 
 def _finn(name: str) -> Callable:
@@ -234,6 +271,8 @@ class Step:
     #: save the result as ``model_hw.onnx``: the folded graph before code generation bakes
     #: build-folder paths into it, so the simulated accelerator is reproducible byte for byte
     snapshot: bool = False
+    #: depends on the frame-rate target: the folding search re-runs these steps per target
+    folds: bool = False
 
 
 STEPS: list[Step] = [
@@ -245,12 +284,12 @@ STEPS: list[Step] = [
     Step("minimize_bit_width_initial", step_minimize_bit_width),
     Step("create_dataflow_partition", _finn("step_create_dataflow_partition")),
     Step("specialize_layers", _finn("step_specialize_layers")),
-    Step("target_fps_parallelization", _finn("step_target_fps_parallelization")),
-    Step("fold_stream_ops", step_fold_stream_ops),
-    Step("apply_folding_config", _finn("step_apply_folding_config")),
+    Step("target_fps_parallelization", _finn("step_target_fps_parallelization"), folds=True),
+    Step("fold_stream_ops", step_fold_stream_ops, folds=True),
+    Step("apply_folding_config", _finn("step_apply_folding_config"), folds=True),
     Step("minimize_bit_width", step_minimize_bit_width, verify="folded_hw",
-         verify_with="hw"),
-    Step("estimate_reports", step_estimate_reports, snapshot=True),
+         verify_with="hw", folds=True),
+    Step("estimate_reports", step_estimate_reports, snapshot=True, folds=True),
     Step("hw_codegen", _finn("step_hw_codegen"), level="codegen"),
     Step("bitstream", step_bitstream, level="bitstream"),
 ]

@@ -145,10 +145,10 @@ class ConvertStreamsToNHWC(Transformation):
 
         model = model.transform(InferDataLayouts())
         graph = model.graph
-        nchw = {
-            t.name for t in [*graph.input, *graph.output, *graph.value_info]
-            if model.get_tensor_layout(t.name) == DL.NCHW and len(model.get_tensor_shape(t.name)) == 4
-        }
+        tensors = [*graph.input, *graph.output, *graph.value_info]
+        order = {t.name: i for i, t in reversed(list(enumerate(tensors)))}
+        nchw = {t.name for t in tensors if model.get_tensor_layout(t.name) == DL.NCHW
+                and len(model.get_tensor_shape(t.name)) == 4}
         if not nchw:
             return model, False
         touched = [n for n in graph.node if n.op_type != "Transpose"
@@ -158,7 +158,9 @@ class ConvertStreamsToNHWC(Transformation):
             return model, False
         for node in touched:
             self._make_nhwc(model, node)
-        for name in nchw:
+        # In graph order, not the set's (hash-seeded) order: set_tensor_shape may add
+        # value_info entries, and their order is part of the saved graph's bytes.
+        for name in sorted(nchw, key=order.__getitem__):
             n, c, h, w = model.get_tensor_shape(name)
             model.set_tensor_shape(name, [n, h, w, c])
         for trans in list(model.get_nodes_by_op_type("Transpose")):
