@@ -22,6 +22,7 @@ import logging
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +190,11 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, 
         finn_log.propagate = False
         stack.callback(finn_log.removeHandler, handler)
         stack.callback(setattr, finn_log, "propagate", True)
+        # Python warnings of FINN, qonnx and the golden checks too (restored on exit).
+        stack.enter_context(warnings.catch_warnings())
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, \
+            line=None: log_file.write(warnings.formatwarning(message, category, filename,
+                                                             lineno, line))
         for i, step in enumerate(tqdm(steps, desc="build", unit="step", file=sys.stderr)):
             if step.name == "bitstream":
                 if not finn_env.vivado_available() and cfg.until != Until.BITSTREAM:

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bnnpose.host.common import (BnnposeError, atomic_dir, run_main, sha256_file, versions,
-                                 write_json)
+from bnnpose.host.common import (BnnposeError, atomic_dir, one_line, run_main, sha256_file,
+                                 versions, write_json)
 from bnnpose.host.skeleton import MPII_JOINTS
 
 
@@ -70,15 +70,20 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
     joints = model_joints(model.cfg) if hasattr(model, "cfg") else MPII_JOINTS[: y.shape[1]]
     with atomic_dir(out) as tmp:
         onnx_path = tmp / "model.onnx"
-        # The exporter reports its own fallbacks at length; they are not errors.
-        with contextlib.redirect_stdout(io.StringIO()):
-            export_qonnx(model, args=torch.from_numpy(x[:1]), export_path=str(onnx_path))
-        qmodel = cleanup_model(ModelWrapper(str(onnx_path)))
-        # The accelerator's input is the raw 8-bit pixel grid.
-        qmodel.set_tensor_datatype(qmodel.graph.input[0].name, DataType["UINT8"])
-        qmodel.save(str(onnx_path))
-        golden = Golden(x=x, y=y)
-        if not golden.check("torch_vs_qonnx", qmodel, exec_onnx):
+        try:
+            # The exporter reports its own fallbacks at length; they are not errors.
+            with contextlib.redirect_stdout(io.StringIO()):
+                export_qonnx(model, args=torch.from_numpy(x[:1]), export_path=str(onnx_path))
+            qmodel = cleanup_model(ModelWrapper(str(onnx_path)))
+            # The accelerator's input is the raw 8-bit pixel grid.
+            qmodel.set_tensor_datatype(qmodel.graph.input[0].name, DataType["UINT8"])
+            qmodel.save(str(onnx_path))
+            golden = Golden(x=x, y=y)
+            exact = golden.check("torch_vs_qonnx", qmodel, exec_onnx)
+        except Exception as e:  # Brevitas's and qonnx's failures, as one line
+            raise BnnposeError(f"QONNX export of {name} failed: {type(e).__name__}: "
+                               f"{one_line(e, 400)}") from e
+        if not exact:
             r = golden.results["torch_vs_qonnx"]
             raise BnnposeError(f"QONNX execution differs from torch on {r['n_mismatched']}/"
                                f"{len(x)} golden inputs (max |diff| {r['max_abs_diff']:.3g})")

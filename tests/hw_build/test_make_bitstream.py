@@ -252,3 +252,36 @@ def test_bad_build_configs_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["--board", "pynq-z2"])
     assert info.value.code == 2 and "--model, --out" in capsys.readouterr().err
+
+
+def test_folding_is_fitted_to_the_board(small_export, tmp_path, monkeypatch):
+    """An out-of-reach --fps fails naming the fastest rate that fits, keeping the partial build
+    in failed/; --fps max builds exactly that folding."""
+    from dataclasses import replace
+
+    from bnnpose.host.common import BnnposeError
+    from bnnpose.hw_build import boards
+    from bnnpose.hw_build.config import BuildConfig, Until
+    from bnnpose.hw_build.make_bitstream import build
+
+    # A board a third of the Z2's LUTs: the small hourglass fits it only when folded.
+    monkeypatch.setitem(boards.BOARDS, "pynq-z2",
+                        replace(boards.BOARDS["pynq-z2"], lut=boards.BOARDS["pynq-z2"].lut // 3))
+    export_dir, _ = small_export
+    model = export_dir / "model.onnx"
+    with pytest.raises(BnnposeError, match="does not fit pynq-z2") as info:
+        build(BuildConfig(model=model, board="pynq-z2", out=tmp_path / "o", fps=1e6,
+                          until=Until.ESTIMATE))
+    message = str(info.value)
+    assert "\n" not in message and "partial build kept in" in message
+    assert not (tmp_path / "o").exists() and (tmp_path / "failed" / "o" / "build.log").is_file()
+    best = float(message.split("the fastest folding that fits reaches ")[1].split(" FPS")[0])
+
+    report = build(BuildConfig(model=model, board="pynq-z2", out=tmp_path / "max", fps="max",
+                               until=Until.ESTIMATE))
+    e, search = report["estimate"], report["fps_search"]
+    assert e["fits"] and round(e["fps"]) == best and search["fps"] == e["fps"]
+    assert all(v for v in report["bitexact"].values())
+    # Every probe above the chosen target either fails to fit or is no faster.
+    assert all(not p["fits"] or p["fps"] <= e["fps"] for p in search["probes"])
+    assert any(not p["fits"] for p in search["probes"])
