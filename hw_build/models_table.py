@@ -10,7 +10,12 @@ the target FPS, the flow's source code and the tool versions, so a second call b
 beside each row, ``<row>/export`` and ``<row>/build`` keep the exported model and FINN's reports
 (``build/report.json``, the per-layer estimates) for inspection.
 
+Each row that is not cached is built in a child process under a time budget (``--budget``,
+default 10 minutes): a row past it is skipped with a line saying so, and ``--all`` waits for
+every row, so the command always ends.
+
     bnnpose models [--boards pynq-z2 zcu104] [--fps 1000] [--json] [--refresh]
+                   [--budget SECONDS | --all]
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from bnnpose.host.common import BnnposeError, versions, write_json
+from bnnpose.host.common import BnnposeError, one_line, versions, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path("out/models")
@@ -31,6 +36,8 @@ FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/golden.py", "quantiz
                 "models/quantizers.py", "models/blocks.py", "models/hourglass.py",
                 "models/hrnet.py", "models/bidrn.py")
 N_GOLDEN = 16
+#: Seconds one uncached row may take to build before it is skipped.
+DEFAULT_BUDGET_S = 600.0
 
 
 def _network(name: str):
@@ -96,6 +103,28 @@ def _counts(model) -> dict:
             "size_kb": round((binary / 8 + (total - binary) * 4) / 1024, 1)}
 
 
+def _row_path(name: str, board: str, fps: float, cache: Path, flow_digest: str | None
+              ) -> tuple[object, str, Path]:
+    """``(network, weights label, the row's cache file)``."""
+    from bnnpose.models.registry import MODELS
+
+    model, weights, weights_id = _network(name)
+    cfg = MODELS[name].config
+    key = hashlib.sha256(b"|".join([
+        weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
+        repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
+    return model, weights, cache / f"{name}-{board}-{key}.json"
+
+
+def cached_row(name: str, board: str, fps: float, cache: Path,
+               flow_digest: str | None = None) -> dict | None:
+    """The cached row, or None."""
+    path = _row_path(name, board, fps, cache, flow_digest)[2]
+    if not path.is_file():
+        return None
+    return {**json.loads(path.read_text()), "cached": True, "work_dir": str(path.with_suffix(""))}
+
+
 def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = False,
             flow_digest: str | None = None) -> dict:
     """One row of the table; built by FINN unless the cache holds it. The returned row also
@@ -107,12 +136,8 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     from bnnpose.models.registry import MODELS
     from bnnpose.quantize.export import export_network
 
-    model, weights, weights_id = _network(name)
+    model, weights, path = _row_path(name, board, fps, cache, flow_digest)
     cfg = MODELS[name].config
-    key = hashlib.sha256(b"|".join([
-        weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
-        repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
-    path = cache / f"{name}-{board}-{key}.json"
     work = path.with_suffix("")
     if path.is_file() and not refresh:
         return {**json.loads(path.read_text()), "cached": True, "work_dir": str(work)}
@@ -141,17 +166,82 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     return {**row, "cached": False, "work_dir": str(work)}
 
 
+def _measure_in_child(conn, entry, args: tuple) -> None:
+    """The child's side of :func:`measure_within`: the row, or the error as one line."""
+    from bnnpose.models import registry
+
+    name = args[0]
+    registry.MODELS.setdefault(name, entry)  # a name registered at run time (benches, tests)
+    try:
+        conn.send(("row", measure(*args)))
+    except BnnposeError as e:
+        conn.send(("error", str(e)))
+    except BaseException as e:  # anything else FINN raises, as one line all the same
+        conn.send(("error", f"{type(e).__name__}: {one_line(e, 400)}"))
+
+
+def measure_within(budget_s: float, name: str, board: str, fps: float, cache: Path,
+                   refresh: bool = False, flow_digest: str | None = None) -> dict | None:
+    """:func:`measure` in a child process that is stopped after ``budget_s`` seconds; None
+    then, with the row's half-built folder removed."""
+    import multiprocessing
+    import shutil
+
+    from bnnpose.models.registry import MODELS
+
+    # spawn, not fork: the parent has torch's thread pools running, which a fork would copy
+    # in an unusable state.
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_measure_in_child, daemon=True, args=(
+        send, MODELS[name], (name, board, fps, cache, refresh, flow_digest)))
+    child.start()
+    send.close()
+    try:
+        if not receive.poll(budget_s):
+            child.kill()
+            child.join()
+            work = _row_path(name, board, fps, cache, flow_digest)[2].with_suffix("")
+            shutil.rmtree(work, ignore_errors=True)
+            return None
+        kind, value = receive.recv()
+    except EOFError:  # the child died without a word (killed, out of memory)
+        child.join()
+        raise BnnposeError(f"{name} on {board}: the build process ended with status "
+                           f"{child.exitcode}") from None
+    child.join()
+    if kind == "error":
+        raise BnnposeError(value)
+    return value
+
+
 def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
-          refresh: bool = False) -> list[dict]:
-    """Rows of ``models`` x ``boards``; ``boards=None`` takes each model's own boards."""
+          refresh: bool = False, budget_s: float | None = DEFAULT_BUDGET_S
+          ) -> tuple[list[dict], list[str]]:
+    """Rows of ``models`` x ``boards`` (``boards=None`` takes each model's own boards) and a
+    line for each row skipped for exceeding ``budget_s`` (None: no budget)."""
     from tqdm import tqdm
 
     from bnnpose.models.registry import MODELS
 
     digest = _flow_digest()
     pairs = [(m, b) for m in models for b in (MODELS[m].boards if boards is None else boards)]
-    return [measure(m, b, fps, cache, refresh, digest)
-            for m, b in tqdm(pairs, desc="models", unit="build", disable=None)]
+    rows, skipped = [], []
+    bar = tqdm(pairs, desc="models", unit="row", disable=None)
+    for m, b in bar:
+        bar.set_postfix_str(f"{m} on {b}")
+        row = None if refresh else cached_row(m, b, fps, cache, digest)
+        if row is None and budget_s is None:
+            row = measure(m, b, fps, cache, refresh, digest)
+        elif row is None:
+            row = measure_within(budget_s, m, b, fps, cache, refresh, digest)
+        if row is None:
+            skipped.append(f"{m} on {b}: not built within the {budget_s:g} s budget "
+                           "(--budget SECONDS to allow more, --all to wait for every row)")
+            tqdm.write(f"bnnpose models: skipped {skipped[-1]}", file=sys.stderr)
+        else:
+            rows.append(row)
+    return rows, skipped
 
 
 def _print(rows: list[dict]) -> None:
@@ -183,7 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--refresh", action="store_true", help="rebuild cached rows")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="SECONDS",
+                       help="skip an uncached row whose build takes longer "
+                            "(default %(default)g)")
+    limit.add_argument("--all", action="store_true", help="build every row, however long")
     a = p.parse_args(argv)
+    if a.budget <= 0:
+        raise BnnposeError(f"--budget must be positive, got {a.budget:g}")
     models = a.models or list(MODELS)
     for m in models:
         model_entry(m)
@@ -191,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         board(b)
     if a.fps <= 0:
         raise BnnposeError(f"--fps must be positive, got {a.fps}")
-    rows = table(models, a.boards, a.fps, a.cache, a.refresh)
+    rows, _ = table(models, a.boards, a.fps, a.cache, a.refresh, None if a.all else a.budget)
     if a.json:
         json.dump(rows, sys.stdout, indent=1)
         print()

@@ -46,7 +46,20 @@ def test_models_json_measures_then_reads_the_cache(small_registered, tmp_path, c
     assert out[0].split()[:3] == ["model", "family", "board"] and "bhg-test" in out[1]
 
 
+def test_a_row_past_its_budget_is_skipped_with_a_line(small_registered, tmp_path, capsys):
+    args = ["--models", small_registered, "--boards", "pynq-z2", "zcu104", "--fps", "20000",
+            "--cache", str(tmp_path), "--json", "--budget", "0.5"]
+    assert models_table.main(args) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == []
+    skipped = [line for line in err.splitlines() if line.startswith("bnnpose models: skipped")]
+    assert len(skipped) == 2 and "bhg-test on pynq-z2: not built within the 0.5 s budget" in \
+        skipped[0] and "--all" in skipped[0]
+    assert list(tmp_path.iterdir()) == []  # nothing half-built is left in the cache
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--budget", "0"], "--budget must be positive"),
     (["--models", "nope"], "unknown model 'nope'"),
     (["--boards", "zedboard"], "unknown board 'zedboard'"),
     (["--fps", "0"], "--fps must be positive"),
