@@ -63,6 +63,14 @@ class BuildConfig:
     #: fail (naming the fastest rate that fits) when the estimate exceeds the board's limits;
     #: False estimates anyway (``bnnpose models`` measures networks that do not fit)
     must_fit: bool = True
+    #: continue a killed or failed build of the same inputs from its last finished step
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        # One spelling per value (20000 and "20000" are 20000.0), so that equal builds
+        # compare, hash and resume as equal.
+        self.fps = parse_fps(self.fps)
+        self.model, self.out = Path(self.model), Path(self.out)
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v.value if isinstance(v, Enum) else v)
@@ -93,9 +101,10 @@ class BuildConfig:
             raise BnnposeError(f"bad build config: {one_line(e)}") from None
         if "fps" in values:
             values["fps"] = parse_fps(values["fps"])
-        if "must_fit" in values and not isinstance(values["must_fit"], bool):
-            raise BnnposeError(f"bad build config: must_fit is {values['must_fit']!r}, not a "
-                               "boolean")
+        for flag in ("must_fit", "resume"):
+            if flag in values and not isinstance(values[flag], bool):
+                raise BnnposeError(f"bad build config: {flag} is {values[flag]!r}, not a "
+                                   "boolean")
         return cls(**values)
 
     @classmethod

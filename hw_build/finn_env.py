@@ -72,6 +72,13 @@ def configure(build_dir: str | os.PathLike, workers: int | None = None) -> dict[
             env[key] = os.environ.setdefault(key, value)
         else:
             os.environ[key] = value
+    # finn-plus builds its settings (FINN_BUILD_DIR among them) from the environment once per
+    # process and keeps them; a second build in the same process (a resumed one, a bench's
+    # next row) would write its generated code into the first build's folder, which the
+    # atomic rename has moved away. Dropping them makes finn-plus read the variables above.
+    import finn.util.settings
+
+    finn.util.settings._SETTINGS = None
     if not vivado_available():
         import finn.xsi
 

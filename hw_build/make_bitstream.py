@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import logging
 import random
+import shutil
 import sys
 import time
 import warnings
@@ -127,14 +128,21 @@ def build(cfg: BuildConfig) -> dict:
         # Fail before minutes of compilation that could not end in a bitstream anyway.
         raise finn_env.ToolchainError("--until bitstream needs Vivado: set XILINX_VIVADO, or "
                                       "run inside the FINN Docker image with Vivado mounted")
+    from bnnpose.hw_build.resume import find_resumable, inputs_digest
+
+    digest = inputs_digest(cfg)
+    resumed = find_resumable(cfg, digest) if cfg.resume else None
     failed = Path(cfg.out).resolve().parent / "failed" / Path(cfg.out).name
     try:
         with atomic_dir(cfg.out, keep_failed=failed) as tmp:
-            report, stopped_for_vivado = _build_in(cfg, target, model, tmp)
+            report, stopped_for_vivado = _build_in(cfg, target, model, tmp, digest, resumed)
     except BnnposeError as e:
         if failed.is_dir():
-            raise BnnposeError(f"{e} (partial build kept in {failed})") from None
+            raise BnnposeError(f"{e} (partial build kept in {failed}; --resume continues "
+                               "it)") from None
         raise
+    if resumed is not None:  # its steps live on in cfg.out
+        shutil.rmtree(resumed[0], ignore_errors=True)
     if stopped_for_vivado:
         print("bnnpose: bitstream not built: it needs Vivado (set XILINX_VIVADO or use "
               "the FINN Docker image); estimates, HLS/RTL code and the simulation model are in "
@@ -142,14 +150,17 @@ def build(cfg: BuildConfig) -> dict:
     return report
 
 
-def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, bool]:
-    """The build into the temporary folder ``tmp``: ``(report, stopped for lack of Vivado)``."""
+def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path, digest: str,
+              resumed: tuple[Path, dict] | None) -> tuple[dict, bool]:
+    """The build into the temporary folder ``tmp``: ``(report, stopped for lack of Vivado)``.
+    ``resumed``: the folder and progress of an earlier build to continue."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
     from tqdm import tqdm
 
     from bnnpose.hw_build import finn_env
     from bnnpose.hw_build.folding import Probe, fastest_fit, misfit_error
+    from bnnpose.hw_build.resume import restore, save_progress
 
     with contextlib.ExitStack() as stack:
         # qonnx names the tensors it creates with Python's global random generator; seeded,
@@ -169,21 +180,38 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, 
         ctx.report = {"model": str(cfg.model), "model_sha256": sha256_file(cfg.model),
                       "board": cfg.board, "config": cfg.to_dict(), "unmapped_nodes": [],
                       "golden_source": golden_source}
-        try:
-            model = cleanup_model(model)
-            golden.check("qonnx", model, exec_onnx)
-        except Exception as e:
-            raise StepError("qonnx_cleanup", e) from e
-        timings: dict[str, float] = {}
         inter = tmp / "intermediate_models"
-        inter.mkdir()
         last_level = LEVELS.index(cfg.until.value)
         stopped_for_vivado = False
         steps = [s for s in STEPS if LEVELS.index(s.level) <= last_level]
         folding = [s for s in steps if s.folds]
         unfolded = None  # the graph every folding starts from, for the search
+        start = 0
+        if resumed is not None:
+            folder, state = resumed
+            shutil.copytree(folder, tmp, dirs_exist_ok=True)
+            timings = restore(state, ctx, golden)
+            ctx.report["config"] = cfg.to_dict()
+            names = [s.name for s in steps]
+            # Code generation writes this folder's path into the graph: redo it and after.
+            start = min(state["step_index"] + 1,
+                        names.index("hw_codegen") if "hw_codegen" in names else len(steps))
+            model = ModelWrapper(str(inter / f"{start - 1:02d}_{steps[start - 1].name}.onnx"))
+            if folding and start > steps.index(folding[0]):
+                before = steps.index(folding[0]) - 1
+                unfolded = ModelWrapper(str(inter / f"{before:02d}_{steps[before].name}.onnx"))
+            print(f"make_bitstream: resuming {folder} after step {steps[start - 1].name}",
+                  file=sys.stderr)
+        else:
+            try:
+                model = cleanup_model(model)
+                golden.check("qonnx", model, exec_onnx)
+            except Exception as e:
+                raise StepError("qonnx_cleanup", e) from e
+            timings: dict[str, float] = {}
+            inter.mkdir()
         # FINN's warnings and prints go to DIR/build.log; the terminal shows progress only.
-        log_file = stack.enter_context(open(tmp / "build.log", "w"))
+        log_file = stack.enter_context(open(tmp / "build.log", "a"))
         handler = logging.StreamHandler(log_file)
         finn_log = logging.getLogger("finn_logger")
         finn_log.addHandler(handler)
@@ -195,7 +223,9 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, 
         warnings.showwarning = lambda message, category, filename, lineno, file=None, \
             line=None: log_file.write(warnings.formatwarning(message, category, filename,
                                                              lineno, line))
-        for i, step in enumerate(tqdm(steps, desc="build", unit="step", file=sys.stderr)):
+        progress = tqdm(steps[start:], desc="build", unit="step", file=sys.stderr,
+                        initial=start, total=len(steps))
+        for i, step in enumerate(progress, start=start):
             if step.name == "bitstream":
                 if not finn_env.vivado_available() and cfg.until != Until.BITSTREAM:
                     stopped_for_vivado = True
@@ -233,6 +263,7 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path) -> tuple[dict, 
                     best, probes = fastest_fit(unfolded, ctx, folding, tmp / "fps_search",
                                                known=[own])
                 raise misfit_error(cfg.board, best, probes, {**e, "target": ctx.fps})
+            save_progress(tmp, digest, i, step.name, ctx, golden, timings)
         if cfg.until != Until.ESTIMATE and not finn_env.vivado_available():
             stopped_for_vivado = True
         ctx.report.update({
@@ -263,6 +294,9 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
     p.add_argument("--allow-misfit", dest="must_fit", action="store_const", const=False,
                    help="estimate even when the folding exceeds the board's limits (exit 0, "
                         "fits=false in the report) instead of failing")
+    p.add_argument("--resume", action="store_const", const=True,
+                   help="continue a killed or failed build of the same inputs into --out "
+                        "from its last finished step")
     p.add_argument("--golden-in", type=Path, help="golden inputs .npy [N,C,H,W]")
     p.add_argument("--golden-out", type=Path, help="golden outputs .npy [N,J,h,w]")
     p.add_argument("--until", choices=LEVELS, help="last stage (default: codegen)")

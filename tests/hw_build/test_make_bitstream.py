@@ -285,3 +285,45 @@ def test_folding_is_fitted_to_the_board(small_export, tmp_path, monkeypatch):
     # Every probe above the chosen target either fails to fit or is no faster.
     assert all(not p["fits"] or p["fps"] <= e["fps"] for p in search["probes"])
     assert any(not p["fits"] for p in search["probes"])
+
+
+def test_a_killed_build_resumes_from_its_last_step(small_export, small_build, tmp_path):
+    """Killed after streamlining, ``--resume`` continues there and ends as a whole build."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    from bnnpose.hw_build.config import BuildConfig
+    from bnnpose.hw_build.make_bitstream import build
+
+    export_dir, _ = small_export
+    _, whole = small_build
+    out = tmp_path / "o"
+    args = [sys.executable, "-m", "bnnpose.hw_build.make_bitstream", "--model",
+            str(export_dir / "model.onnx"), "--board", "pynq-z2", "--out", str(out), "--fps",
+            str(whole["config"]["fps"])]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.glob(".o.partial-*/intermediate_models/03_*.onnx")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    (partial,) = tmp_path.glob(".o.partial-*")
+    progress = json.loads((partial / "progress.json").read_text())
+    assert progress["step_index"] >= 2 and not out.exists()
+
+    cfg = BuildConfig(model=export_dir / "model.onnx", board="pynq-z2", out=out,
+                      fps=whole["config"]["fps"], resume=True)
+    report = build(cfg)
+    assert not partial.exists()  # its steps now live in the finished build
+    same = ("bitexact", "verification", "estimate", "macs_by_bitwidth", "xnor_mac_share",
+            "unmapped_nodes", "host_ops")
+    assert {k: report[k] for k in same} == {k: whole[k] for k in same}
+    # Only the steps after the last recorded one ran again.
+    assert set(report["timings_s"]) == set(whole["timings_s"])
+    assert (out / "model_hw.onnx").read_bytes() == \
+        (Path(whole["config"]["out"]) / "model_hw.onnx").read_bytes()
