@@ -9,7 +9,7 @@ seed. Scalar ``Generator`` calls cost microseconds each, so random numbers are d
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import cv2
@@ -198,3 +198,18 @@ def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         noise = np.frombuffer(rng.bytes(img.size), np.uint8).reshape(img.shape)
         img = cv2.addWeighted(img, 1.0, noise, width / 255, -width / 2)
     return img
+
+
+def stack_renders(render: Callable[[int, int], dict], seeds: Iterable[int], size: int,
+                  n_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``render(seed, size)`` of every seed, stacked: images uint8 ``[N, size, size, 3]``,
+    keypoints float32 ``[N, n_points, 2]``, visible bool ``[N, n_points]``."""
+    seeds = [int(s) for s in seeds]
+    images = np.empty((len(seeds), size, size, 3), np.uint8)
+    keypoints = np.empty((len(seeds), n_points, 2), np.float32)
+    visible = np.empty((len(seeds), n_points), bool)
+    for i, seed in enumerate(seeds):
+        sample = render(seed, size)
+        images[i], keypoints[i] = sample["image"], sample["keypoints"]
+        visible[i] = sample["visible"]
+    return images, keypoints, visible

@@ -35,7 +35,8 @@ from bnnpose.host.codec import inside_image
 from bnnpose.host.skeleton import MPII_JOINTS
 from bnnpose.quantize.paint import (
     HAIR_TONES, ONE, SHIFT, SKIN_TONES, Uniform, degrade, fabric_pattern, fixed_points,
-    fixed_pt, mix, pixel_grid, random_colour, scene_background, to_pixels, uniforms,
+    fixed_pt, mix, pixel_grid, random_colour, scene_background, stack_renders, to_pixels,
+    uniforms,
 )
 
 TRAIN_SEED_OFFSET = 0
@@ -457,13 +458,4 @@ def render_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render several seeds, full frames or with ``crop`` person crops: images uint8
     ``[N, size, size, 3]``, keypoints float32 ``[N, 16, 2]``, visible bool ``[N, 16]``."""
-    seeds = [int(s) for s in seeds]
-    render = render_crop_sample if crop else render_sample
-    images = np.empty((len(seeds), size, size, 3), np.uint8)
-    keypoints = np.empty((len(seeds), NUM_JOINTS, 2), np.float32)
-    visible = np.empty((len(seeds), NUM_JOINTS), bool)
-    for i, seed in enumerate(seeds):
-        sample = render(seed, size)
-        images[i], keypoints[i] = sample["image"], sample["keypoints"]
-        visible[i] = sample["visible"]
-    return images, keypoints, visible
+    return stack_renders(render_crop_sample if crop else render_sample, seeds, size, NUM_JOINTS)

@@ -30,7 +30,7 @@ from bnnpose.host.codec import inside_image
 from bnnpose.quantize.face_shape import NUM_LANDMARKS, random_face
 from bnnpose.quantize.paint import (
     HAIR_TONES, SHIFT, SKIN_TONES, degrade, fabric_pattern, fixed_points, fixed_pt, pixel_grid,
-    random_colour, scene_background, uniforms,
+    random_colour, scene_background, stack_renders, uniforms,
 )
 
 TRAIN_SEED_OFFSET = 0
@@ -486,12 +486,4 @@ def render_face_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render several seeds: images uint8 ``[N, size, size, 3]``, keypoints float32
     ``[N, 68, 2]``, visible bool ``[N, 68]``."""
-    seeds = [int(s) for s in seeds]
-    images = np.empty((len(seeds), size, size, 3), np.uint8)
-    keypoints = np.empty((len(seeds), NUM_LANDMARKS, 2), np.float32)
-    visible = np.empty((len(seeds), NUM_LANDMARKS), bool)
-    for i, seed in enumerate(seeds):
-        sample = render_face(seed, size)
-        images[i], keypoints[i] = sample["image"], sample["keypoints"]
-        visible[i] = sample["visible"]
-    return images, keypoints, visible
+    return stack_renders(render_face, seeds, size, NUM_LANDMARKS)
