@@ -204,28 +204,24 @@ class OverlayBackend:
 class CpuBackend(OverlayBackend):
     """Runs the overlay's graph in the bit-packed XNOR-popcount engine (numpy, optionally C).
 
-    Reads ``cpu_plan.npz`` when the overlay has one (numpy is all a board needs for it), or
-    compiles ``model_hw.onnx`` on a build host. Either way the plan must come from the very
-    ``model_hw.onnx`` the manifest lists, and its tensors must be the ones io_shape.json names.
+    Reads the overlay's ``cpu_plan.npz`` (numpy is all a board needs for it). The plan must
+    come from the very ``model_hw.onnx`` the manifest lists, and its tensors must be the ones
+    io_shape.json names.
     """
 
-    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None,
-                 compiler: Callable[[Path], Plan] | None = None) -> None:
+    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None) -> None:
         """Args:
             native: use the C kernels (``None``: when a C compiler is available; ``False``:
                 the numpy reference path only).
-            compiler: ``model_hw.onnx -> Plan`` for an overlay without a plan; a build host
-                passes ``hw_build.cpu_plan.compile_plan`` (it needs onnx, a board has none).
         """
         super().__init__(overlay_dir)
         ov = self.overlay
         if ov.cpu_plan is not None:
             self.plan = Plan.load(ov.cpu_plan)
-        elif ov.model_hw is not None and compiler is not None:
-            self.plan = compiler(ov.model_hw)
         elif ov.model_hw is not None:
-            raise BnnposeError(f"overlay {ov.path} has no {PLAN_FILE}: compile one from "
-                               f"{MODEL_FILE} on a build host (bnnpose run there does)")
+            # The plan is compiled from the graph by hw_build (it needs onnx, a board has none).
+            raise BnnposeError(f"overlay {ov.path} has no {PLAN_FILE}: package it again "
+                               "(hw_build.overlay.package_overlay compiles the plan)")
         else:
             raise BnnposeError(f"overlay {ov.path} has neither {PLAN_FILE} nor {MODEL_FILE}")
         # A deployed overlay leaves the graph behind but keeps its checksum.
