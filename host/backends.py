@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import os
-from importlib import metadata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -187,10 +187,10 @@ class Backend(Protocol):
 class OverlayBackend:
     """What every backend reads from its validated overlay folder."""
 
+    overlay: Overlay
+
     def __init__(self, overlay_dir: str | os.PathLike) -> None:
         self.overlay = load_overlay(overlay_dir)
-
-    overlay: Overlay
 
     @property
     def io_shape(self) -> Mapping[str, Any]:

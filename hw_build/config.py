@@ -99,8 +99,6 @@ class BuildConfig:
                 values["max_golden"] = int(values["max_golden"])
         except (TypeError, ValueError) as e:
             raise BnnposeError(f"bad build config: {one_line(e)}") from None
-        if "fps" in values:
-            values["fps"] = parse_fps(values["fps"])
         for flag in ("must_fit", "resume"):
             if flag in values and not isinstance(values[flag], bool):
                 raise BnnposeError(f"bad build config: {flag} is {values[flag]!r}, not a "

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from bnnpose.host.common import BnnposeError
 from bnnpose.hw_build.config import BuildContext
-from bnnpose.hw_build.steps import Step
+from bnnpose.hw_build.steps import Step, run_step
 
 #: Bounds of the search, frames per second: the slowest folding (one PE and SIMD everywhere)
 #: is reached far below 1 FPS for our networks' sizes; the fastest (every layer fully
@@ -52,7 +52,7 @@ def probe(model: ModelWrapper, ctx: BuildContext, steps: Sequence[Step], target:
     trial.finn_cfg = trial.make_finn_config()
     folded = ModelWrapper(model.model.__deepcopy__())
     for step in steps:
-        folded = step.run(folded, trial)
+        folded = run_step(step, folded, trial)
     e = trial.report["estimate"]
     return Probe(target, e["fps"], e["lut_share"], e["bram_share"], e["fits"]), e
 

@@ -32,7 +32,7 @@ from bnnpose.host.common import (BnnposeError, atomic_dir, run_main, sha256_file
                                  write_json)
 from bnnpose.hw_build.boards import Board, board
 from bnnpose.hw_build.config import (DEFAULT_FPS, LEVELS, MAX_FPS, BuildConfig, BuildContext,
-                                     Until, parse_fps)
+                                     Until)
 
 def _load_qonnx(path: Path):
     import onnx
@@ -120,7 +120,6 @@ def build(cfg: BuildConfig) -> dict:
     build had written is kept in ``failed/<name>`` beside it, for inspection.
     """
     target = board(cfg.board)
-    parse_fps(cfg.fps)
     model = _load_qonnx(cfg.model)
     from bnnpose.hw_build import finn_env
 

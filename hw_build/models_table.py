@@ -116,10 +116,8 @@ def _row_path(name: str, board: str, fps: float, cache: Path, flow_digest: str |
     return model, weights, cache / f"{name}-{board}-{key}.json"
 
 
-def cached_row(name: str, board: str, fps: float, cache: Path,
-               flow_digest: str | None = None) -> dict | None:
-    """The cached row, or None."""
-    path = _row_path(name, board, fps, cache, flow_digest)[2]
+def _cached(path: Path) -> dict | None:
+    """The row cached at ``path`` (where its export and build folders are beside), or None."""
     if not path.is_file():
         return None
     return {**json.loads(path.read_text()), "cached": True, "work_dir": str(path.with_suffix(""))}
@@ -139,8 +137,8 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     model, weights, path = _row_path(name, board, fps, cache, flow_digest)
     cfg = MODELS[name].config
     work = path.with_suffix("")
-    if path.is_file() and not refresh:
-        return {**json.loads(path.read_text()), "cached": True, "work_dir": str(work)}
+    if not refresh and (row := _cached(path)) is not None:
+        return row
     size = cfg.input_size
     x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
     export_network(model, x.astype(np.float32), work / "export", name,
@@ -180,10 +178,10 @@ def _measure_in_child(conn, entry, args: tuple) -> None:
         conn.send(("error", f"{type(e).__name__}: {one_line(e, 400)}"))
 
 
-def measure_within(budget_s: float, name: str, board: str, fps: float, cache: Path,
+def measure_within(budget_s: float, work: Path, name: str, board: str, fps: float, cache: Path,
                    refresh: bool = False, flow_digest: str | None = None) -> dict | None:
     """:func:`measure` in a child process that is stopped after ``budget_s`` seconds; None
-    then, with the row's half-built folder removed."""
+    then, with the row's half-built folder ``work`` removed."""
     import multiprocessing
     import shutil
 
@@ -201,7 +199,6 @@ def measure_within(budget_s: float, name: str, board: str, fps: float, cache: Pa
         if not receive.poll(budget_s):
             child.kill()
             child.join()
-            work = _row_path(name, board, fps, cache, flow_digest)[2].with_suffix("")
             shutil.rmtree(work, ignore_errors=True)
             return None
         kind, value = receive.recv()
@@ -230,11 +227,13 @@ def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
     bar = tqdm(pairs, desc="models", unit="row", disable=None)
     for m, b in bar:
         bar.set_postfix_str(f"{m} on {b}")
-        row = None if refresh else cached_row(m, b, fps, cache, digest)
+        path = _row_path(m, b, fps, cache, digest)[2]
+        row = None if refresh else _cached(path)
         if row is None and budget_s is None:
             row = measure(m, b, fps, cache, refresh, digest)
         elif row is None:
-            row = measure_within(budget_s, m, b, fps, cache, refresh, digest)
+            row = measure_within(budget_s, path.with_suffix(""), m, b, fps, cache, refresh,
+                                 digest)
         if row is None:
             skipped.append(f"{m} on {b}: not built within the {budget_s:g} s budget "
                            "(--budget SECONDS to allow more, --all to wait for every row)")

@@ -7,7 +7,8 @@ change the schedule, not the arithmetic. So the simulated accelerator runs the s
 with every node mapped back to its generic op.
 
 :class:`SimBackend` puts that simulation behind the board's DMA byte layout: the ``sim`` backend
-of ``bnnpose run`` on a build host (``host.backends.BACKENDS`` gains it through the full CLI).
+of ``bnnpose run`` on a build host, which ``host.backends`` finds through the ``bnnpose.backends``
+entry point (pyproject.toml).
 """
 
 from __future__ import annotations
