@@ -240,7 +240,9 @@ def test_bad_build_configs_are_one_line_errors(tmp_path, capsys):
               "options: fpss"),
              ({"model": "m.onnx", "board": "pynq-z2", "out": "o", "until": "gds"}, "bad build "
               "config"),
-             ({"model": "m.onnx"}, "build config lacks board, out")]
+             ({"model": "m.onnx"}, "build config lacks board, out"),
+             ({"model": "m.onnx", "board": "pynq-z2", "out": "o", "fps": "fast"},
+              "--fps takes frames per second or 'max', got 'fast'")]
     for i, (cfg, message) in enumerate(cases):
         path = tmp_path / f"{i}.json"
         path.write_text(json.dumps(cfg))
