@@ -11,6 +11,10 @@ setup: $(STAMP)
 # --no-deps: requirements.lock lists every package; letting pip resolve finn-plus's own pins
 # would replace the CPU torch with a multi-GB CUDA build.
 $(STAMP): requirements.lock pyproject.toml
+	@# The mesh renderer draws with OpenGL on Mesa's headless EGL (llvmpipe without a GPU).
+	@ldconfig -p | grep -q libEGL_mesa || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  libegl1 libegl-mesa0 libgl1-mesa-dri; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -qq --disable-pip-version-check --no-deps -r requirements.lock
 	$(BIN)/pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .

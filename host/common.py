@@ -23,7 +23,7 @@ from typing import IO, Any
 #: Distributions whose versions go into every manifest (absent ones are recorded as null).
 TRACKED_DISTRIBUTIONS = (
     "bnnpose", "torch", "brevitas", "qonnx", "finn-plus", "onnx", "onnxruntime", "numpy",
-    "opencv-python-headless", "pynq", "finn-plus-driver",
+    "opencv-python-headless", "pynq", "finn-plus-driver", "anny", "moderngl",
 )
 
 
