@@ -33,8 +33,8 @@ from bnnpose.host.skeleton import (
 HEAD_SIZE_FACTOR = 0.6
 
 #: What ``bnnpose eval --data`` (and training's ``--data``) accepts, for help texts.
-DATA_SPECS = ("synthetic[:N] (held-out renders), synthetic-face[:N] (held-out 68-point face "
-              "renders), coco:ANN.json, mpii:FILE.json or mpii:FILE.mat (these three with "
+DATA_SPECS = ("synthetic[:N] (held-out stick renders), mesh[:N] (held-out mesh-body renders), "
+              "synthetic-face[:N] (held-out 68-point face renders), coco:ANN.json, mpii:FILE.json or mpii:FILE.mat (these three with "
               "--images DIR), 300w:DIR (images beside the .pts)")
 
 
@@ -122,6 +122,20 @@ def synthetic(n: int = 512) -> Dataset:
         out.append(Instance(s["image"], None, s["keypoints"].astype(np.float64),
                             s["visible"].astype(bool), f"synthetic:{seed}"))
     return Dataset(f"synthetic:{n}", tuple(MPII_JOINTS), out, {})
+
+
+def mesh(n: int = 512) -> Dataset:
+    """Held-out mesh-body crops (``mesh_render``, seeds from its EVAL_SEED_OFFSET), cut by the
+    host's person crop; every joint inside the crop is labelled, hidden or not."""
+    from bnnpose.quantize import mesh_render
+
+    if n < 1:
+        raise BnnposeError(f"mesh dataset needs n >= 1, got {n}")
+    seeds = range(mesh_render.EVAL_SEED_OFFSET, mesh_render.EVAL_SEED_OFFSET + n)
+    out = [Instance(s["image"], None, s["keypoints"].astype(np.float64), s["visible"].copy(),
+                    f"mesh:{seed}")
+           for seed, s in zip(seeds, mesh_render.crop_samples(seeds), strict=True)]
+    return Dataset(f"mesh:{n}", tuple(MPII_JOINTS), out, {})
 
 
 def synthetic_face(n: int = 512) -> Dataset:
@@ -343,6 +357,8 @@ def from_spec(spec: str, images: str | os.PathLike | None = None,
         return synthetic(int(arg or 512))
     if kind == "synthetic-face":
         return synthetic_face(int(arg or 512))
+    if kind == "mesh":
+        return mesh(int(arg or 512))
     if kind == "coco":
         return coco(arg, images)
     if kind == "mpii" and arg.endswith(".mat"):

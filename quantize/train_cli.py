@@ -38,12 +38,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="border value of the binary convs' inputs (default: the model's)")
     recipe.add_argument("--end-bits", type=int, choices=(1, 2, 4, 8),
                         help="weight bits of the stem and head convs (default: the model's)")
-    recipe.add_argument("--data", help="synthetic, or a labelled set as `bnnpose eval --data` "
-                        "takes it (coco:ANN.json, mpii:FILE; with --images)")
+    recipe.add_argument("--data", help="synthetic (stick figures), mesh (mesh bodies), or a "
+                        "labelled set as `bnnpose eval --data` takes it (coco:ANN.json, "
+                        "mpii:FILE; with --images)")
     recipe.add_argument("--images", help="image folder of a real --data set")
-    recipe.add_argument("--mix", metavar="SPEC",
-                        help="a real set whose people all join the training samples")
-    recipe.add_argument("--mix-images", metavar="DIR", help="image folder of --mix")
+    recipe.add_argument("--mix", metavar="SPEC", action="append",
+                        help="a real set whose people all join the training samples "
+                        "(repeat for several)")
+    recipe.add_argument("--mix-images", metavar="DIR", action="append",
+                        help="image folder of --mix (one per --mix, in order)")
     recipe.add_argument("--mix-repeat", type=int, metavar="K",
                         help=f"times each --mix person is seen per epoch (default: {d.mix_repeat})")
     recipe.add_argument("--n-train", type=int,
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--cache-dir", metavar="DIR", help=f"default: {d.cache_dir}")
     session.add_argument("--num-threads", type=int,
                          help=f"torch threads (default: {d.num_threads})")
+    session.add_argument("--render-workers", type=int, metavar="N",
+                         help=f"processes rendering --data mesh (default: {d.render_workers})")
     session.add_argument("--stop-after", type=int, metavar="N",
                          help="stop this session after N epochs (continue with --resume)")
     return p
@@ -102,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     resume_dir = args.pop("resume")
     given = {k: v for k, v in args.items() if v is not None}
+    for key in ("mix", "mix_images"):
+        # One set stays a plain string: the recipe (and its digest) of a one-set run is
+        # what it was before several sets could be mixed.
+        if key in given and len(given[key]) == 1:
+            given[key] = given[key][0]
     if resume_dir is not None:
         recipe_opts = sorted(set(given) - set(SESSION_FIELDS))
         if recipe_opts:

@@ -16,7 +16,12 @@ from bnnpose.quantize.losses import LOSSES
 
 #: TrainConfig fields that steer one session only; the others are the recipe, which a resumed
 #: run must share with the run it continues.
-SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "stop_after", "resume")
+SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "stop_after",
+                  "resume")
+
+
+#: ``data`` values that render their samples rather than read a labelled set.
+RENDERED = ("synthetic", "mesh")
 
 
 @dataclass(frozen=True)
@@ -30,13 +35,14 @@ class TrainConfig:
     stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
     pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
     end_bits: int | None = None  #: overrides the weight bits of the stem and head convs
-    #: "synthetic" (the renderer) or a labelled set as ``bnnpose eval --data`` names it
+    #: "synthetic" (stick figures), "mesh" (mesh bodies, ``mesh_render``) or a labelled set
+    #: as ``bnnpose eval --data`` names it
     data: str = "synthetic"
     images: str | None = None  #: image folder of a real ``data`` set
     #: a real set whose people all join the training samples (e.g. teacher-labelled footage
     #: next to synthetic renders); keep its images apart from any set you evaluate on
-    mix: str | None = None
-    mix_images: str | None = None  #: image folder of ``mix``
+    mix: str | list[str] | None = None
+    mix_images: str | list[str] | None = None  #: image folder of ``mix`` (one per set)
     mix_repeat: int = 1  #: times each ``mix`` person is seen per epoch
     #: training samples: synthetic renders (seeds TRAIN_SEED_OFFSET + i) or, for real data,
     #: at most this many people, taken in file order after the held-out ones
@@ -79,6 +85,7 @@ class TrainConfig:
     # One thread by default: with the other core busy, a second OpenMP thread spin-waits on it
     # and made a training step ten times slower in measurements.
     num_threads: int = 1
+    render_workers: int = 1  #: processes rendering mesh bodies side by side
     stop_after: int | None = None  #: end this session after that many epochs
     resume: bool = False  #: continue from out_dir/last.pt
 
@@ -112,6 +119,18 @@ def recipe_digest(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+def _listed(value: str | list[str] | None) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
+
+
+def mix_sets(cfg: TrainConfig) -> list[tuple[str, str | None]]:
+    """``(spec, image folder)`` of every ``mix`` set; a folder for each set, or none at all."""
+    specs, folders = _listed(cfg.mix), _listed(cfg.mix_images)
+    if not folders:
+        folders = [None] * len(specs)
+    return list(zip(specs, folders, strict=False)) if len(folders) == len(specs) else []
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Fail with one line on a recipe that cannot train, before any data is rendered."""
     family = model_entry(cfg.model).family
@@ -127,10 +146,16 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.rotate <= 180 or not 0 <= cfg.scale < 1:
         raise BnnposeError(f"need 0 <= rotate <= 180 and 0 <= scale < 1, got {cfg.rotate}, "
                            f"{cfg.scale}")
+    if len(mix_sets(cfg)) != len(_listed(cfg.mix)):
+        raise BnnposeError(f"--mix-images: {len(_listed(cfg.mix_images))} folders for "
+                           f"{len(_listed(cfg.mix))} --mix sets")
     if cfg.mix_repeat < 1:
         raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
-    if cfg.data == "synthetic" and cfg.images is not None:
-        raise BnnposeError("--images names the image folder of a real --data set, not synthetic")
+    if cfg.data in RENDERED and cfg.images is not None:
+        raise BnnposeError(f"--images names the image folder of a real --data set, not "
+                           f"{cfg.data}")
+    if cfg.render_workers < 1:
+        raise BnnposeError(f"render_workers must be >= 1, got {cfg.render_workers}")
     for name in (cfg.loss, cfg.distill_loss or cfg.loss):
         if name not in LOSSES:
             raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")

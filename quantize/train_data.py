@@ -22,6 +22,8 @@ from bnnpose.quantize import crops, datasets, face_shape, paint, synthetic, synt
 from bnnpose.quantize.crops import apply_affines
 from bnnpose.quantize.datasets import to_layout
 
+from bnnpose.quantize.train_config import RENDERED, mix_sets
+
 if TYPE_CHECKING:
     from bnnpose.quantize.train_config import TrainConfig
 
@@ -77,15 +79,22 @@ def cached_renders(
     return images, keypoints, visible
 
 
-def _synthetic_arrays(n: int, val: bool, cache_dir: str, model_cfg) -> tuple[np.ndarray, ...]:
-    """Renders for a model: faces for a face layout, else bodies with their MPII joints put
-    where the model's layout names them (the rest unlabelled)."""
-    size = model_cfg.input_size
+def _rendered_arrays(cfg: TrainConfig, val: bool, model_cfg) -> tuple[np.ndarray, ...]:
+    """Renders for a model: faces for a face layout, else stick or mesh bodies (``cfg.data``)
+    with their MPII joints put where the model's layout names them (the rest unlabelled)."""
+    size, n = model_cfg.input_size, cfg.n_val if val else cfg.n_train
     if model_cfg.layout == "face68":
         offset = synthetic_face.EVAL_SEED_OFFSET if val else synthetic_face.TRAIN_SEED_OFFSET
-        return cached_renders(n, offset, size, cache_dir, faces=True)
-    offset = synthetic.EVAL_SEED_OFFSET if val else synthetic.TRAIN_SEED_OFFSET
-    images, kp, vis = cached_renders(n, offset, size, cache_dir)
+        return cached_renders(n, offset, size, cfg.cache_dir, faces=True)
+    if cfg.data == "mesh":
+        from bnnpose.quantize import mesh_render
+
+        offset = mesh_render.EVAL_SEED_OFFSET if val else mesh_render.TRAIN_SEED_OFFSET
+        arrays = mesh_render.cached_renders(n, offset, size, cfg.cache_dir, cfg.render_workers)
+        images, kp, vis = arrays["images"], arrays["keypoints"], arrays["visible"]
+    else:
+        offset = synthetic.EVAL_SEED_OFFSET if val else synthetic.TRAIN_SEED_OFFSET
+        images, kp, vis = cached_renders(n, offset, size, cfg.cache_dir)
     joints = model_joints(model_cfg)
     if joints == MPII_JOINTS[: len(joints)]:
         return images, kp[:, : len(joints)], vis[:, : len(joints)]
@@ -99,12 +108,13 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
     of its first images (at least ``n_val``) are held out, the next ``n_train`` train. All
     people of a ``mix`` set join the training samples, each ``mix_repeat`` times.
     """
-    # The mixed-in set first: a bad one fails before minutes of rendering.
-    mixed = None if cfg.mix is None else _people(cfg.mix, cfg.mix_images, cfg.cache_dir,
-                                                 model_cfg)[0]
-    if cfg.data == "synthetic":
-        train = _synthetic_arrays(cfg.n_train, False, cfg.cache_dir, model_cfg)
-        val = _synthetic_arrays(cfg.n_val, True, cfg.cache_dir, model_cfg)
+    # The mixed-in sets first: a bad one fails before minutes of rendering.
+    parts = [_people(spec, images, cfg.cache_dir, model_cfg)[0]
+             for spec, images in mix_sets(cfg)]
+    mixed = tuple(np.concatenate(a) for a in zip(*parts, strict=True)) if parts else None
+    if cfg.data in RENDERED:
+        train = _rendered_arrays(cfg, False, model_cfg)
+        val = _rendered_arrays(cfg, True, model_cfg)
     else:
         arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
         held: set[str] = set()
