@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bnnpose.host.codec import HeatmapCodec, mean_pose_baseline, nme, pck, pckh, torso_size
-from bnnpose.host.skeleton import COCO_JOINTS, MPII_JOINTS
+from bnnpose.host.skeleton import MPII_JOINTS
 
 
 def predict_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -212,6 +212,16 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
     for k, n in enumerate(names):
         per_joint[n]["n"] = int(counted[:, k].sum())
 
+    if norm is not None:
+        # Every person, hips in view or not: the person box's longer side normalises.
+        box = np.array([box_side(i) for i in data.instances])
+        result.update(thr_box=BOX_THR, n_people_box=int((box > 0).sum()))
+        for key, p in (("pck_box", pred), ("pck_box_mean_pose", pred_base)):
+            result[key], joint_scores = pck(p, gt, visible, box, BOX_THR)
+            for n, v in zip(names, joint_scores, strict=True):
+                per_joint[n][key] = _finite(v)
+        result["by_extent"] = _by_extent(pred, pred_base, gt, visible, norm, box, names, thr)
+
     heads = [i.head_size for i in data.instances]
     if None in heads:
         result["n_people_without_head_box"] = heads.count(None)
@@ -237,6 +247,47 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
 
 def _layout(joints: tuple[str, ...]) -> str:
     return f"{len(joints)}: {joints[0]} ... {joints[-1]}"
+
+
+#: PCK threshold of the box normaliser (a fraction of the person box's longer side, as
+#: mmpose's ``PCKAccuracy(norm_item="bbox")``): every person has a box, hips in view or not.
+BOX_THR = 0.1
+#: A person is "upper body" when none of these joints is labelled (ankles out of view).
+FULL_BODY_JOINTS = ("left_ankle", "right_ankle")
+
+
+def box_side(inst) -> float:
+    """The longer side of a person's box in image pixels: the labelled box, or for an image
+    that is already the host's crop, the box that crop was grown from."""
+    from bnnpose.host.preprocess import DEFAULT_MARGIN
+
+    if inst.box is not None:
+        x0, y0, x1, y1 = inst.box
+        return float(max(x1 - x0, y1 - y0))
+    h, w = inst.image.shape[:2]
+    return max(h, w) / DEFAULT_MARGIN
+
+
+def _finite(v) -> float | None:
+    return float(v) if np.isfinite(v) else None
+
+
+def _by_extent(pred, base, gt, visible, norm, box, names, thr) -> dict:
+    """PCK (torso and box) of upper-body people (no ankle labelled) and full-body people."""
+    from bnnpose.host.skeleton import canonical
+
+    ankles = [k for k, n in enumerate(names) if canonical(n) in FULL_BODY_JOINTS]
+    full = visible[:, ankles].any(axis=1) if ankles else np.zeros(len(gt), bool)
+    out = {}
+    for group, rows in (("upper_body", ~full), ("full_body", full)):
+        entry = {"n_people": int(rows.sum())}
+        for key, p, n, t in (("pck", pred, norm, thr), ("pck_mean_pose", base, norm, thr),
+                             ("pck_box", pred, box, BOX_THR),
+                             ("pck_box_mean_pose", base, box, BOX_THR)):
+            entry[key] = (None if n is None or not rows.any()
+                          else _finite(pck(p[rows], gt[rows], visible[rows], n[rows], t)[0]))
+        out[group] = entry
+    return out
 
 
 #: Torso diagonals by canonical joint name; where both exist, the last one wins, as in
@@ -284,44 +335,54 @@ def _pair_distance(gt: np.ndarray, visible: np.ndarray, order: dict[str, int],
     return size
 
 
-def coco_ap_shared(data, result: dict) -> float:
-    """COCO keypoint AP (pycocotools COCOeval) over the joints model and data share.
+def oks_ap(data, result: dict) -> float | None:
+    """COCO keypoint AP (pycocotools' COCOeval, OKS) of the scored people, over the joints
+    model and data share that COCO gives a sigma (None without any).
 
-    OKS uses COCO's sigmas of those joints only; every person is scored with confidence 1.
+    Each person is one ground truth and one detection of confidence 1. OKS's area is the
+    person's COCO ``area`` where the data has one, else its box's area (for a crop: the box
+    the crop was grown from).
     """
     import contextlib
     import io
 
+    from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     from bnnpose.host.skeleton import COCO_SIGMAS, canonical
 
-    api = data.coco
-    _, di, names = zip(*result["shared"], strict=True)
-    mi = [m for m, _, _ in result["shared"]]
-    gt_api = type(api)()
-    # loadRes copies these; files written by other tools often leave them out.
-    gt_api.dataset = {"info": {}, "licenses": [],
-                      **{k: v for k, v in api.dataset.items() if k != "annotations"}}
-    anns = []
-    for ann in api.dataset["annotations"]:
-        kp = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)[list(di)]
-        anns.append({**ann, "keypoints": kp.reshape(-1).tolist(),
-                     "num_keypoints": int((kp[:, 2] > 0).sum())})
-    gt_api.dataset["annotations"] = anns
+    kept = [(m, d, n) for m, d, n in result["shared"] if canonical(n) in COCO_SIGMAS]
+    if not kept:
+        return None
+    mi, di = [m for m, _, _ in kept], [d for _, d, _ in kept]
+    gts, dets, images = [], [], {}
+    for k, (inst, pred) in enumerate(zip(data.instances, result["predictions"], strict=True)):
+        image_id = images.setdefault(inst.source, len(images) + 1)
+        ann = data.coco.anns[inst.ann_id] if data.coco is not None else None
+        if ann is not None and ann.get("area"):
+            area = float(ann["area"])
+        elif inst.box is not None:
+            area = float((inst.box[2] - inst.box[0]) * (inst.box[3] - inst.box[1]))
+        else:
+            area = box_side(inst) ** 2
+        kp = np.concatenate([inst.keypoints[di], 2.0 * inst.visible[di, None]], axis=1)
+        kp[~inst.visible[di]] = 0
+        x0, y0 = kp[inst.visible[di], :2].min(0) if inst.visible[di].any() else (0, 0)
+        x1, y1 = kp[inst.visible[di], :2].max(0) if inst.visible[di].any() else (1, 1)
+        gts.append({"id": k + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                    "area": area, "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                    "keypoints": kp.reshape(-1).tolist(),
+                    "num_keypoints": int(inst.visible[di].sum())})
+        det = np.concatenate([pred[mi], np.ones((len(mi), 1))], axis=1)
+        dets.append({"image_id": image_id, "category_id": 1,
+                     "keypoints": det.reshape(-1).tolist(), "score": 1.0})
+    gt_api = COCO()
+    gt_api.dataset = {"info": {}, "licenses": [], "categories": [{"id": 1, "name": "person"}],
+                      "images": [{"id": i} for i in images.values()], "annotations": gts}
     with contextlib.redirect_stdout(io.StringIO()):
         gt_api.createIndex()
-        dets = []
-        for inst, pred in zip(data.instances, result["predictions"], strict=True):
-            kp = np.concatenate([pred[mi], np.ones((len(mi), 1))], axis=1)
-            img_id = api.anns[inst.ann_id]["image_id"]
-            dets.append({"image_id": img_id, "category_id": api.anns[inst.ann_id]["category_id"],
-                         "keypoints": kp.reshape(-1).tolist(), "score": 1.0})
-        dt_api = gt_api.loadRes(dets)
-        ev = COCOeval(gt_api, dt_api, "keypoints")
-        ev.params.kpt_oks_sigmas = np.array([COCO_SIGMAS[canonical(n)] for n in
-                                             (data.joints[d] for d in di)])
-        ev.params.imgIds = sorted({api.anns[i.ann_id]["image_id"] for i in data.instances})
+        ev = COCOeval(gt_api, gt_api.loadRes(dets), "keypoints")
+        ev.params.kpt_oks_sigmas = np.array([COCO_SIGMAS[canonical(n)] for _, _, n in kept])
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -370,10 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         **{k: v for k, v in result.items() if k not in ("predictions", "shared")},
         "skipped": data.skipped, "versions": versions(),
     }
-    # COCOeval's OKS knows the 17 body joints only (not COCO-WholeBody's feet, face, hands).
-    if data.coco is not None and all(d < len(COCO_JOINTS) for _, d, _ in
-                                     result["shared"]):
-        metrics["coco_ap_shared_joints"] = coco_ap_shared(data, result)
+    metrics["normalisers"] = {
+        "pck": "torso diagonal (a shoulder and the opposite hip); people without one are "
+               "counted in n_people_without_torso, not scored",
+        "pck_box": f"longer side of the person box, threshold {BOX_THR}: every person",
+        "coco_ap": "OKS over the shared joints with COCO sigmas; area = COCO area, else the "
+                   "person box's area",
+        "by_extent": "upper_body: no ankle labelled; full_body: an ankle labelled"}
+    metrics["coco_ap"] = oks_ap(data, result)
     with atomic_dir(a.out) as tmp:
         write_json(tmp / "metrics.json", metrics)
         shown = data.instances[:16]
@@ -395,8 +460,9 @@ def main(argv: list[str] | None = None) -> int:
               if metrics.get(key) is not None]
     print(f"{', '.join(scores)} on {metrics['n_instances']} joints of {metrics['n_people']} "
           f"people -> {a.out}"
-          + (f"; COCO AP (shared joints) {metrics['coco_ap_shared_joints']:.3f}"
-             if "coco_ap_shared_joints" in metrics else ""))
+          + (f"; every person: PCK@{BOX_THR:g} of the box {_number(metrics['pck_box'])} "
+             f"({metrics['n_people_box']} people)" if "pck_box" in metrics else "")
+          + (f"; COCO AP {metrics['coco_ap']:.3f}" if metrics["coco_ap"] is not None else ""))
     return 0
 
 

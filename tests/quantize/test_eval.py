@@ -66,10 +66,10 @@ def test_eval_cli_writes_metrics_and_pictures(tmp_path):
     assert main(["--data", f"coco:{ann}", "--images", str(images),
                  "--out", str(tmp_path / "out")]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    for key in ("pck", "pck_mean_pose", "n_instances", "joints", "per_joint",
-                "coco_ap_shared_joints"):
+    for key in ("pck", "pck_mean_pose", "n_instances", "joints", "per_joint", "coco_ap",
+                "pck_box", "by_extent", "normalisers"):
         assert key in metrics, key
-    assert 0 <= metrics["coco_ap_shared_joints"] <= 1
+    assert 0 <= metrics["coco_ap"] <= 1
     assert metrics["n_instances"] == sum(v["n"] for v in metrics["per_joint"].values())
     assert cv2.imread(str(tmp_path / "out" / "predictions.png")) is not None
 
@@ -123,7 +123,7 @@ def test_coco_wholebody_adds_feet_face_and_hands(tmp_path):
     assert main(["--data", f"coco:{ann_file}", "--images", str(images),
                  "--out", str(tmp_path / "out")]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert len(metrics["joints"]) == 12 and "coco_ap_shared_joints" in metrics
+    assert len(metrics["joints"]) == 12 and metrics["coco_ap"] is not None
     ann["annotations"][1]["face_kpts"] = [1.0] * 30
     ann_file.write_text(json.dumps(ann))
     with pytest.raises(BnnposeError, match="has 10 face_kpts, COCO-WholeBody has 68"):
@@ -144,3 +144,44 @@ def test_flip_test_heatmaps_are_mirror_symmetric(shipped, mean_pose, tmp_path):
     assert main(["--data", f"coco:{ann}", "--images", str(image_dir), "--flip-test",
                  "--out", str(tmp_path / "out")]) == 0
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["flip_test"] is True
+
+
+def _upper_bodies(ann: dict) -> dict:
+    """The same people with hips, knees and ankles unlabelled, as waist-up photos have them."""
+    lower = [skeleton.COCO_JOINTS.index(n) for n in skeleton.COCO_JOINTS[11:]]
+    for a in ann["annotations"]:
+        kp = np.array(a["keypoints"]).reshape(17, 3)
+        kp[lower] = 0
+        a["keypoints"], a["num_keypoints"] = kp.reshape(-1).tolist(), int((kp[:, 2] > 0).sum())
+    return ann
+
+
+def test_upper_body_people_are_scored_not_skipped(shipped, mean_pose, tmp_path):
+    ann_file, images, ann = write_coco(tmp_path, SEEDS[:6])
+    ann_file.write_text(json.dumps(_upper_bodies(ann)))
+    result = evaluate_dataset(shipped, datasets.coco(ann_file, images), mean_pose=mean_pose)
+    # No hips: the torso diagonal is missing for everyone, the box normalises everyone.
+    assert result["pck"] is None or np.isnan(result["pck"])
+    assert result["n_people_without_torso"] == 6 and result["n_people_box"] == 6
+    assert 0 <= result["pck_box"] <= 1
+    assert result["by_extent"]["upper_body"]["n_people"] == 6
+    assert result["by_extent"]["full_body"]["n_people"] == 0
+    scored = sum(v["n"] for v in result["per_joint"].values())
+    assert scored == 0  # torso PCK counts none of them ...
+    assert all(result["per_joint"][n]["pck_box"] is not None
+               for n in ("l_shoulder", "r_wrist"))  # ... the box PCK does
+
+
+def test_ap_and_box_pck_of_perfect_and_wrong_predictions(tmp_path):
+    from bnnpose.quantize.evaluate import box_side, oks_ap
+
+    ann_file, images, _ = write_coco(tmp_path, SEEDS[:5])
+    data = datasets.coco(ann_file, images)
+    shared = skeleton.shared_joints(skeleton.COCO_JOINTS, data.joints)
+    exact = np.stack([i.keypoints for i in data.instances])
+    assert oks_ap(data, {"shared": shared, "predictions": exact}) == pytest.approx(1.0)
+    sides = np.array([box_side(i) for i in data.instances])
+    off = exact + sides[:, None, None] * 0.5  # half a box away: no keypoint similarity left
+    assert oks_ap(data, {"shared": shared, "predictions": off}) < 0.05
+    crop = datasets.synthetic(1).instances[0]
+    assert box_side(crop) == pytest.approx(128 / 1.25)
