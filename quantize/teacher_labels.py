@@ -33,6 +33,11 @@ creates ``.venv-teacher`` from ``requirements-teacher.lock`` and writes
         /usr/share/doc/opencv-doc/examples/data/vtest.avi \\
         --frames 0:390:10 --split-name eval --out out/realset/vtest-eval
 
+Other footage: ``--detector hog --hog-upscale F`` for people of another size (below 1 for
+people several hundred pixels tall), ``--detector whole-frame`` for one prominent person, and
+``--licence``, ``--source-note``, ``--archive``/``--archive-member`` to record where the clip
+came from in the info (the Makefile's sports2d splits use all of them).
+
 Score a checkpoint on a split with ``bnnpose eval --data
 coco:out/realset/vtest-eval/annotations.json --images out/realset/vtest-eval/images``.
 
@@ -55,7 +60,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bnnpose.host.common import atomic_dir, print_error, sha256_file, write_json
+from bnnpose.host.common import atomic_dir, run_main, sha256_file, write_json
 from bnnpose.quantize.footage import (
     LabelError, describe_frames, frames_arg, rejection_summary, sample_frames, video_frames,
 )
@@ -232,6 +237,62 @@ class HogPeople:
         return boxes, np.asarray(weights, dtype=np.float64).reshape(-1)
 
 
+class WholeFrame:
+    """The whole frame as the one person box, for footage of one prominent person in poses an
+    upright-person detector misses (HOG finds a dancer's bent body in few frames); the teacher's
+    own detector then picks the most prominent person in view."""
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        h, w = frame.shape[:2]
+        return np.array([[0.0, 0.0, float(w), float(h)]]), np.ones(1)
+
+
+def detector_info(detect: DetectFn | None) -> dict:
+    """What found the people, for a set's info."""
+    if isinstance(detect, WholeFrame):
+        return {"name": "the whole frame as one person box (the teacher picks the person)"}
+    upscale = detect.upscale if isinstance(detect, HogPeople) else HOG_UPSCALE
+    return {"name": "OpenCV HOG default people detector", "opencv": cv2.__version__,
+            "upscale": upscale, "win_stride": list(HOG_WIN_STRIDE), "padding": list(HOG_PADDING),
+            "scale": HOG_SCALE, "nms_overlap_of_smaller": NMS_OVERLAP}
+
+
+def make_detector(name: str, hog_upscale: float = HOG_UPSCALE) -> DetectFn:
+    if name == "whole-frame":
+        return WholeFrame()
+    if name == "hog":
+        if not hog_upscale > 0:
+            raise LabelError(f"--hog-upscale must be > 0, got {hog_upscale}")
+        return HogPeople(hog_upscale)
+    raise LabelError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+
+
+DETECTORS = ("hog", "whole-frame")
+
+
+def provenance(licence: str | None = None, source_note: str | None = None,
+               archive: str | os.PathLike | None = None,
+               archive_member: str | None = None) -> dict:
+    """Where footage came from, for a set's info: its licence, a note on its origin and the
+    archive it was unpacked from (name, sha256, the member's path in it)."""
+    out: dict = {}
+    if licence:
+        out["licence"] = licence
+    if source_note:
+        out["source_note"] = source_note
+    if archive is not None:
+        archive = Path(archive)
+        if not archive.is_file():
+            raise LabelError(f"archive not found: {archive}")
+        out["source_archive"] = archive.name
+        out["source_archive_sha256"] = sha256_file(archive)
+        if archive_member:
+            out["source_archive_member"] = archive_member
+    elif archive_member:
+        raise LabelError("--archive-member goes with --archive")
+    return out
+
+
 def teacher_crop(frame_rgb: np.ndarray, box: Box, mask_pad: float | None = MASK_PAD
                  ) -> tuple[np.ndarray, np.ndarray]:
     """The square crop the teacher sees for ``box`` and the affine ``[2, 3]`` matrix taking its
@@ -359,20 +420,37 @@ def build_dataset(frames: Iterable[tuple[int, np.ndarray]], detect: DetectFn, po
         images.append({"id": image_id, "file_name": name, "width": w, "height": h,
                        "frame_index": index})
         for box, kp in people:
-            x0, y0, x1, y1 = box
-            kp = np.round(kp, 2)
-            anns.append({
-                "id": len(anns) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                "area": round((x1 - x0) * (y1 - y0), 2),
-                "keypoints": [float(v) if i % 3 < 2 else int(v)
-                              for i, v in enumerate(kp.reshape(-1))],
-                "num_keypoints": int((kp[:, 2] > 0).sum()),
-            })
-    coco = {"images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                            "keypoints": list(COCO_JOINTS), "skeleton": COCO_SKELETON}]}
+            anns.append(coco_annotation(len(anns) + 1, image_id, box, kp))
+    coco = {"images": images, "annotations": anns, "categories": coco_categories()}
     return coco, rejected, frame_indices
+
+
+def coco_annotation(ann_id: int, image_id: int, box: Box, kp: np.ndarray) -> dict:
+    """One person as a COCO keypoints annotation (``bbox`` and ``area`` from ``box``)."""
+    x0, y0, x1, y1 = box
+    kp = np.round(kp, 2)
+    return {
+        "id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+        "area": round((x1 - x0) * (y1 - y0), 2),
+        "keypoints": [float(v) if i % 3 < 2 else int(v) for i, v in enumerate(kp.reshape(-1))],
+        "num_keypoints": int((kp[:, 2] > 0).sum()),
+    }
+
+
+def coco_categories() -> list[dict]:
+    return [{"id": 1, "name": "person", "supercategory": "person",
+             "keypoints": list(COCO_JOINTS), "skeleton": COCO_SKELETON}]
+
+
+def keep_rule() -> dict:
+    return {"min_visible_joints": MIN_VISIBLE, "torso_visible": list(TORSO),
+            "share_in_box": AGREE_MIN, "box_pad": AGREE_PAD, "same_person_within": SAME_PERSON}
+
+
+def crop_info() -> dict:
+    return {"person_px": TEACHER_PERSON_PX, "side_per_box_height": CROP_SIDE,
+            "grey_beyond_box_pad": MASK_PAD}
 
 
 def _progress(split: str, index: int, k: int, total: int, people: int,
@@ -385,12 +463,14 @@ def _progress(split: str, index: int, k: int, total: int, people: int,
 
 def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice, split: str,
                 pose: PoseFn | None = None, detect: DetectFn | None = None,
-                teacher_info: dict | None = None) -> dict:
+                teacher_info: dict | None = None, source: dict | None = None,
+                rebuild: str = "make realset") -> dict:
     """Label the people in ``video[frames]`` (frame indices, Python slice semantics) as the
     split named ``split`` and write ``out`` atomically; returns a summary.
 
     ``pose`` and ``detect`` default to MediaPipe and HOG; tests pass stand-ins (then
-    ``teacher_info`` says what labelled the set).
+    ``teacher_info`` says what labelled the set). ``source`` (see :func:`provenance`) goes into
+    the info as it is: licence, origin, archive.
     """
     video = Path(video)
     indices = video_frames(video, frames)
@@ -414,22 +494,17 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
                 "split": split,
                 "note": NOTE,
                 "teacher": teacher_info or {"name": "unspecified"},
-                "detector": {"name": "OpenCV HOG default people detector",
-                             "opencv": cv2.__version__, "upscale": HOG_UPSCALE,
-                             "win_stride": list(HOG_WIN_STRIDE), "padding": list(HOG_PADDING),
-                             "scale": HOG_SCALE, "nms_overlap_of_smaller": NMS_OVERLAP},
-                "keep_rule": {"min_visible_joints": MIN_VISIBLE, "torso_visible": list(TORSO),
-                              "share_in_box": AGREE_MIN, "box_pad": AGREE_PAD,
-                              "same_person_within": SAME_PERSON},
-                "teacher_crop": {"person_px": TEACHER_PERSON_PX, "side_per_box_height": CROP_SIDE,
-                                 "grey_beyond_box_pad": MASK_PAD},
+                "detector": detector_info(detect),
+                "keep_rule": keep_rule(),
+                "teacher_crop": crop_info(),
                 "source_video": str(video), "source_video_sha256": sha256_file(video),
+                **(source or {}),
                 "frames": f"{indices.start}:{indices.stop}:{indices.step}",
                 "first_frame": indices[0], "last_frame": indices[-1],
                 "every_nth_frame": indices.step, "frame_indices": frame_indices,
                 "rejected": dict(sorted(rejected.items())),
                 "bbox": "the detector's box clipped to the frame (area: that box's area)",
-                "rebuild": "make realset",
+                "rebuild": rebuild,
             }
             write_json(tmp / "annotations.json", coco, indent=1)
     finally:
@@ -439,7 +514,22 @@ def label_video(video: str | os.PathLike, out: str | os.PathLike, frames: slice,
             "people": len(coco["annotations"]), "rejected": dict(rejected), "out": str(final)}
 
 
+def add_source_args(ap: argparse.ArgumentParser) -> None:
+    """The options that record where footage came from (see :func:`provenance`)."""
+    ap.add_argument("--licence", help="the footage's licence, recorded in the set's info")
+    ap.add_argument("--source-note", help="where the footage comes from and what it may be used "
+                                          "for, recorded in the set's info")
+    ap.add_argument("--archive", help="the downloaded archive the footage was unpacked from "
+                                      "(its name and sha256 go into the info)")
+    ap.add_argument("--archive-member", help="the footage's path inside --archive")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line: exit code 0, or 2 after one error line for bad input."""
+    return run_main(_main, argv, "teacher_labels.py")
+
+
+def _main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("video", help="video file, e.g. vtest.avi from Debian's opencv-doc")
     ap.add_argument("--out", required=True, help="output folder (images/ + annotations.json)")
@@ -448,12 +538,17 @@ def main(argv: list[str] | None = None) -> int:
                          "splits of one video far apart, neighbouring frames are near-copies")
     ap.add_argument("--split-name", required=True,
                     help="which split this is (e.g. eval, train), recorded in the set's info")
+    ap.add_argument("--detector", choices=DETECTORS, default="hog",
+                    help="how people are found: HOG (default) or the whole frame as one box")
+    ap.add_argument("--hog-upscale", type=float, default=HOG_UPSCALE,
+                    help=f"HOG runs on the frame scaled by this (default {HOG_UPSCALE}, for "
+                         "people 60-120 px tall; below 1 for large people)")
+    add_source_args(ap)
     args = ap.parse_args(argv)
-    try:
-        s = label_video(args.video, args.out, args.frames, args.split_name)
-    except LabelError as e:
-        print_error(e)
-        return 1
+    detect = make_detector(args.detector, args.hog_upscale)
+    source = provenance(args.licence, args.source_note, args.archive, args.archive_member)
+    s = label_video(args.video, args.out, args.frames, args.split_name, detect=detect,
+                    source=source)
     print(f"{s['split']}: {s['people']} people kept in {s['images']} of {s['frames']} frames "
           f"-> {s['out']}")
     print(f"rejected: {rejection_summary(Counter(s['rejected'])) or 'none'}")

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from bnnpose.host import skeleton
+from bnnpose.host.common import sha256_file
 from bnnpose.quantize import datasets
 from bnnpose.quantize import footage
 from bnnpose.quantize import teacher_labels as tl
@@ -288,14 +289,15 @@ def test_boxes_are_clipped_to_the_frame(tmp_path):
 
 def test_errors_are_one_line_and_leave_nothing_behind(tmp_path, capsys):
     args = ["--out", str(tmp_path / "set"), "--frames", "0:10", "--split-name", "eval"]
-    assert tl.main([str(tmp_path / "absent.avi"), *args]) == 1
+    assert tl.main([str(tmp_path / "absent.avi"), *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: video not found: {tmp_path / 'absent.avi'}"
+    assert err == f"teacher_labels.py: error: video not found: {tmp_path / 'absent.avi'}"
 
     video = write_video(tmp_path / "clip.avi", n=3)
     assert tl.main([str(video), "--out", str(tmp_path / "set"), "--frames", "5:9",
-                    "--split-name", "train"]) == 1
-    assert capsys.readouterr().err.strip() == f"error: 5:9: selects no frame of the 3 in {video}"
+                    "--split-name", "train"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"teacher_labels.py: error: 5:9: selects no frame of the 3 in {video}"
     with pytest.raises(SystemExit) as e:
         tl.main([str(video), "--out", str(tmp_path / "set"), "--frames", "7",
                  "--split-name", "eval"])
@@ -337,6 +339,36 @@ def test_a_rebuild_replaces_the_old_set_whole(labelled, tmp_path):
     assert sorted(p.name for p in (out / "images").iterdir()) == ["frame_0000.png",
                                                                   "frame_0005.png"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["clip.avi", "set"]
+
+
+def test_licence_archive_and_detector_go_into_the_info(tmp_path, capsys):
+    video = write_video(tmp_path / "clip.avi", n=4)
+    whl = tmp_path / "pkg.whl"
+    whl.write_bytes(b"a wheel")
+    source = tl.provenance("BSD-3-Clause", "a demo clip", whl, "Pkg/Demo/demo.mp4")
+    tl.label_video(video, tmp_path / "set", slice(None), "train", pose=fake_pose,
+                   detect=fake_detect, source=source)
+    info = json.loads((tmp_path / "set" / "annotations.json").read_text())["info"]
+    assert info["licence"] == "BSD-3-Clause" and info["source_note"] == "a demo clip"
+    assert info["source_archive"] == "pkg.whl"
+    assert info["source_archive_sha256"] == sha256_file(whl)
+    assert info["source_archive_member"] == "Pkg/Demo/demo.mp4"
+    hog = tl.detector_info(tl.make_detector("hog", 0.5))
+    assert hog["upscale"] == 0.5 and hog["name"].startswith("OpenCV HOG")
+    assert "whole frame" in tl.detector_info(tl.make_detector("whole-frame"))["name"]
+    boxes, _ = tl.WholeFrame()(np.zeros((30, 40, 3), np.uint8))
+    assert boxes.tolist() == [[0, 0, 40, 30]]
+    with pytest.raises(tl.LabelError, match="archive not found"):
+        tl.provenance(archive=tmp_path / "absent.whl")
+    with pytest.raises(tl.LabelError, match="--archive-member goes with --archive"):
+        tl.provenance(archive_member="x")
+    args = [str(video), "--out", str(tmp_path / "o"), "--frames", "0:2", "--split-name", "eval"]
+    capsys.readouterr()
+    assert tl.main(args + ["--hog-upscale", "0"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "teacher_labels.py: error: --hog-upscale must be > 0, got 0.0"
+    assert tl.main(args + ["--archive", str(tmp_path / "absent.whl")]) == 2
+    assert "archive not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow
