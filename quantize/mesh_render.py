@@ -33,11 +33,11 @@ from bnnpose.host.codec import inside_image
 from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions, write_json
 from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.host.skeleton import COCO_JOINTS, MPII_JOINTS
-from bnnpose.quantize import anny_body, body_poses
+from bnnpose.quantize import anny_body, backgrounds, body_poses
 from bnnpose.quantize.anny_body import PARTS, Body, load_body, pose_bodies
 from bnnpose.quantize.mesh_raster import Camera, Lights, Mesh, rasterize
 from bnnpose.quantize.paint import (
-    HAIR_TONES, SKIN_TONES, degrade, fabric_pattern, scene_background,
+    HAIR_TONES, SKIN_TONES, degrade, fabric_pattern, photos, scene_background,
 )
 
 TRAIN_SEED_OFFSET = 0
@@ -55,6 +55,9 @@ PERSON, OTHERS, OCCLUDER = 1, 2, 100  #: ids in the rendered id image
 #: Detector-like jitter of the person box (relative size change, shift as box fraction).
 BOX_SCALE_JITTER, BOX_SHIFT_JITTER = 0.12, 0.06
 SHARD = 512  #: samples per cache shard
+#: Share of scenes whose background is a cut of a real photograph (the package library of
+#: ``backgrounds`` and scikit-image's); the rest get a drawn scene.
+PHOTO_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -310,8 +313,7 @@ def _frame(scene: Scene, camera: Camera, colour, ident, depth, joints, size: int
     xy, jdepth = camera.project(joints, size)
     labelled = inside_image(xy, (size, size))
     hidden = _hidden(xy, jdepth, labelled, ident, depth)
-    rng = np.random.default_rng([scene.seed, 1])
-    background = scene_background(rng, size)
+    background = _background(np.random.default_rng([scene.seed, 1]), size)
     drawn = ident > 0
     image = background.copy()
     image[drawn] = np.clip(colour[drawn] * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -319,6 +321,21 @@ def _frame(scene: Scene, camera: Camera, colour, ident, depth, joints, size: int
         image = _degrade(image, np.random.default_rng([scene.seed, 2]))
     return Frame(image, xy[:NUM_COCO].astype(np.float32), xy[NUM_COCO:].astype(np.float32),
                  labelled, hidden, ident, depth, jdepth.astype(np.float32), background)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    if rng.random() >= PHOTO_SHARE:
+        return scene_background(rng, size)
+    library = backgrounds.library() + photos()
+    photo = library[int(rng.integers(len(library)))]
+    h, w = photo.shape[:2]
+    side = int(min(h, w) * rng.uniform(0.25, 1.0))
+    x0, y0 = int(rng.integers(w - side + 1)), int(rng.integers(h - side + 1))
+    cut = photo[y0:y0 + side, x0:x0 + side]
+    if rng.random() < 0.5:
+        cut = cut[:, ::-1]
+    img = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return np.clip(img * rng.uniform(0.7, 1.25) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
 
 
 def _hidden(xy, jdepth, labelled, ident, depth) -> np.ndarray:
@@ -431,6 +448,7 @@ def sources_digest() -> str:
     for module in (anny_body, body_poses, mesh_raster, paint, preprocess):
         h.update(Path(module.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
+    h.update(backgrounds.library_digest().encode())
     return h.hexdigest()[:10]
 
 
@@ -445,7 +463,8 @@ def cached_renders(n: int, seed_offset: int, size: int, cache_dir: str | os.Path
             for s in range(seed_offset, end, SHARD)]
     todo = [j for j in jobs if not Path(j[3]).exists()]
     if todo:
-        load_body()  # a missing cache fails here, once, not in every worker
+        load_body()  # a missing cache or library fails here, once, not in every worker
+        backgrounds.library()
         folder.mkdir(parents=True, exist_ok=True)
         seconds = 0.0
         t = time.perf_counter()
