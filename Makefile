@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: setup demo test test-all lint clean realset realset-faces
+.PHONY: setup demo test test-all lint clean realset realset-faces backgrounds anny-cache
+# What the mesh renderer needs besides the venv: real photographs without people from
+# packages (quantize/backgrounds.py), and Anny's body-model cache (built once: about a minute
+# and 1.7 GB of memory; later loads take seconds).
+BACKGROUNDS := out/backgrounds/manifest.json
+ANNY_CACHE := out/anny-cache/bnnpose-anny.json
 
 setup: $(STAMP)
 
@@ -24,11 +29,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/bnnpose demo
 
-test: setup
+test: setup $(BACKGROUNDS) $(ANNY_CACHE)
 	$(BIN)/pytest
 
 # Everything the CI runs: the quick suite plus the slow end-to-end tests.
-test-all: setup
+test-all: setup $(BACKGROUNDS) $(ANNY_CACHE)
 	$(BIN)/pytest -m "not (vivado or board)"
 
 # Real-photo sets: people in OpenCV's vtest.avi (Debian's opencv-doc) labelled by MediaPipe
@@ -195,6 +200,16 @@ $(FACES_EVAL)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py qu
 
 $(FACES_TRAIN)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py quantize/footage.py $(TEACHER_STAMP) | $(DLIB_68) $(FACES_EVAL)/info.json
 	$(LABEL_FACES) --frames 72:120:1 --split-name train --out $(FACES_TRAIN)
+
+backgrounds: $(BACKGROUNDS)
+anny-cache: $(ANNY_CACHE)
+
+# opencv-doc brings the OpenCV scenes among the backgrounds (and vtest.avi).
+$(BACKGROUNDS): quantize/backgrounds.py | $(STAMP) $(VTEST)
+	$(BIN)/python -m bnnpose.quantize.backgrounds --build
+
+$(ANNY_CACHE): | $(STAMP)
+	$(BIN)/python -m bnnpose.quantize.mesh_render --prepare-cache
 
 clean:
 	rm -rf out build .pytest_cache
