@@ -79,8 +79,19 @@ def data_recipe(name: str) -> dict:
     raise BnnposeError(f"unknown training data {name!r}; known: {', '.join(DATA)}")
 
 
+def renderer_digest(data: str) -> str:
+    """Digest of the code that renders a run's samples: a changed renderer is a new run."""
+    from bnnpose.host import preprocess
+    from bnnpose.quantize import paint
+    from bnnpose.quantize.train_data import sources_digest
+
+    if data == "mesh":
+        return mesh_render.sources_digest()
+    return sources_digest(synthetic, paint, preprocess)
+
+
 def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
-    key = recipe_digest(cfg.recipe())
+    key = recipe_digest({**cfg.recipe(), "renderer": renderer_digest(cfg.data)})
     run_dir = work / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"
     if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):

@@ -504,9 +504,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--cache-dir", default="out/cache/synthetic")
+    ap.add_argument("--grid", type=Path, metavar="PNG",
+                    help="draw 16 held-out frames with their labelled MPII joints")
     args = ap.parse_args(argv)
     if args.prepare_cache:
         print(anny_body.prepare_cache())
+    if args.grid:
+        from bnnpose.host.draw import keypoints_grid
+
+        body = load_body()
+        seeds = range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 16)
+        frames = render_scenes([sample_scene(s, body) for s in seeds], body=body)
+        keypoints_grid([f.image for f in frames], [f.mpii for f in frames],
+                       [f.labelled[NUM_COCO:].astype(float) for f in frames], path=args.grid,
+                       cols=8, cell=192)
+        print(args.grid)
     if args.n:
         if args.n < 0 or args.workers < 1:
             raise BnnposeError("--n and --workers must be positive")
