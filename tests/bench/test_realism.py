@@ -1,0 +1,62 @@
+"""bench/realism.py on a tiny budget: the three training data, their scores, goals and reuse."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "quantize"))
+from test_eval import SEEDS, write_coco  # noqa: E402
+
+sys.path.pop(0)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_realism", REPO / "bench" / "realism.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, capsys):
+    # Stand-ins for make realset's splits: rendered people written as COCO keypoints.
+    realsets = tmp_path / "realset"
+    write_coco(realsets / "toy-eval", SEEDS[:4])
+    write_coco(realsets / "toy-train", SEEDS[4:10])
+    for split in ("toy-eval", "toy-train"):
+        (realsets / split / "ann.json").rename(realsets / split / "annotations.json")
+    monkeypatch.setattr(bench, "REALSETS", realsets)
+    monkeypatch.setattr(bench, "RECIPE", {**bench.RECIPE, "n_val": 8, "batch_size": 8,
+                                          "warmup_steps": 1})
+    argv = ["--n-train", "16", "--epochs", "1", "--n-render", "4", "--render-workers", "1",
+            "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out")]
+    assert bench.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "realism.json").read_text())
+    rows = {(r["train_data"], r["eval_data"]): r for r in result["rows"]}
+    assert set(rows) == {(t, e) for t in bench.DATA
+                         for e in ("toy-eval", "stick renders:4", "mesh renders:4")}
+    assert all(r["teacher_labels"] == (r["eval_data"] == "toy-eval") for r in rows.values())
+    for r in rows.values():
+        assert 0 <= r["float"] <= 1 and 0 <= r["binary"] <= 1
+        assert r["float_margin"] == pytest.approx(r["float"] - r["mean_pose"])
+    config = json.loads(next((tmp_path / "work").glob("mesh+footage-float-*/config.json"))
+                        .read_text())
+    assert config["data"] == "mesh" and config["mix"][0].endswith("toy-train/annotations.json")
+    assert set(result["goals_met"]) == set(bench.DATA)
+    speed = result["renderers"]["crops_per_s_one_core"]
+    assert speed["stick"] > 0 and speed["mesh"] > 0
+    assert (tmp_path / "out" / "realism.png").read_bytes()[:4] == b"\x89PNG"
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "work").glob("*/last.pt")}
+    assert len(stamps) == 6
+    capsys.readouterr()
+    assert bench.main(argv) == 0  # finished runs are reused
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
