@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,8 @@ from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
 from bnnpose.models.checkpoint_io import checkpoint_dir, load_checkpoint
-from bnnpose.quantize.train import train
-from bnnpose.quantize.train_config import recipe_digest, TrainConfig
+from bnnpose.quantize.train import trained_run
+from bnnpose.quantize.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = checkpoint_dir()
@@ -58,26 +57,16 @@ FLOAT_STEP = {"lr": 2e-3}
 BINARY_STEP = {"lr": 1e-3, "distill_weight": 1.0}
 
 
-def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
-    """The run folder of ``cfg`` under ``work``, trained unless it holds the finished run."""
-    key = recipe_digest(cfg.recipe())
-    run_dir = work / f"{label}-{key[:10]}"
-    marker = run_dir / "finished.json"
-    if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
-        started = time.perf_counter()
-        train(replace(cfg, out_dir=str(run_dir), resume=(run_dir / "last.pt").is_file()))
-        write_json(marker, {"key": key, "session_wall_time_s": time.perf_counter() - started})
-    return run_dir
-
-
 def trained_pair(model: str, recipe: dict, work: Path, cache_dir: Path,
                  num_threads: int) -> tuple[Path, Path]:
     """``(binary last.pt, float last.pt)`` of ``model`` trained by ``recipe`` (see RECIPE)."""
     common = {"model": model, **recipe, "cache_dir": str(cache_dir), "num_threads": num_threads}
-    float_run = _trained(TrainConfig(binary=False, **common, **FLOAT_STEP), work, f"{model}-float")
+    float_run = trained_run(TrainConfig(binary=False, **common, **FLOAT_STEP), work,
+                            f"{model}-float")
     teacher = str(float_run / "last.pt")
-    binary_run = _trained(TrainConfig(binary=True, **common, **BINARY_STEP, init_from=teacher,
-                                      distill_from=teacher), work, f"{model}-binary")
+    binary_run = trained_run(TrainConfig(binary=True, **common, **BINARY_STEP,
+                                         init_from=teacher, distill_from=teacher),
+                             work, f"{model}-binary")
     return binary_run / "last.pt", float_run / "last.pt"
 
 

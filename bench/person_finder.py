@@ -32,7 +32,6 @@ import io
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from bnnpose.host.common import BnnposeError, run_main, sha256_file, versions, write_json
@@ -52,31 +51,11 @@ IGNORED = (2, 7, 8, 12)
 IOU = 0.5
 #: PersonFinder._detect's detectMultiScale settings (host/sources.py), repeated here because it
 #: keeps only the best box; tests check that the best box here is the one it returns.
-WIN_STRIDE = (8, 8)
-PADDING = (8, 8)
-SCALE = 1.05
 HOG_WINDOW_H = 128
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 
 
-def hog_detections(finder: PersonFinder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every box HOG finds in ``image`` as ``PersonFinder`` runs it: ``[N, 4]`` x0 y0 x1 y1 in
-    image pixels and ``[N]`` scores."""
-    if finder._hog is None:
-        finder._hog = cv2.HOGDescriptor()
-        finder._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-    h, w = image.shape[:2]
-    f = min(1.0, finder.HOG_MAX_SIDE / max(h, w))
-    small = cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) \
-        if f < 1 else image
-    rects, weights = finder._hog.detectMultiScale(small, winStride=WIN_STRIDE, padding=PADDING,
-                                                  scale=SCALE)
-    if len(rects) == 0:
-        return np.zeros((0, 4)), np.zeros(0)
-    r = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / f
-    boxes = np.column_stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]])
-    return boxes, np.asarray(weights, dtype=np.float64).reshape(-1)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -181,7 +160,7 @@ def score(data: Path) -> dict:
     for fr in frames:
         image = load_image(fr["image"])  # RGB, as the pipeline hands PersonFinder its frames
         fr["height"], fr["width"] = image.shape[:2]
-        fr["dets"], fr["scores"] = hog_detections(finder, image)
+        fr["dets"], fr["scores"] = finder.detections(image)
         fr["top1"] = finder.box(image)
     out = {"all_detections": _scores(frames), "host_top1": _top1(frames), "sequences": {}}
     for s in seqs:
@@ -241,7 +220,8 @@ def _main(argv: list[str]) -> int:
                  "ground_truth": "pedestrians (class 1, flag 1); classes 2, 7, 8, 12 as crowd "
                                  "regions (neither hits nor false alarms)"},
         "finder": {"mode": "hog", "max_side": PersonFinder.HOG_MAX_SIDE,
-                   "win_stride": list(WIN_STRIDE), "padding": list(PADDING), "scale": SCALE},
+                   "win_stride": list(PersonFinder.HOG_STRIDE),
+                   "padding": list(PersonFinder.HOG_PADDING), "scale": PersonFinder.HOG_SCALE},
         "iou": IOU,
         **score(a.data),
         "versions": versions(),

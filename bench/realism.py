@@ -27,10 +27,8 @@ Writes ``bench/results/realism.json`` and ``realism.png`` and prints a table. Ru
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +37,8 @@ from bnnpose.host.common import BnnposeError, atomic_writer, versions, write_jso
 from bnnpose.models.checkpoint_io import load_checkpoint
 from bnnpose.quantize import datasets, mesh_render, synthetic
 from bnnpose.quantize.evaluate import evaluate_dataset, train_mean_pose
-from bnnpose.quantize.train import train
-from bnnpose.quantize.train_config import TrainConfig, recipe_digest
+from bnnpose.quantize.train import trained_run
+from bnnpose.quantize.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 REALSETS = REPO / "out" / "realset"
@@ -90,24 +88,15 @@ def renderer_digest(data: str) -> str:
     return sources_digest(synthetic, paint, preprocess)
 
 
-def _trained(cfg: TrainConfig, work: Path, label: str) -> Path:
-    key = recipe_digest({**cfg.recipe(), "renderer": renderer_digest(cfg.data)})
-    run_dir = work / f"{label}-{key[:10]}"
-    marker = run_dir / "finished.json"
-    if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
-        started = time.perf_counter()
-        train(replace(cfg, out_dir=str(run_dir), resume=(run_dir / "last.pt").is_file()))
-        write_json(marker, {"key": key, "session_wall_time_s": time.perf_counter() - started})
-    return run_dir
-
-
 def trained_pair(name: str, budget: dict, session: dict, work: Path) -> dict[str, Path]:
     """``{"float": best.pt, "binary": best.pt}`` trained on data ``name``."""
     common = {**RECIPE, **budget, **data_recipe(name), **session}
-    float_run = _trained(TrainConfig(**common, **FLOAT_STEP), work, f"{name}-float")
+    identity = {"renderer": renderer_digest(common["data"])}
+    float_run = trained_run(TrainConfig(**common, **FLOAT_STEP), work, f"{name}-float",
+                            identity)
     teacher = str(float_run / "best.pt")
-    binary_run = _trained(TrainConfig(**common, **BINARY_STEP, init_from=teacher,
-                                      distill_from=teacher), work, f"{name}-binary")
+    binary_run = trained_run(TrainConfig(**common, **BINARY_STEP, init_from=teacher,
+                                         distill_from=teacher), work, f"{name}-binary", identity)
     return {"float": float_run / "best.pt", "binary": binary_run / "best.pt"}
 
 

@@ -144,6 +144,7 @@ class PersonFinder:
 
     #: Detection runs on frames shrunk to this longest side: HOG costs grow with the area.
     HOG_MAX_SIDE = 640
+    HOG_STRIDE, HOG_PADDING, HOG_SCALE = (8, 8), (8, 8), 1.05
     #: Tracking needs this many confident joints to trust the previous frame's box.
     TRACK_MIN_JOINTS = 4
     #: The tracked box is the confident joints' box grown by this share of its longer side
@@ -200,7 +201,9 @@ class PersonFinder:
             hh = max(hh, self.TRACK_MAX_SHRINK * (ly1 - ly0) / 2)
         self._last = (float(cx - hw), float(cy - hh), float(cx + hw), float(cy + hh))
 
-    def _detect(self, image: np.ndarray) -> tuple[float, float, float, float] | None:
+    def detections(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every box HOG finds in ``image``: ``[N, 4]`` (x0, y0, x1, y1) in image pixels and
+        their ``[N]`` scores."""
         if self._hog is None:
             self._hog = cv2.HOGDescriptor()
             self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
@@ -208,9 +211,17 @@ class PersonFinder:
         f = min(1.0, self.HOG_MAX_SIDE / max(h, w))
         small = cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) \
             if f < 1 else image
-        rects, weights = self._hog.detectMultiScale(small, winStride=(8, 8), padding=(8, 8),
-                                                    scale=1.05)
+        rects, weights = self._hog.detectMultiScale(small, winStride=self.HOG_STRIDE,
+                                                    padding=self.HOG_PADDING, scale=self.HOG_SCALE)
         if len(rects) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        r = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / f
+        boxes = np.column_stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]])
+        return boxes, np.asarray(weights, dtype=np.float64).reshape(-1)
+
+    def _detect(self, image: np.ndarray) -> tuple[float, float, float, float] | None:
+        boxes, scores = self.detections(image)
+        if len(boxes) == 0:
             return None
-        x, y, bw, bh = (float(v) / f for v in rects[int(np.argmax(np.ravel(weights)))])
-        return (x, y, x + bw, y + bh)
+        x0, y0, x1, y1 = (float(v) for v in boxes[int(np.argmax(scores))])
+        return (x0, y0, x1, y1)

@@ -30,7 +30,7 @@ from bnnpose.quantize.curves import plot_curves
 from bnnpose.quantize.distributed import barrier, distributed, replicas_identical
 from bnnpose.quantize.evaluate import evaluate
 from bnnpose.quantize.losses import LOSSES, teacher_heatmaps
-from bnnpose.quantize.train_config import TrainConfig, check_config
+from bnnpose.quantize.train_config import TrainConfig, check_config, recipe_digest
 from bnnpose.quantize.train_data import make_batch, training_arrays
 from bnnpose.quantize.train_model import HeadAffine, WithAffine, create_model
 
@@ -260,3 +260,20 @@ def train(cfg: TrainConfig) -> Path:
         if not identical:
             raise BnnposeError("the processes ended with different weights")
     return out
+
+
+def trained_run(cfg: TrainConfig, work: Path, label: str, identity: dict | None = None) -> Path:
+    """The run folder of ``cfg`` under ``work``, named ``label-<key>`` by the digest of its
+    recipe (and of ``identity``, e.g. the renderer's code), trained unless it holds the
+    finished run with that key; an interrupted one resumes. Benches reuse runs this way."""
+    from dataclasses import replace
+
+    key = recipe_digest({**cfg.recipe(), **identity} if identity else cfg.recipe())
+    run_dir = Path(work) / f"{label}-{key[:10]}"
+    marker = run_dir / "finished.json"
+    if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
+        started = time.perf_counter()
+        train(replace(cfg, out_dir=str(run_dir), resume=(run_dir / "last.pt").is_file()))
+        write_json(marker, {"key": key, "session_wall_time_s": time.perf_counter() - started})
+    return run_dir
+

@@ -67,7 +67,7 @@ def person_image() -> np.ndarray:
 
 def test_best_hog_box_is_the_one_the_host_crops():
     img = person_image()
-    boxes, scores = pf.hog_detections(PersonFinder("hog"), img)
+    boxes, scores = PersonFinder("hog").detections(img)
     top = PersonFinder("hog").box(img)
     if top is None:
         assert len(boxes) == 0
