@@ -34,8 +34,9 @@ HEAD_SIZE_FACTOR = 0.6
 
 #: What ``bnnpose eval --data`` (and training's ``--data``) accepts, for help texts.
 DATA_SPECS = ("synthetic[:N] (held-out stick renders), mesh[:N] (held-out mesh-body renders), "
-              "synthetic-face[:N] (held-out 68-point face renders), coco:ANN.json, mpii:FILE.json or mpii:FILE.mat (these three with "
-              "--images DIR), 300w:DIR (images beside the .pts)")
+              "synthetic-face[:N] (held-out 68-point face renders), coco:ANN.json, "
+              "mpii:FILE.json or mpii:FILE.mat (these three with --images DIR), 300w:DIR "
+              "(images beside the .pts)")
 
 
 def to_layout(keypoints: np.ndarray, visible: np.ndarray, joints: tuple[str, ...],

@@ -17,12 +17,14 @@ def predict_heatmaps(model: nn.Module, images: np.ndarray, batch_size: int = 64)
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-                out.append(model(chunk.permute(0, 3, 1, 2).float()).numpy())
+                chunk = chunk.to(device).permute(0, 3, 1, 2).float()
+                out.append(model(chunk).cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(out)

@@ -30,7 +30,9 @@ from bnnpose.quantize.curves import plot_curves
 from bnnpose.quantize.distributed import barrier, distributed, replicas_identical
 from bnnpose.quantize.evaluate import evaluate
 from bnnpose.quantize.losses import LOSSES, teacher_heatmaps
-from bnnpose.quantize.train_config import TrainConfig, check_config, recipe_digest
+from bnnpose.quantize.train_config import (
+    TrainConfig, check_config, recipe_digest, resolve_device,
+)
 from bnnpose.quantize.train_data import make_batch, training_arrays
 from bnnpose.quantize.train_model import HeadAffine, WithAffine, create_model
 
@@ -68,6 +70,9 @@ def train(cfg: TrainConfig) -> Path:
     rank, world = distributed()
     if cfg.batch_size % world:
         raise BnnposeError(f"batch size {cfg.batch_size} does not split over {world} processes")
+    if cfg.time_budget_s is not None and world > 1:
+        # Each process would judge the clock on its own and could stop at another epoch.
+        raise BnnposeError("--time-budget trains in one process")
     lead = rank == 0
     torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
@@ -89,7 +94,10 @@ def train(cfg: TrainConfig) -> Path:
     if lead:
         cfg.save(out / "config.json")
 
+    session_start = time.perf_counter()
+    device = resolve_device(cfg.device)
     model, source = create_model(cfg)
+    model.to(device)
     size = model.cfg.input_size
     codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
     if not lead:  # the cache is written once, by rank 0, then read by all
@@ -110,18 +118,21 @@ def train(cfg: TrainConfig) -> Path:
     affine = HeadAffine(model.cfg.num_joints) if cfg.head_affine else None
     if affine is not None and source is not None and "head_affine" in source:
         affine.load_lists(source["head_affine"])
+    if affine is not None:
+        affine.to(device)
     teacher, teacher_gain = None, None
     distill_loss = cfg.distill_loss or cfg.loss
     if cfg.distill_from is not None:
         teacher, teacher_ckpt = load_checkpoint(cfg.distill_from)
+        teacher.to(device)
         if "head_affine" in teacher_ckpt:  # the temperature the teacher was trained at
-            teacher_gain = torch.tensor(teacher_ckpt["head_affine"]["gain"])
+            teacher_gain = torch.tensor(teacher_ckpt["head_affine"]["gain"], device=device)
     smplx_head = body_model = None
     if cfg.smplx_model is not None:
         from bnnpose.models import smplx_head as sx
 
-        if world > 1:
-            raise BnnposeError("the SMPL-X head trains in one process")
+        if world > 1 or device.type != "cpu":
+            raise BnnposeError("the SMPL-X head trains in one process, on the CPU")
         body_model, body_joints = sx.load_body_model(cfg.smplx_model), sx.body_joint_names()
         smplx_head = sx.SMPLXHead(model)
         smplx_head.attach(model)
@@ -158,8 +169,9 @@ def train(cfg: TrainConfig) -> Path:
     def checkpoint(metrics: dict) -> dict:
         ckpt = {"model": cfg.model, "config": model.cfg.to_dict(),
                 # A plain dict drops the per-module _metadata, which Brevitas's deep module
-                # trees make larger than the weights themselves.
-                "state_dict": dict(model.state_dict()), "train_config": cfg.to_dict(),
+                # trees make larger than the weights themselves; CPU tensors load anywhere.
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                "train_config": cfg.to_dict(),
                 "metrics": metrics}
         if affine is not None:
             ckpt["head_affine"] = affine.to_lists()
@@ -169,8 +181,16 @@ def train(cfg: TrainConfig) -> Path:
 
     last_epoch = cfg.epochs if cfg.stop_after is None else min(
         cfg.epochs, first_epoch - 1 + cfg.stop_after)
+    epoch_times: list[float] = []
     for epoch in range(first_epoch, last_epoch + 1):
         started = time.perf_counter()
+        if cfg.time_budget_s is not None and epoch_times:
+            spent = started - session_start
+            if spent + max(epoch_times) > cfg.time_budget_s:
+                tqdm.write(f"time budget: {spent:.0f} s spent, an epoch takes up to "
+                           f"{max(epoch_times):.0f} s, {cfg.time_budget_s:.0f} s allowed; "
+                           f"stopped after epoch {epoch - 1} (continue with --resume)")
+                break
         # Shuffling and flips depend on (seed, epoch) alone, so a resumed run sees the same.
         rng = np.random.default_rng([cfg.seed, epoch])
         order = rng.permutation(n_train)[: steps_per_epoch * cfg.batch_size]
@@ -190,6 +210,7 @@ def train(cfg: TrainConfig) -> Path:
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
                 None if affines is None else affines[step][rank::world], flip_perm,
                 with_keypoints=smplx_head is not None)
+            inputs, target, weight = (t.to(device) for t in (inputs, target, weight))
             pred = net(inputs)
             # A stacked network returns every stack's heatmaps: each is supervised.
             preds = pred if isinstance(pred, list) else [pred]
@@ -233,6 +254,7 @@ def train(cfg: TrainConfig) -> Path:
             "val_per_joint": result["per_joint"],
             "val_instances": result["n_instances"],
             "world_size": world,
+            "device": str(device),
             **extra,
             "epoch_time_s": time.perf_counter() - started,
         }
@@ -250,6 +272,7 @@ def train(cfg: TrainConfig) -> Path:
                       "scheduler": scheduler.state_dict(), "epoch": epoch,
                       "torch_rng_state": torch.get_rng_state(), "history": history}, last_path)
         plot_curves(history, out / "curves.png")
+        epoch_times.append(time.perf_counter() - started)
         barrier(world)
     if world > 1:
         identical = replicas_identical(net)

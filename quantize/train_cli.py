@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"torch threads (default: {d.num_threads})")
     session.add_argument("--render-workers", type=int, metavar="N",
                          help=f"processes rendering --data mesh (default: {d.render_workers})")
+    session.add_argument("--device", choices=("cpu", "cuda", "auto"),
+                         help=f"where to train (default: {d.device}); auto takes a GPU if "
+                         "torch sees one")
+    session.add_argument("--time-budget", dest="time_budget_s", type=float, metavar="S",
+                         help="end the session before an epoch that would end after S seconds "
+                         "(continue with --resume)")
     session.add_argument("--stop-after", type=int, metavar="N",
                          help="stop this session after N epochs (continue with --resume)")
     return p

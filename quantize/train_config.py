@@ -16,8 +16,9 @@ from bnnpose.quantize.losses import LOSSES
 
 #: TrainConfig fields that steer one session only; the others are the recipe, which a resumed
 #: run must share with the run it continues.
-SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "stop_after",
-                  "resume")
+SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "device",
+                  "time_budget_s", "stop_after", "resume")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 #: ``data`` values that render their samples rather than read a labelled set.
@@ -86,6 +87,9 @@ class TrainConfig:
     # and made a training step ten times slower in measurements.
     num_threads: int = 1
     render_workers: int = 1  #: processes rendering mesh bodies side by side
+    device: str = "cpu"  #: "cpu", "cuda" or "auto" (cuda when torch sees a GPU)
+    #: end this session before an epoch that would end past this many seconds (resumable)
+    time_budget_s: float | None = None
     stop_after: int | None = None  #: end this session after that many epochs
     resume: bool = False  #: continue from out_dir/last.pt
 
@@ -131,6 +135,18 @@ def mix_sets(cfg: TrainConfig) -> list[tuple[str, str | None]]:
     return list(zip(specs, folders, strict=False)) if len(folders) == len(specs) else []
 
 
+def resolve_device(name: str):
+    """The torch device a ``device`` setting names; "cuda" without a GPU is a one-line error."""
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BnnposeError(f"--device cuda: torch {torch.__version__} sees no CUDA GPU "
+                           "(use --device cpu or auto)")
+    return torch.device(name)
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Fail with one line on a recipe that cannot train, before any data is rendered."""
     family = model_entry(cfg.model).family
@@ -154,6 +170,11 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data in RENDERED and cfg.images is not None:
         raise BnnposeError(f"--images names the image folder of a real --data set, not "
                            f"{cfg.data}")
+    if cfg.device not in DEVICES:
+        raise BnnposeError(f"unknown device {cfg.device!r}; known: {', '.join(DEVICES)}")
+    resolve_device(cfg.device)
+    if cfg.time_budget_s is not None and cfg.time_budget_s <= 0:
+        raise BnnposeError(f"time budget must be positive, got {cfg.time_budget_s}")
     if cfg.render_workers < 1:
         raise BnnposeError(f"render_workers must be >= 1, got {cfg.render_workers}")
     for name in (cfg.loss, cfg.distill_loss or cfg.loss):

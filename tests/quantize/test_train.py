@@ -320,3 +320,26 @@ def test_every_family_trains(model, extra, tiny, full_run, tmp_path):
         result = evaluate_dataset(loaded, from_spec("synthetic-face:8", None), flip_test=True)
         assert result["joints"] == list(joints)
         assert result["nme"] > 0 and result["nme_mean_pose"] > 0
+
+
+def test_device_and_time_budget(tmp_path):
+    """--device cpu/auto train here; cuda without a GPU and a bad budget are one-line errors;
+    a time budget ends the session between epochs, and --resume finishes the run."""
+    from bnnpose.quantize.train_config import resolve_device
+
+    base = TrainConfig(n_train=32, n_val=8, epochs=3, batch_size=16,
+                       cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "run"))
+    if not torch.cuda.is_available():
+        with pytest.raises(BnnposeError, match="--device cuda: torch .* sees no CUDA GPU"):
+            train(replace(base, device="cuda"))
+        assert resolve_device("auto").type == "cpu"
+    with pytest.raises(BnnposeError, match="time budget must be positive"):
+        train(replace(base, time_budget_s=0))
+    with pytest.raises(BnnposeError, match="unknown device 'tpu'"):
+        train(replace(base, device="tpu"))
+    # A budget shorter than two epochs: the first epoch runs, the session stops after it.
+    out = train(replace(base, device="auto", time_budget_s=1e-3))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["device"] == "cpu"
+    train(replace(base, device="auto", resume=True))
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
