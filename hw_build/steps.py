@@ -95,6 +95,7 @@ def step_streamline_pose(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
     import finn.transformation.streamline.absorb as absorb
     from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
     from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.streamline_plus import StreamlinePlus
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
@@ -104,6 +105,12 @@ def step_streamline_pose(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
     # Merges here join integer streams of scale 1, so the classic per-layer Streamline is
     # enough (StreamlinePlus's residual movers found nothing more and took twice as long).
     model = model.transform(Streamline())
+    if _inner_linear_ops(model):
+        # Quantizer scales other than 1 (a QuantReLU's, say) stay as Muls at forks and joins,
+        # where the per-layer Streamline cannot move them; StreamlinePlus carries them past
+        # forks, Adds, Concats and invariants into the next thresholds or the output.
+        model = model.transform(StreamlinePlus())
+    T.refuse_zero_padded_bipolar_convs(model)
     model = model.transform(LowerConvsToMatMul())
     model = model.transform(T.AbsorbPadIntoIm2Col())
     model = model.transform(T.ConvertStreamsToNHWC())
@@ -120,6 +127,14 @@ def step_streamline_pose(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
                              "scale": trailing.scale.tolist()})
     model = model.transform(InferUpsample())
     return model.transform(InferDataLayouts())
+
+
+def _inner_linear_ops(model: ModelWrapper) -> bool:
+    """Whether a Mul or Add with a constant operand is left anywhere but at the output."""
+    out = model.graph.output[0].name
+    return any(n.op_type in ("Mul", "Add") and n.output[0] != out
+               and any(model.get_initializer(t) is not None for t in n.input)
+               for n in model.graph.node)
 
 
 def step_check_mapped(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:

@@ -26,6 +26,28 @@ def _const_pad(model: ModelWrapper, node) -> tuple[list[int], float] | None:
     return [int(p) for p in pads], float(0.0 if value is None else np.asarray(value).item())
 
 
+class NotMappable(Exception):
+    """A node no FINN layer computes as written; the message says why and what maps."""
+
+
+def refuse_zero_padded_bipolar_convs(model: ModelWrapper) -> None:
+    """Raise :class:`NotMappable` for a Conv that pads a bipolar (+-1) input with zeros.
+
+    0 is not a 1-bit value: the XNOR layer stores -1 as a 0 bit, so its window generator's
+    zero padding computes a -1-padded conv, and the accelerator would silently differ from
+    the network. A network padded with -1 maps (``F.pad(x, pads, value=-1.0)`` before an
+    unpadded conv).
+    """
+    for node in model.graph.node:
+        pads = next((list(a.ints) for a in node.attribute if a.name == "pads"), [])
+        if (node.op_type == "Conv" and any(pads)
+                and model.get_tensor_datatype(node.input[0]) == DataType["BIPOLAR"]):
+            raise NotMappable(
+                "zero padding of a bipolar (+-1) input: 0 is not a 1-bit value, so no XNOR "
+                "layer computes it; pad with -1 instead (F.pad(x, pads, value=-1.0) before "
+                "an unpadded conv)")
+
+
 class AbsorbPadIntoIm2Col(Transformation):
     """Fold an explicit NCHW ``Pad`` (any constant) into the ``Im2Col`` a lowered conv reads.
 
@@ -163,6 +185,15 @@ class ConvertStreamsToNHWC(Transformation):
         for name in sorted(nchw, key=order.__getitem__):
             n, c, h, w = model.get_tensor_shape(name)
             model.set_tensor_shape(name, [n, h, w, c])
+        # InferDataLayouts re-derives every node output's layout but keeps the graph input's
+        # annotation. A MultiThreshold reading the input (a normalised, requantized image)
+        # is converted only if its input and output layouts agree, so that annotation must
+        # say NHWC; other consumers ignore it, and it is left as it was for them (it is part
+        # of the saved graph's bytes).
+        inp = graph.input[0].name
+        if inp in nchw and any(c.op_type == "MultiThreshold"
+                               for c in model.find_consumers(inp) or []):
+            model.set_tensor_layout(inp, DL.NHWC)
         for trans in list(model.get_nodes_by_op_type("Transpose")):
             if _perm(trans) not in (_TO_NHWC, _TO_NCHW):
                 continue
