@@ -25,11 +25,19 @@ class Golden:
     out_scale: np.ndarray | None = None
     results: dict[str, dict] = field(default_factory=dict)
 
-    def _fit(self, arr: np.ndarray, shape: list[int]) -> np.ndarray:
+    @staticmethod
+    def _fit(arr: np.ndarray, model: Any, name: str) -> np.ndarray:
+        """``arr`` (torch layout) in the layout of the graph tensor ``name``: its layout
+        annotation decides where it has one, since the shapes of NCHW and NHWC agree when
+        C == H == W; the shape decides otherwise."""
+        shape = model.get_tensor_shape(name)
+        nhwc = arr.ndim == 4 and list(arr.transpose(0, 2, 3, 1).shape[1:]) == list(shape[1:])
+        if nhwc and list(arr.shape[1:]) == list(shape[1:]):
+            nhwc = list(model.get_tensor_layout(name) or []) == ["N", "H", "W", "C"]
+        if nhwc:
+            return arr.transpose(0, 2, 3, 1)
         if list(arr.shape[1:]) == list(shape[1:]):
             return arr
-        if arr.ndim == 4 and list(arr.transpose(0, 2, 3, 1).shape[1:]) == list(shape[1:]):
-            return arr.transpose(0, 2, 3, 1)
         raise ValueError(f"golden shape {arr.shape} does not fit graph shape {shape}")
 
     def expected(self, model: Any) -> np.ndarray:
@@ -37,10 +45,10 @@ class Golden:
         if self.out_scale is not None:
             # the scale is per channel: axis 1 of the torch layout
             y = y / self.out_scale.reshape(1, -1, *[1] * (y.ndim - 2))
-        return self._fit(y, model.get_tensor_shape(model.graph.output[0].name))
+        return self._fit(y, model, model.graph.output[0].name)
 
     def inputs(self, model: Any) -> np.ndarray:
-        return self._fit(self.x, model.get_tensor_shape(model.graph.input[0].name))
+        return self._fit(self.x, model, model.graph.input[0].name)
 
     def check(self, stage: str, model: Any, run) -> bool:
         """Run ``run(model, x_one) -> y_one`` on every golden input; record exactness."""
