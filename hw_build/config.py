@@ -63,6 +63,9 @@ class BuildConfig:
     #: fail (naming the fastest rate that fits) when the estimate exceeds the board's limits;
     #: False estimates anyway (``bnnpose models`` measures networks that do not fit)
     must_fit: bool = True
+    #: fail when a stage's golden check finds a mismatch (the accelerator would compute
+    #: something other than the network); False records it in the report and builds on
+    must_match: bool = True
     #: continue a killed or failed build of the same inputs from its last finished step
     resume: bool = False
 
@@ -99,7 +102,7 @@ class BuildConfig:
                 values["max_golden"] = int(values["max_golden"])
         except (TypeError, ValueError) as e:
             raise BnnposeError(f"bad build config: {one_line(e)}") from None
-        for flag in ("must_fit", "resume"):
+        for flag in ("must_fit", "must_match", "resume"):
             if flag in values and not isinstance(values[flag], bool):
                 raise BnnposeError(f"bad build config: {flag} is {values[flag]!r}, not a "
                                    "boolean")

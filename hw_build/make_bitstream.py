@@ -250,10 +250,17 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path, digest: str,
                 write_json(tmp / "io_shape.json", _io_shape(model))
             if step.verify:
                 try:
-                    golden.check(step.verify, model,
-                                 execute_hw_graph if step.verify_with == "hw" else exec_onnx)
+                    exact = golden.check(step.verify, model, execute_hw_graph
+                                         if step.verify_with == "hw" else exec_onnx)
                 except Exception as e:
                     raise StepError(f"{step.name} (golden check)", e) from e
+                if not exact and cfg.must_match:
+                    r = golden.results[step.verify]
+                    raise BnnposeError(
+                        f"step {step.name}: the {step.verify} graph is not bit-exact: "
+                        f"{r['n_mismatched']} of {r['n_inputs']} golden outputs differ (max "
+                        f"|diff| {r['max_abs_diff']:.3g}), so the accelerator would not compute "
+                        f"the network; --allow-inexact builds on")
             if folding and step is folding[-1] and cfg.must_fit \
                     and not ctx.report["estimate"]["fits"]:
                 e = ctx.report["estimate"]
@@ -293,6 +300,9 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
     p.add_argument("--allow-misfit", dest="must_fit", action="store_const", const=False,
                    help="estimate even when the folding exceeds the board's limits (exit 0, "
                         "fits=false in the report) instead of failing")
+    p.add_argument("--allow-inexact", dest="must_match", action="store_const", const=False,
+                   help="build on when a stage is not bit-exact against the golden outputs "
+                        "(recorded in the report) instead of failing")
     p.add_argument("--resume", action="store_const", const=True,
                    help="continue a killed or failed build of the same inputs into --out "
                         "from its last finished step")

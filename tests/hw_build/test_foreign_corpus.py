@@ -106,3 +106,26 @@ def test_unmappable_model_fails_in_one_line(tmp_path, capsys):
     line = lines[0]
     assert "step streamline_pose failed at node Conv_1 (Conv)" in line, line
     assert "zero padding of a bipolar" in line and "value=-1" in line, line
+
+
+def test_a_stage_that_is_not_bit_exact_fails_in_one_line(tmp_path, capsys):
+    """Golden outputs the network does not produce: the first stage checked against them
+    fails the build, naming it; --allow-inexact records the mismatch and builds on."""
+    export_network(fm.bnn_pynq("tfc_1w1a"), pixels((1, 28, 28)), tmp_path / "exp", "tfc",
+                   {"model": "tfc"})
+    golden_out = tmp_path / "exp" / "golden_out.npy"
+    wrong = np.load(golden_out)
+    wrong[3] += 1.0
+    np.save(golden_out, wrong)
+    argv = ["--model", str(tmp_path / "exp" / "model.onnx"), "--board", "pynq-z2",
+            "--until", "estimate"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "strict")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "not bit-exact: 1 of 16 golden outputs differ" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "strict").exists()
+    assert main([*argv, "--out", str(tmp_path / "lenient"), "--allow-inexact"]) == 0
+    report = json.loads((tmp_path / "lenient" / "report.json").read_text())
+    assert report["verification"]["qonnx"]["n_mismatched"] == 1
+    assert not all(report["bitexact"].values())
