@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: setup demo test test-all lint clean realset realset-faces backgrounds anny-cache
+.PHONY: setup demo test test-all lint clean realset realset-faces backgrounds anny-cache \
+	arm-tools
 # What the mesh renderer needs besides the venv: real photographs without people from
 # packages (quantize/backgrounds.py), and Anny's body-model cache (built once: about a minute
 # and 1.7 GB of memory; later loads take seconds).
@@ -29,11 +30,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup
 	$(BIN)/bnnpose demo
 
-test: setup $(BACKGROUNDS) $(ANNY_CACHE)
+test: setup $(BACKGROUNDS) $(ANNY_CACHE) arm-tools
 	$(BIN)/pytest
 
 # Everything the CI runs: the quick suite plus the slow end-to-end tests.
-test-all: setup $(BACKGROUNDS) $(ANNY_CACHE)
+test-all: setup $(BACKGROUNDS) $(ANNY_CACHE) arm-tools
 	$(BIN)/pytest -m "not (vivado or board)"
 
 # Real-photo sets: people in OpenCV's vtest.avi (Debian's opencv-doc) labelled by MediaPipe
@@ -203,6 +204,15 @@ $(FACES_TRAIN)/info.json: quantize/teacher_faces.py quantize/teacher_labels.py q
 
 backgrounds: $(BACKGROUNDS)
 anny-cache: $(ANNY_CACHE)
+
+# The boards' CPUs for hw_build/cross_check.py: Debian's cross compilers for armhf (PYNQ-Z2)
+# and aarch64 (ZCU104) and qemu-user, about 15 s to install.
+ARM_TOOLS := arm-linux-gnueabihf-gcc aarch64-linux-gnu-gcc qemu-arm-static qemu-aarch64-static
+arm-tools:
+	@(for t in $(ARM_TOOLS); do command -v $$t >/dev/null || exit 1; done) || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu \
+	  libc6-dev-armhf-cross libc6-dev-arm64-cross qemu-user-static; }
 
 # opencv-doc brings the OpenCV scenes among the backgrounds (and vtest.avi).
 $(BACKGROUNDS): quantize/backgrounds.py | $(STAMP) $(VTEST)

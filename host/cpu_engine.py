@@ -99,6 +99,14 @@ class Plan:
             env.update(zip(step.outputs, results))
         return env[self.output_name].astype(np.float32)
 
+    def native_image(self) -> bytes:
+        """The native program as a plan image for ``xnor_main.c``, which runs it without
+        Python (for builds for other CPUs, checked under an emulator)."""
+        try:
+            return _NativeProgram(self, None).image()
+        except _NotNative as e:
+            raise BnnposeError(f"cpu engine: no native program ({e})") from None
+
     def _program(self) -> _NativeProgram | None:
         if not hasattr(self, "_native"):
             self._native, self._native_error = None, ""
@@ -358,7 +366,7 @@ class _NativeProgram:
     1 MB), and an alias is the buffer of its source.
     """
 
-    def __init__(self, plan: Plan, lib: ctypes.CDLL) -> None:
+    def __init__(self, plan: Plan, lib: ctypes.CDLL | None) -> None:
         shapes: dict[str, tuple[int, ...]] = {}
         env = {plan.input_name: np.zeros(plan.input_shape, np.int32)}
         shapes[plan.input_name] = plan.input_shape
@@ -463,6 +471,17 @@ class _NativeProgram:
         self._buf_ptrs = np.array([b.ctypes.data for b in self._buffers], dtype=np.uintp)
         self._par_ptrs = np.array([p.ctypes.data for p in self._params] or [0], dtype=np.uintp)
         self._lib = lib
+
+    def image(self) -> bytes:
+        """The program, its buffers' lengths and its parameters in ``xnor_main.c``'s format."""
+        head = np.array([1, len(self._prog), len(self._buffers), len(self._params), self._in,
+                         self._out], "<i4")
+        parts = [b"BNNP", head.tobytes(), self._prog.astype("<i4").tobytes(),
+                 np.array([b.size for b in self._buffers], "<i4").tobytes()]
+        for p in self._params:
+            parts += [np.array([p.itemsize, p.size], "<i4").tobytes(),
+                      p.astype(p.dtype.newbyteorder("<")).tobytes()]
+        return b"".join(parts)
 
     def run(self, frame: np.ndarray) -> np.ndarray:
         """One frame ``[H, W, C]`` -> its output ``[...]`` (int32, a fresh array)."""
