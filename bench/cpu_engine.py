@@ -8,10 +8,11 @@ processes hits them alike:
 * ``torch_float``: PyTorch running the float twin (same topology, real-valued);
 * ``onnxruntime_float``: ONNX Runtime running the float twin exported to ONNX.
 
-Writes ``bench/results/cpu_engine.json`` (with ``speedup_vs_torch_float``), a bar chart
-``cpu_engine.png`` beside it, and prints a table.
+Writes ``bench/results/cpu_engine.json`` (with ``speedup_vs_torch_float`` and
+``speedup_vs_onnxruntime_float``; with ``--per-op`` the time of every native instruction and the
+frame's time by kind of op), a bar chart ``cpu_engine.png`` beside it, and prints a table.
 
-    .venv/bin/python bench/cpu_engine.py [--overlay DIR] [--rounds 7] [--iters 20]
+    .venv/bin/python bench/cpu_engine.py [--overlay DIR] [--rounds 7] [--iters 20] [--per-op]
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
     ap.add_argument("--iters", type=int, default=20, help="calls per contender per round")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--per-op", action="store_true",
+                    help="also time every native instruction alone (per_op in the JSON)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -130,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal_speedup_vs_torch_float": 5.0,
         "versions": versions(),
     }
+    if args.per_op:
+        result["per_op"] = per_op(args.overlay, x[0], args.iters)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "cpu_engine.json", result)
     _plot(ms, args.out / "cpu_engine.png")
@@ -139,6 +144,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {k} | {v:.2f} | {ms['torch_float'] / v:.2f}x |")
     print(f"-> {args.out / 'cpu_engine.json'}")
     return 0
+
+
+def per_op(overlay: Path, frame: np.ndarray, iters: int) -> dict:
+    """Every native instruction timed alone, and the frame's time by kind of op."""
+    plan = Plan.load(overlay / "cpu_plan.npz")
+    rows = plan.profile(frame, iters)
+    total = sum(r["seconds"] for r in rows)
+    kinds: dict[str, float] = {}
+    for r in rows:
+        kinds[r["op"]] = kinds.get(r["op"], 0.0) + r["seconds"]
+    print("| op | ms | share |\n|---|---:|---:|")
+    for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {1e3 * v:.3f} | {v / total:.0%} |")
+    return {"sum_ms": 1e3 * total,
+            "by_kind_ms": {k: 1e3 * v for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+            "instructions": [{**r, "ms": 1e3 * r.pop("seconds")} for r in rows],
+            "note": "each instruction run alone, median of iters calls; a call adds about "
+                    "a microsecond of ctypes overhead"}
 
 
 def _plot(ms: dict[str, float], path: Path) -> None:

@@ -99,6 +99,16 @@ class Plan:
             env.update(zip(step.outputs, results))
         return env[self.output_name].astype(np.float32)
 
+    def profile(self, frame: np.ndarray, iters: int = 20) -> list[dict]:
+        """Time per native instruction on one frame ``[H, W, C]``: op, output tensor and
+        shape, seconds (median of ``iters``), in program order."""
+        program = self._program()
+        if program is None:
+            raise BnnposeError(f"cpu engine: no native program ({self._native_error})")
+        seconds = program.profile(np.asarray(frame, np.int32), iters)
+        return [{"op": op, "output": name, "shape": list(shape), "seconds": t}
+                for (op, name, shape), t in zip(program.labels, seconds, strict=True)]
+
     def native_image(self) -> bytes:
         """The native program as a plan image for ``xnor_main.c``, which runs it without
         Python (for builds for other CPUs, checked under an emulator)."""
@@ -390,7 +400,7 @@ class _NativeProgram:
             self._params.append(np.ascontiguousarray(a, dtype=dtype))
             return len(self._params) - 1
 
-        records = []
+        records, self.labels = [], []
         self._in = buf(plan.input_name)
         for step in plan.steps:
             a, arr = step.attrs, step.arrays
@@ -465,12 +475,36 @@ class _NativeProgram:
             else:
                 raise _NotNative(f"step {step.op}")
             records.append(r)
+            kind = ("xnor conv" if a["xnor"] else "int conv") if step.op == "conv" else (
+                a["func"] if step.op == "binary" else step.op)
+            self.labels.append((kind, dst, tuple(shapes[dst])))
         self._out = buffer_of[plan.output_name]
         self._out_shape = shapes[plan.output_name][1:]
         self._prog = np.ascontiguousarray(records, dtype=np.int32)
         self._buf_ptrs = np.array([b.ctypes.data for b in self._buffers], dtype=np.uintp)
         self._par_ptrs = np.array([p.ctypes.data for p in self._params] or [0], dtype=np.uintp)
         self._lib = lib
+
+    def profile(self, frame: np.ndarray, iters: int = 20) -> list[float]:
+        """Seconds of every instruction alone (median of ``iters`` calls), after one whole
+        run has filled the buffers; ``labels`` names them. Each call adds the ctypes call's
+        own microsecond or so."""
+        import statistics
+        import time
+
+        self.run(frame)
+        record = self._prog.strides[0]
+        times = []
+        for k in range(len(self._prog)):
+            ptr = self._prog.ctypes.data + k * record
+            samples = []
+            for _ in range(iters):
+                t = time.perf_counter()
+                self._lib.run_program(ptr, 1, self._buf_ptrs.ctypes.data,
+                                      self._par_ptrs.ctypes.data)
+                samples.append(time.perf_counter() - t)
+            times.append(statistics.median(samples))
+        return times
 
     def image(self) -> bytes:
         """The program, its buffers' lengths and its parameters in ``xnor_main.c``'s format."""

@@ -52,6 +52,19 @@ def test_native_kernels_equal_the_numpy_path(plan, images, finn_out):
     np.testing.assert_array_equal(plan.run(images, native=True), finn_out)
 
 
+@pytest.mark.skipif(native_kernels() is None, reason="no C compiler for the native kernels")
+def test_profile_times_every_instruction_and_leaves_results_intact(plan, images, finn_out):
+    rows = plan.profile(images[0], iters=2)
+    steps = [s for s in plan.steps if s.op != "alias"]
+    assert len(rows) == len(steps)
+    assert [r["output"] for r in rows] == [s.outputs[0] for s in steps]
+    assert all(r["seconds"] > 0 for r in rows)
+    kinds = {r["op"] for r in rows}
+    assert {"xnor conv", "int conv"} <= kinds
+    # Running instructions one at a time again leaves the program's buffers as a full run does.
+    np.testing.assert_array_equal(plan.run(images, native=True), finn_out)
+
+
 def test_binary_convs_run_as_xnor_popcount_on_packed_words(plan):
     convs = [s for s in plan.steps if s.op == "conv"]
     xnor = [s for s in convs if s.attrs["xnor"]]
