@@ -48,6 +48,8 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
     for r in rows.values():
         assert 0 <= r["float"] <= 1 and 0 <= r["binary"] <= 1
         assert r["float_margin"] == pytest.approx(r["float"] - r["mean_pose"])
+        assert 0 <= r["binary_pck_box"] <= 1 and 0 <= r["float_coco_ap"] <= 1
+        assert set(r["float_by_extent"]) == {"upper_body", "full_body"}
     config = json.loads(next((tmp_path / "work").glob("mesh+footage-float-*/config.json"))
                         .read_text())
     assert config["data"] == "mesh" and config["mix"][0].endswith("toy-train/annotations.json")
