@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+BENCH = "ablation"
 VARIANT_KEYS = {"name", "bits", "pad_value", "binary", "steps", "val_pck", "val_pck_mean_pose",
                 "curve", "train_time_s", "wall_time_s", "maps_to_finn", "model_form", "run_dir",
                 "command", "source"}
 
 
 @pytest.fixture(scope="module")
-def ablation():
-    spec = importlib.util.spec_from_file_location("bench_ablation", REPO / "bench" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def ablation(bench):
+    return bench
 
 
 @pytest.fixture(scope="module")

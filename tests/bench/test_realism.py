@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,20 +9,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+BENCH = "realism"
 sys.path.insert(0, str(REPO / "tests" / "quantize"))
 from test_eval import SEEDS, write_coco  # noqa: E402
 
 sys.path.pop(0)
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_realism", REPO / "bench" / "realism.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
 
 
 def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, capsys):
