@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from bnnpose.host.cpu_engine import native_kernels
+from bnnpose.hw_build.cpu_plan import compile_plan
 from bnnpose.hw_build.make_bitstream import BuildConfig, build
+from bnnpose.hw_build.sim import execute_hw_graph
 from bnnpose.hw_build.models_table import random_batchnorm
 from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
 from bnnpose.quantize.export import export_network
@@ -54,3 +57,18 @@ def tiny_export(tmp_path_factory):
     x = np.random.default_rng(2).integers(0, 256, (4, 3, 12, 12)).astype(np.float32)
     export_network(net, x, out, "tiny", {"model": "tiny"})
     return out
+
+
+def _cpu_plan_matches_finn(model_hw, xs: np.ndarray) -> None:
+    plan = compile_plan(model_hw)
+    want = np.concatenate([execute_hw_graph(str(model_hw), xi[None]) for xi in xs])
+    np.testing.assert_array_equal(plan.run(xs, native=False), want)
+    if native_kernels() is not None:
+        np.testing.assert_array_equal(plan.run(xs, native=True), want)
+
+
+@pytest.fixture
+def cpu_plan_matches_finn():
+    """``check(model_hw, xs)``: the cpu engine's plan of a built graph gives FINN's own
+    integers on NHWC inputs ``xs``, numpy and native path alike."""
+    return _cpu_plan_matches_finn

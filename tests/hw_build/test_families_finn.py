@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from bnnpose.host.cpu_engine import native_kernels
-from bnnpose.hw_build.cpu_plan import compile_plan
 from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
-from bnnpose.hw_build.sim import execute_hw_graph
 from bnnpose.hw_build.models_table import random_batchnorm
 from bnnpose.quantize.export import export_network
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["stacked hourglass", "bihrnet", "bidrn"])
-def test_family_maps_to_finn_bit_exactly(name, small_families, tmp_path):
+def test_family_maps_to_finn_bit_exactly(name, small_families, tmp_path, cpu_plan_matches_finn):
     torch.manual_seed(0)
     model = random_batchnorm(small_families[name](True)).eval()
     x = np.random.default_rng(2).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
@@ -29,10 +26,4 @@ def test_family_maps_to_finn_bit_exactly(name, small_families, tmp_path):
     assert report["xnor_mac_share"] > 0.5
 
     # The cpu engine runs every family's graph too, numpy and native, with FINN's integers.
-    model_hw = tmp_path / "build" / "model_hw.onnx"
-    plan = compile_plan(model_hw)
-    xs = x[:3].transpose(0, 2, 3, 1)
-    want = np.concatenate([execute_hw_graph(str(model_hw), xi[None]) for xi in xs])
-    np.testing.assert_array_equal(plan.run(xs, native=False), want)
-    if native_kernels() is not None:
-        np.testing.assert_array_equal(plan.run(xs, native=True), want)
+    cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))

@@ -10,10 +10,7 @@ from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
 from torch import nn
 
-from bnnpose.host.cpu_engine import native_kernels
-from bnnpose.hw_build.cpu_plan import compile_plan
 from bnnpose.hw_build.make_bitstream import main
-from bnnpose.hw_build.sim import execute_hw_graph
 from bnnpose.quantize.export import export_network
 
 
@@ -41,7 +38,7 @@ class SmallCNV(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-def test_cnv_style_model_maps_bit_exactly(tmp_path):
+def test_cnv_style_model_maps_bit_exactly(tmp_path, cpu_plan_matches_finn):
     torch.manual_seed(0)
     net = SmallCNV().eval()
     for m in net.modules():
@@ -60,10 +57,4 @@ def test_cnv_style_model_maps_bit_exactly(tmp_path):
 
     # The cpu engine maps this graph too (valid-padded convs, max-pool, flatten into a fully
     # connected layer) and gives FINN's integers, numpy and native alike.
-    model_hw = tmp_path / "build" / "model_hw.onnx"
-    plan = compile_plan(model_hw)
-    xs = x[:4].transpose(0, 2, 3, 1)
-    want = np.concatenate([execute_hw_graph(str(model_hw), xi[None]) for xi in xs])
-    np.testing.assert_array_equal(plan.run(xs, native=False), want)
-    if native_kernels() is not None:
-        np.testing.assert_array_equal(plan.run(xs, native=True), want)
+    cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:4].transpose(0, 2, 3, 1))
