@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -289,8 +290,6 @@ def trained_run(cfg: TrainConfig, work: Path, label: str, identity: dict | None 
     """The run folder of ``cfg`` under ``work``, named ``label-<key>`` by the digest of its
     recipe (and of ``identity``, e.g. the renderer's code), trained unless it holds the
     finished run with that key; an interrupted one resumes. Benches reuse runs this way."""
-    from dataclasses import replace
-
     key = recipe_digest({**cfg.recipe(), **identity} if identity else cfg.recipe())
     run_dir = Path(work) / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"

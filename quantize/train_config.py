@@ -128,11 +128,12 @@ def _listed(value: str | list[str] | None) -> list[str]:
 
 
 def mix_sets(cfg: TrainConfig) -> list[tuple[str, str | None]]:
-    """``(spec, image folder)`` of every ``mix`` set; a folder for each set, or none at all."""
+    """``(spec, image folder)`` of every ``mix`` set (a checked config has a folder for each
+    set, or none at all)."""
     specs, folders = _listed(cfg.mix), _listed(cfg.mix_images)
-    if not folders:
-        folders = [None] * len(specs)
-    return list(zip(specs, folders, strict=False)) if len(folders) == len(specs) else []
+    if not specs:
+        return []
+    return list(zip(specs, folders or [None] * len(specs), strict=True))
 
 
 def resolve_device(name: str):
@@ -162,9 +163,9 @@ def check_config(cfg: TrainConfig) -> None:
     if not 0 <= cfg.rotate <= 180 or not 0 <= cfg.scale < 1:
         raise BnnposeError(f"need 0 <= rotate <= 180 and 0 <= scale < 1, got {cfg.rotate}, "
                            f"{cfg.scale}")
-    if len(mix_sets(cfg)) != len(_listed(cfg.mix)):
-        raise BnnposeError(f"--mix-images: {len(_listed(cfg.mix_images))} folders for "
-                           f"{len(_listed(cfg.mix))} --mix sets")
+    specs, folders = _listed(cfg.mix), _listed(cfg.mix_images)
+    if specs and folders and len(specs) != len(folders):
+        raise BnnposeError(f"--mix-images: {len(folders)} folders for {len(specs)} --mix sets")
     if cfg.mix_repeat < 1:
         raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
     if cfg.data in RENDERED and cfg.images is not None:

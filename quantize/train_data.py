@@ -37,6 +37,17 @@ def sources_digest(*modules) -> str:
     return digest.hexdigest()[:10]
 
 
+def renderer_digest(data: str) -> str:
+    """Digest of the code that renders ``data`` samples ("synthetic" or "mesh"), the host's
+    crop included: part of cache names and benches' run identities, so that a changed
+    renderer never serves stale renders."""
+    if data == "mesh":
+        from bnnpose.quantize import mesh_render
+
+        return mesh_render.sources_digest()
+    return sources_digest(synthetic, paint, preprocess)
+
+
 def cached_renders(
     n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike, faces: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,7 +62,7 @@ def cached_renders(
     if faces:
         code, kind = sources_digest(synthetic_face, face_shape, paint), "faces"
     else:
-        code, kind = sources_digest(synthetic, paint, preprocess), "crops"
+        code, kind = renderer_digest("synthetic"), "crops"
     path = cache_dir / f"{kind}-{code}-s{size}-o{seed_offset}-n{n}.npz"
     if path.exists():
         with np.load(path) as z:

@@ -121,6 +121,9 @@ def test_training_data_errors_are_one_line(tmp_path):
         (replace(base, model="bhg-huge"), "unknown model 'bhg-huge'"),
         (replace(base, mix="coco:missing.json", mix_images=str(tmp_path)),
          "annotation file not found"),
+        (replace(base, mix=["coco:a.json", "coco:b.json"], mix_images=[str(tmp_path)]),
+         "--mix-images: 1 folders for 2 --mix sets"),
+        (replace(base, data="mesh", images=str(tmp_path)), "not mesh"),
     ):
         with pytest.raises(BnnposeError, match=message):
             train(cfg)
