@@ -367,14 +367,14 @@ def oks_ap(data, result: dict) -> float | None:
             area = float((inst.box[2] - inst.box[0]) * (inst.box[3] - inst.box[1]))
         else:
             area = box_side(inst) ** 2
-        kp = np.concatenate([inst.keypoints[di], 2.0 * inst.visible[di, None]], axis=1)
-        kp[~inst.visible[di]] = 0
-        x0, y0 = kp[inst.visible[di], :2].min(0) if inst.visible[di].any() else (0, 0)
-        x1, y1 = kp[inst.visible[di], :2].max(0) if inst.visible[di].any() else (1, 1)
+        vis = inst.visible[di]
+        kp = np.concatenate([inst.keypoints[di], 2.0 * vis[:, None]], axis=1)
+        kp[~vis] = 0
+        (x0, y0), (x1, y1) = ((kp[vis, :2].min(0), kp[vis, :2].max(0)) if vis.any()
+                              else ((0, 0), (1, 1)))
         gts.append({"id": k + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
                     "area": area, "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
-                    "keypoints": kp.reshape(-1).tolist(),
-                    "num_keypoints": int(inst.visible[di].sum())})
+                    "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int(vis.sum())})
         det = np.concatenate([pred[mi], np.ones((len(mi), 1))], axis=1)
         dets.append({"image_id": image_id, "category_id": 1,
                      "keypoints": det.reshape(-1).tolist(), "score": 1.0})
