@@ -154,3 +154,10 @@ def test_cached_renders_write_shards_and_a_manifest(body, tmp_path):
     np.testing.assert_array_equal(arrays["images"], direct["images"])
     manifests = list(tmp_path.rglob("manifest-*.json"))
     assert len(manifests) == 1 and '"anny"' in manifests[0].read_text()
+
+
+def test_bad_render_counts_are_one_line(capsys):
+    for argv in (["--n", "-3"], ["--n", "4", "--workers", "0"]):
+        assert mesh_render.run_main(mesh_render.main, argv, "mesh_render") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["mesh_render: error: --n and --workers must be positive"]
