@@ -90,7 +90,10 @@ class Plan:
         if native is not False:
             program = self._program()
             if program is not None:
-                return np.stack([program.run(xi) for xi in x]).astype(np.float32)
+                out = np.empty((len(x), *program.out_shape), np.float32)
+                for xi, yi in zip(x, out):
+                    program.run(xi, yi)
+                return out
             if native:
                 raise BnnposeError(f"cpu engine: no native program ({self._native_error})")
         env = {self.input_name: np.ascontiguousarray(x, dtype=np.int32)}
@@ -359,13 +362,119 @@ class _NotNative(Exception):
 
 #: Opcodes and record size of run_program() in xnor_kernels.c.
 _OPCODES = {"xnor": 1, "int": 2, "threshold": 3, "Add": 4, "Sub": 5, "Mul": 6, "concat": 7,
-            "upsample": 8, "maxpool": 9}
+            "upsample": 8, "maxpool": 9, "residual": 10}
 _RECORD = 32
+#: Version of the plan image ``xnor_main.c`` reads; bumped when the parameters' layout changes.
+IMAGE_VERSION = 2
 
 
-def _steps_by_channel(thresholds: np.ndarray, channels: int) -> np.ndarray:
-    """``[C or 1, steps]`` -> ``[steps, C]``: the C loops run over contiguous channels."""
-    return np.broadcast_to(thresholds, (channels, thresholds.shape[1])).T
+#: Output channels per block of the C kernels (BLOCK in xnor_kernels.c).
+_BLOCK = 16
+
+
+def _blocked(a: np.ndarray, pair: bool = False) -> np.ndarray:
+    """``[..., C]`` -> ``[..., C rounded up to _BLOCK]``, zero-filled: the kernels read whole
+    blocks of channels. ``pair``: a binary conv of ``_BLOCK / 2`` channels, which computes two
+    pixels per block, one with each copy of its weights and thresholds."""
+    if pair:
+        return np.concatenate([a, a], axis=-1)
+    pad = -a.shape[-1] % _BLOCK
+    return np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, pad)]) if pad else a
+
+
+def _steps_by_channel(thresholds: np.ndarray, channels: int, pair: bool = False
+                      ) -> np.ndarray:
+    """``[C or 1, steps]`` -> ``[steps, C]`` in blocks: the C loops run over contiguous
+    channels."""
+    return _blocked(np.broadcast_to(thresholds, (channels, thresholds.shape[1])).T, pair)
+
+
+def _byte_weights(weight: np.ndarray, kernel: list[int], channels: int) -> np.ndarray | None:
+    """An integer conv's ``[KH*KW*C, MH]`` weights as ``[KH][G][MH in blocks][4]`` int8 for
+    the kernels' VNNI path, ``G = ceil(KW * C / 4)`` four-byte groups along a kernel row,
+    zero past ``KW * C``; None when a weight is outside int8."""
+    if weight.size == 0 or weight.min() < -128 or weight.max() > 127:
+        return None
+    kh, kw = kernel
+    row = kw * channels
+    rows = weight.reshape(kh, row, -1)
+    rows = np.pad(rows, ((0, 0), (0, -row % 4), (0, 0)))
+    groups = rows.reshape(kh, -1, 4, rows.shape[-1]).transpose(0, 1, 3, 2)  # [kh, G, MH, 4]
+    blocked = _blocked(groups.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(blocked, dtype=np.int8)
+
+
+def _tap_words(words: np.ndarray, taps: int, channels: int) -> np.ndarray:
+    """Weight rows packed as whole windows (``[MH, W]`` uint64: each tap's channel bytes one
+    after another) -> ``[taps * nch, MH]`` 32-bit words in blocks, ``nch = ceil(C / 32)``
+    words per tap with unused bits 0, as the C kernel packs a window's pixels."""
+    mh, cb, nch = words.shape[0], -(-channels // 8), -(-channels // 32)
+    per_tap = words.view(np.uint8).reshape(mh, -1)[:, : taps * cb].reshape(mh, taps, cb)
+    tap_bytes = np.zeros((mh, taps, 4 * nch), np.uint8)
+    tap_bytes[:, :, :cb] = per_tap
+    tap_words = tap_bytes.view("<u4").reshape(mh, taps * nch).astype(np.uint32)
+    return _blocked(np.ascontiguousarray(tap_words.T), 2 * mh == _BLOCK)
+
+
+#: Most streams a residual join's concat may have: what its record has room for.
+_MAX_PARTS = (_RECORD - 12) // 2
+
+
+def _table(thresholds: np.ndarray, bipolar: bool, act_val: int) -> tuple[np.ndarray, int] | None:
+    """Thresholds shared by every channel (``[1, steps]``) spanning less than 16 as the
+    outputs for the sums ``lo .. lo + 15``, ``lo`` one below the lowest threshold (the C
+    kernels clamp a sum into that range and look it up); None otherwise."""
+    if thresholds.shape[0] != 1 or np.ptp(thresholds) > 14:
+        return None
+    lo = int(thresholds.min()) - 1
+    counts = (thresholds[0][None, :] <= np.arange(lo, lo + 16)[:, None]).sum(1)
+    return (2 * counts - 1 if bipolar else counts + act_val).astype(np.int32), lo
+
+
+@dataclass
+class _Join:
+    """``threshold(addend + concat(parts))`` found in a plan: one residual instruction."""
+
+    add: int  #: index of the Add step
+    concat: int | None  #: index of the Concat step (None: the other operand itself)
+    addend: str
+    parts: list[str]
+
+
+def _residual_joins(plan: Plan, shapes: dict[str, tuple[int, ...]]) -> dict[int, _Join]:
+    """Thresholded residual adds, by the index of their threshold step: an Add of two
+    same-shaped streams whose sum only the threshold reads, one operand possibly a Concat
+    only the Add reads. Only single-use results are folded in, so no other step misses
+    a tensor."""
+    root = {}
+    for step in plan.steps:
+        if step.op == "alias":
+            for name in step.outputs:
+                root[name] = root.get(step.inputs[0], step.inputs[0])
+    uses: dict[str, int] = {plan.output_name: 1}
+    for step in plan.steps:
+        if step.op != "alias":
+            for name in step.inputs:
+                uses[root.get(name, name)] = uses.get(root.get(name, name), 0) + 1
+    producer = {out: i for i, st in enumerate(plan.steps) for out in st.outputs}
+    joins = {}
+    for i, step in enumerate(plan.steps):
+        add_i = producer.get(step.inputs[0]) if step.op == "threshold" else None
+        if add_i is None:
+            continue
+        add = plan.steps[add_i]
+        if (add.op != "binary" or add.attrs["func"] != "Add" or add.arrays
+                or uses[add.outputs[0]] != 1 or len({shapes[n] for n in add.inputs}) != 1):
+            continue
+        join = _Join(add_i, None, add.inputs[0], [add.inputs[1]])
+        for k, name in enumerate(add.inputs):
+            cat_i = producer.get(name)
+            if (cat_i is not None and plan.steps[cat_i].op == "concat" and uses[name] == 1
+                    and len(plan.steps[cat_i].inputs) <= _MAX_PARTS):
+                join = _Join(add_i, cat_i, add.inputs[1 - k], plan.steps[cat_i].inputs)
+                break
+        joins[i] = join
+    return joins
 
 
 class _NativeProgram:
@@ -400,10 +509,19 @@ class _NativeProgram:
             self._params.append(np.ascontiguousarray(a, dtype=dtype))
             return len(self._params) - 1
 
+        def table(t: np.ndarray, attrs: dict[str, Any]) -> list[int]:
+            """A threshold's table parameter and its ``lo`` (-1, 0: none)."""
+            found = _table(t, attrs["bipolar"], attrs["act_val"])
+            return [-1, 0] if found is None else [par(found[0], np.int32), found[1]]
+
         records, self.labels = [], []
         self._in = buf(plan.input_name)
-        for step in plan.steps:
+        joins = _residual_joins(plan, shapes)
+        folded = {j.add for j in joins.values()} | {j.concat for j in joins.values()}
+        for i, step in enumerate(plan.steps):
             a, arr = step.attrs, step.arrays
+            if i in folded:
+                continue
             if step.op == "alias":
                 for name in step.outputs:
                     buffer_of[name] = buf(step.inputs[0])
@@ -411,32 +529,45 @@ class _NativeProgram:
             src, dst = step.inputs[0], step.outputs[0]
             r = [0] * _RECORD
             if step.op == "conv":
-                n, oh, ow, mh = (shapes[dst] if not a["dense"] else
-                                 (1, int(np.prod(shapes[dst])) // shapes[dst][-1], 1,
-                                  shapes[dst][-1]))
-                h, w, c = ((shapes[src][1], shapes[src][2], shapes[src][3]) if not a["dense"]
-                           else (int(np.prod(shapes[src])) // a["mw"], 1, a["mw"]))
+                if a["dense"]:
+                    # Rows of MW features as one image row of 1x1 windows: the kernels then
+                    # take PIXELS of them at a time.
+                    mh, c = shapes[dst][-1], a["mw"]
+                    h, w = oh, ow = 1, int(np.prod(shapes[src])) // c
+                else:
+                    _, oh, ow, mh = shapes[dst]
+                    _, h, w, c = shapes[src]
                 thr = arr.get("thresholds")
                 if not a["xnor"] and not a["float_exact"]:
                     raise _NotNative(f"{dst}: accumulator beyond float32's exact integers")
                 r[:23] = [_OPCODES["xnor" if a["xnor"] else "int"], buf(src), buf(dst), h, w, c,
                           oh, ow, *a["kernel"], *a["stride"], *a["dilation"], a["pads"][0],
-                          a["pads"][1], mh,
-                          arr["weight_words"].shape[1] if a["xnor"] else 0,
-                          a["k_bits"] if a["xnor"] else 0, 0 if thr is None else thr.shape[1],
+                          a["pads"][1], mh, 0, a["k_bits"] if a["xnor"] else 0, 0 if thr is None else thr.shape[1],
                           0, int(a.get("bipolar", 0)),
                           int(a.get("act_val", 0))]
-                r[23] = (par(arr["weight_words"], np.uint64) if a["xnor"]
-                         else par(arr["weight"], np.int32))
+                r[23] = (par(_tap_words(arr["weight_words"], a["kernel"][0] * a["kernel"][1], c),
+                             np.uint32) if a["xnor"]
+                         else par(_blocked(arr["weight"]), np.float32))
                 r[24] = par(arr.get("in_thresholds"), np.int32)
-                r[25] = -1 if thr is None else par(_steps_by_channel(thr, mh), np.int32)
+                r[26] = -1 if a["xnor"] or a["dilation"][1] != 1 else par(
+                    _byte_weights(arr["weight"], a["kernel"], c), np.int8)
+                pair = a["xnor"] and 2 * mh == _BLOCK
+                r[25] = -1 if thr is None else par(_steps_by_channel(thr, mh, pair), np.int32)
+            elif i in joins:
+                t, c, join = arr["thresholds"], shapes[src][-1], joins[i]
+                r[:12] = [_OPCODES["residual"], buf(dst), int(np.prod(shapes[dst])) // c, c,
+                          t.shape[1], int(a["bipolar"]), int(a["act_val"]),
+                          par(_steps_by_channel(t, c), np.int32), buf(join.addend),
+                          len(join.parts), *table(t, a)]
+                for q, name in enumerate(join.parts):
+                    r[12 + 2 * q], r[13 + 2 * q] = buf(name), shapes[name][-1]
             elif step.op == "threshold":
                 t = arr["thresholds"]
                 c = shapes[src][-1]
-                r[:10] = [_OPCODES["threshold"], buf(src), buf(dst),
+                r[:12] = [_OPCODES["threshold"], buf(src), buf(dst),
                           int(np.prod(shapes[src])) // c, c, t.shape[1], 0,
                           int(a["bipolar"]), int(a["act_val"]),
-                          par(_steps_by_channel(t, c), np.int32)]
+                          par(_steps_by_channel(t, c), np.int32), *table(t, a)]
             elif step.op == "binary":
                 size = int(np.prod(shapes[dst]))
                 operands, streams = [], iter(step.inputs)
@@ -477,12 +608,17 @@ class _NativeProgram:
             records.append(r)
             kind = ("xnor conv" if a["xnor"] else "int conv") if step.op == "conv" else (
                 a["func"] if step.op == "binary" else step.op)
+            if i in joins:
+                kind = ("concat+" if joins[i].concat is not None else "") + "add+threshold"
             self.labels.append((kind, dst, tuple(shapes[dst])))
         self._out = buffer_of[plan.output_name]
-        self._out_shape = shapes[plan.output_name][1:]
+        self.out_shape = shapes[plan.output_name][1:]
         self._prog = np.ascontiguousarray(records, dtype=np.int32)
         self._buf_ptrs = np.array([b.ctypes.data for b in self._buffers], dtype=np.uintp)
         self._par_ptrs = np.array([p.ctypes.data for p in self._params] or [0], dtype=np.uintp)
+        # The call's arguments once: reading .ctypes.data costs about a microsecond each time.
+        self._call = (self._prog.ctypes.data, len(self._prog), self._buf_ptrs.ctypes.data,
+                      self._par_ptrs.ctypes.data)
         self._lib = lib
 
     def profile(self, frame: np.ndarray, iters: int = 20) -> list[float]:
@@ -500,15 +636,14 @@ class _NativeProgram:
             samples = []
             for _ in range(iters):
                 t = time.perf_counter()
-                self._lib.run_program(ptr, 1, self._buf_ptrs.ctypes.data,
-                                      self._par_ptrs.ctypes.data)
+                self._lib.run_program(ptr, 1, *self._call[2:])
                 samples.append(time.perf_counter() - t)
             times.append(statistics.median(samples))
         return times
 
     def image(self) -> bytes:
         """The program, its buffers' lengths and its parameters in ``xnor_main.c``'s format."""
-        head = np.array([1, len(self._prog), len(self._buffers), len(self._params), self._in,
+        head = np.array([IMAGE_VERSION, len(self._prog), len(self._buffers), len(self._params), self._in,
                          self._out], "<i4")
         parts = [b"BNNP", head.tobytes(), self._prog.astype("<i4").tobytes(),
                  np.array([b.size for b in self._buffers], "<i4").tobytes()]
@@ -517,11 +652,15 @@ class _NativeProgram:
                       p.astype(p.dtype.newbyteorder("<")).tobytes()]
         return b"".join(parts)
 
-    def run(self, frame: np.ndarray) -> np.ndarray:
-        """One frame ``[H, W, C]`` -> its output ``[...]`` (int32, a fresh array)."""
+    def run(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One frame ``[H, W, C]`` -> its output ``[...]``: into ``out`` (converted to its
+        dtype) when given, else a fresh int32 array."""
         self._buffers[self._in][:] = frame.reshape(-1)
-        status = self._lib.run_program(self._prog.ctypes.data, len(self._prog),
-                                       self._buf_ptrs.ctypes.data, self._par_ptrs.ctypes.data)
+        status = self._lib.run_program(*self._call)
         if status != 0:
             raise MemoryError(f"cpu engine: native program failed (status {status})")
-        return self._buffers[self._out].reshape(self._out_shape).copy()
+        result = self._buffers[self._out].reshape(self.out_shape)
+        if out is None:
+            return result.copy()
+        out[...] = result
+        return out

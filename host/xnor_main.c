@@ -5,7 +5,7 @@
  *
  *   xnor_main IMAGE INPUT OUTPUT
  *
- * IMAGE: "BNNP", version, n_instr, n_buffers, n_params, input buffer, output buffer (int32
+ * IMAGE: "BNNP", version (2), n_instr, n_buffers, n_params, input buffer, output buffer (int32
  * each), the instruction records, each buffer's length in int32, then every parameter as
  * element size, element count and its bytes. INPUT: frames of the input buffer's length,
  * int32, one after another; OUTPUT gets the output buffer after each frame. Little-endian,
@@ -36,8 +36,8 @@ int main(int argc, char **argv) {
     char magic[4];
     int32_t head[6];
     if (fread(magic, 1, 4, img) != 4 || memcmp(magic, "BNNP", 4) || !read_i32(img, head, 6) ||
-        head[0] != 1)
-        return fail("not a version-1 plan image", argv[1]);
+        head[0] != 2)
+        return fail("not a version-2 plan image", argv[1]);
     int32_t n_instr = head[1], n_buf = head[2], n_par = head[3], in = head[4], out = head[5];
     int32_t *prog = malloc((size_t)n_instr * 32 * 4);
     int32_t **bufs = calloc((size_t)n_buf, sizeof *bufs);

@@ -156,6 +156,18 @@ def _check_integral(arrays: dict[str, np.ndarray], node) -> None:
             raise BnnposeError(f"cpu engine: {node.name} has a non-integer constant")
 
 
+def pack_weight_words(weight: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """Binary weights ``[KH*KW*C, MH]`` (0/1, rows in (kh, kw, c) order) -> ``[MH, W]``
+    uint64: each output channel's window, its taps' channels packed 8 per byte (little bit
+    order) one tap after another, zero-filled to whole words, as the engine packs inputs."""
+    mw, mh = weight.shape
+    bits = weight.reshape(kh, kw, mw // (kh * kw), mh).transpose(3, 0, 1, 2).astype(np.uint8)
+    packed = np.packbits(bits, axis=-1, bitorder="little").reshape(mh, -1)
+    width = -(-packed.shape[1] // 8) * 8
+    packed = np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
 def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
                window: dict[str, Any] | None) -> Step:
     weight = np.asarray(inits[node.input[1]])  # [MW = KH*KW*C, MH], rows in (kh, kw, c) order
@@ -173,12 +185,7 @@ def _conv_step(node, a: dict[str, Any], inits: dict[str, np.ndarray], src: str,
                            "binary (0/1) activations")
     attrs["xnor"] = xnor
     if xnor:
-        channels = mw // (kh * kw)
-        bits = weight.reshape(kh, kw, channels, mh).transpose(3, 0, 1, 2).astype(np.uint8)
-        packed = np.packbits(bits, axis=-1, bitorder="little").reshape(mh, -1)
-        width = -(-packed.shape[1] // 8) * 8
-        packed = np.pad(packed, ((0, 0), (0, width - packed.shape[1])))
-        arrays["weight_words"] = np.ascontiguousarray(packed).view(np.uint64)
+        arrays["weight_words"] = pack_weight_words(weight, kh, kw)
         attrs["k_bits"] = int(mw)
     else:
         imax = max(abs(DataType[a["inputDataType"]].min()), abs(DataType[a["inputDataType"]].max()))
