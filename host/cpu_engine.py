@@ -542,8 +542,8 @@ class _NativeProgram:
                     raise _NotNative(f"{dst}: accumulator beyond float32's exact integers")
                 r[:23] = [_OPCODES["xnor" if a["xnor"] else "int"], buf(src), buf(dst), h, w, c,
                           oh, ow, *a["kernel"], *a["stride"], *a["dilation"], a["pads"][0],
-                          a["pads"][1], mh, 0, a["k_bits"] if a["xnor"] else 0, 0 if thr is None else thr.shape[1],
-                          0, int(a.get("bipolar", 0)),
+                          a["pads"][1], mh, 0, a["k_bits"] if a["xnor"] else 0,
+                          0 if thr is None else thr.shape[1], 0, int(a.get("bipolar", 0)),
                           int(a.get("act_val", 0))]
                 r[23] = (par(_tap_words(arr["weight_words"], a["kernel"][0] * a["kernel"][1], c),
                              np.uint32) if a["xnor"]
@@ -643,8 +643,8 @@ class _NativeProgram:
 
     def image(self) -> bytes:
         """The program, its buffers' lengths and its parameters in ``xnor_main.c``'s format."""
-        head = np.array([IMAGE_VERSION, len(self._prog), len(self._buffers), len(self._params), self._in,
-                         self._out], "<i4")
+        head = np.array([IMAGE_VERSION, len(self._prog), len(self._buffers), len(self._params),
+                         self._in, self._out], "<i4")
         parts = [b"BNNP", head.tobytes(), self._prog.astype("<i4").tobytes(),
                  np.array([b.size for b in self._buffers], "<i4").tobytes()]
         for p in self._params:

@@ -121,8 +121,8 @@ def main(argv: list[str]) -> int:
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("overlay", type=Path, help="an overlay folder with its cpu_plan.npz")
     ap.add_argument("--frames", type=int, default=8, help="held-out renders to compare on")
-    ap.add_argument("--arch", nargs="*", choices=tuple(TARGETS),
-                    default=[k for k, t in TARGETS.items() if not (t.cpu_flag and missing_tools(k))],
+    runnable = [k for k, t in TARGETS.items() if not (t.cpu_flag and missing_tools(k))]
+    ap.add_argument("--arch", nargs="*", choices=tuple(TARGETS), default=runnable,
                     help="default: the ARM builds, and the x86-64 ones this CPU runs")
     ap.add_argument("--out", type=Path, help="write cross_check.json here")
     a = ap.parse_args(argv)
