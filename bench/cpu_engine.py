@@ -12,7 +12,13 @@ Writes ``bench/results/cpu_engine.json`` (with ``speedup_vs_torch_float`` and
 ``speedup_vs_onnxruntime_float``; with ``--per-op`` the time of every native instruction and the
 frame's time by kind of op), a bar chart ``cpu_engine.png`` beside it, and prints a table.
 
+``--models`` adds a row per registered network (``models`` in the JSON; all of them when no name
+follows), from the build ``bnnpose models`` makes and caches: its plan compiled from that
+``model_hw.onnx``, native equal to numpy equal to FINN's execution of the graph, and the same
+contenders timed, fewer rounds for the larger networks.
+
     .venv/bin/python bench/cpu_engine.py [--overlay DIR] [--rounds 7] [--iters 20] [--per-op]
+                                         [--models [NAME ...]]
 """
 
 from __future__ import annotations
@@ -57,13 +63,19 @@ def timed(fn: Callable[[], object], iters: int) -> float:
 def contenders(overlay: Path, x_uint8: np.ndarray, workdir: Path) -> dict[str, Callable]:
     ov = load_overlay(overlay)
     plan = Plan.load(ov.cpu_plan) if ov.cpu_plan else compile_plan(ov.model_hw)
-    name = ov.manifest.get("model", "bhg-tiny")
+    return contenders_of(plan, ov.manifest.get("model", "bhg-tiny"), x_uint8, workdir)
+
+
+def contenders_of(plan: Plan, name: str, x_uint8: np.ndarray, workdir: Path
+                  ) -> dict[str, Callable]:
+    """The plan, native and numpy, and the registered network ``name``'s float twin in PyTorch
+    and ONNX Runtime, each a call on ``x_uint8`` [1, H, W, 3]."""
     model = build_model(name, binary=False).eval()
     x_nchw = torch.from_numpy(x_uint8.transpose(0, 3, 1, 2).astype(np.float32))
 
     import onnxruntime as ort
 
-    onnx_path = workdir / "float_twin.onnx"
+    onnx_path = workdir / f"{name}-float.onnx"
     torch.onnx.export(model, x_nchw, str(onnx_path), dynamo=False, opset_version=17)
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
@@ -86,6 +98,63 @@ def contenders(overlay: Path, x_uint8: np.ndarray, workdir: Path) -> dict[str, C
     return out
 
 
+def interleaved(fns: dict[str, Callable], rounds: int, iters: int) -> dict[str, list[float]]:
+    """Seconds per call of every contender, ``rounds`` times, the order rotated each round so
+    that no contender always runs right after the same neighbour."""
+    for fn in fns.values():  # warm-up: caches, lazy init, kernel compilation
+        fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(rounds):
+        names = list(fns)[r % len(fns):] + list(fns)[: r % len(fns)]
+        for k in names:
+            samples[k].append(timed(fns[k], iters))
+    return samples
+
+
+def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tuple[list, list]:
+    """One row per registered network: its ``bnnpose models`` build (cached in out/models),
+    the plan from that graph checked against FINN and timed beside the float twin."""
+    from bnnpose.hw_build.models_table import DEFAULT_CACHE, table
+    from bnnpose.hw_build.sim import execute_hw_graph
+    from bnnpose.models.registry import MODELS
+
+    rows, skipped = [], []
+    for name in names:
+        built, missed = table([name], [MODELS[name].boards[0]], 1000.0, DEFAULT_CACHE,
+                              budget_s=budget_s)
+        skipped += missed
+        if not built:
+            continue
+        graph = Path(built[0]["work_dir"]) / "build" / "model_hw.onnx"
+        plan = compile_plan(graph)
+        size = plan.input_shape[1]
+        frames = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+        finn = execute_hw_graph(graph, frames[:1].astype(np.float32))
+        native, numpy_path = plan.run(frames, native=True), plan.run(frames, native=False)
+        # A big network's numpy path takes a while: fewer calls where a frame is larger.
+        iters = max(1, 4 * 128 * 128 // (size * size))
+        ms = {k: 1e3 * statistics.median(v) for k, v in
+              interleaved(contenders_of(plan, name, frames[:1], workdir), 3, iters).items()}
+        kinds = {}
+        for s in plan.steps:
+            kinds[s.op] = kinds.get(s.op, 0) + 1
+        rows.append({
+            "model": name, "family": MODELS[name].family, "board": built[0]["board"],
+            "input": [1, size, size, 3], "plan_steps": kinds,
+            "xnor_mac_share": built[0]["xnor_mac_share"],
+            "native_equals_numpy": bool(np.array_equal(native, numpy_path)),
+            "numpy_equals_finn": bool(np.array_equal(numpy_path[:1], finn)),
+            "median_ms": ms, "iters_per_round": iters, "rounds": 3,
+            "speedup_vs_torch_float": ms["torch_float"] / ms["engine_native"],
+            "speedup_vs_onnxruntime_float": ms["onnxruntime_float"] / ms["engine_native"],
+        })
+        print(f"{name}: native {ms['engine_native']:.2f} ms, ORT float "
+              f"{ms['onnxruntime_float']:.2f} ms, torch float {ms['torch_float']:.2f} ms, "
+              f"bit-exact {rows[-1]['native_equals_numpy'] and rows[-1]['numpy_equals_finn']}",
+              file=sys.stderr)
+    return rows, skipped
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--overlay", type=Path, default=DEFAULT_OVERLAY)
@@ -94,22 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--per-op", action="store_true",
                     help="also time every native instruction alone (per_op in the JSON)")
+    ap.add_argument("--models", nargs="*", metavar="NAME",
+                    help="also a row per registered network (no name: all of them)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     x = np.random.default_rng(0).integers(0, 256, (1, 128, 128, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
-        fns = contenders(args.overlay, x, Path(tmp))
-        for fn in fns.values():  # warm-up: caches, lazy init, kernel compilation
-            fn()
-        samples: dict[str, list[float]] = {k: [] for k in fns}
-        for r in range(args.rounds):
-            # Rotate the order so no contender always runs right after the same neighbour.
-            names = list(fns)[r % len(fns):] + list(fns)[: r % len(fns)]
-            for k in names:
-                samples[k].append(timed(fns[k], args.iters))
-            print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+        samples = interleaved(contenders(args.overlay, x, Path(tmp)), args.rounds, args.iters)
+        if args.models is not None:
+            from bnnpose.models.registry import MODELS
+
+            models, skipped = model_rows(args.models or list(MODELS), Path(tmp))
 
     ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
     engine = "engine_native" if "engine_native" in ms else "engine_numpy"
@@ -130,9 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_onnxruntime_float": ms["onnxruntime_float"] / ms[engine],
         "native_vs_numpy": (ms["engine_numpy"] / ms["engine_native"]
                             if "engine_native" in ms else None),
-        "goal_speedup_vs_torch_float": 5.0,
+        "goal_speedup_vs_torch_float": 10.0,
+        "goal_speedup_vs_onnxruntime_float": 3.0,
         "versions": versions(),
     }
+    if args.models is not None:
+        result["models"], result["models_skipped"] = models, skipped
     if args.per_op:
         result["per_op"] = per_op(args.overlay, x[0], args.iters)
     args.out.mkdir(parents=True, exist_ok=True)

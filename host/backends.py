@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from bnnpose.host.common import BnnposeError, sha256_file
-from bnnpose.host.cpu_engine import PLAN_FILE, Plan
+from bnnpose.host.cpu_engine import ENGINES, PLAN_FILE, Plan
 from bnnpose.host.packing import (
     TensorSpec, check_packed, input_spec, output_spec, to_normal, to_packed,
 )
@@ -209,11 +209,14 @@ class CpuBackend(OverlayBackend):
     io_shape.json names.
     """
 
-    def __init__(self, overlay_dir: str | os.PathLike, native: bool | None = None) -> None:
+    def __init__(self, overlay_dir: str | os.PathLike, engine: str = "native") -> None:
         """Args:
-            native: use the C kernels (``None``: when a C compiler is available; ``False``:
-                the numpy reference path only).
+            engine: ``native``, the C kernels (compiled here at first use; without a C
+                compiler, or when they fail to build, a one-line error); ``numpy``, the
+                numpy reference path, which needs nothing else and is many times slower.
         """
+        if engine not in ENGINES:
+            raise BnnposeError(f"cpu engine {engine!r} is not one of {', '.join(ENGINES)}")
         super().__init__(overlay_dir)
         ov = self.overlay
         if ov.cpu_plan is not None:
@@ -236,7 +239,9 @@ class CpuBackend(OverlayBackend):
             if tuple(got) != tuple(want):
                 raise BnnposeError(f"overlay {ov.path}: the cpu plan's {what} {list(got)} is "
                                    f"not io_shape.json's {list(want)}")
-        self.native = native
+        self.native = engine == "native"
+        if self.native:
+            self.plan.require_native()
 
     def execute_packed(self, ibuf_packed: np.ndarray) -> np.ndarray:
         """uint8 ``[N, *ishape_packed[1:]]`` -> uint8 ``[N, *oshape_packed[1:]]``."""
@@ -308,11 +313,11 @@ def _driver_io_shape(io_shape: Mapping[str, Any]) -> dict[str, Any]:
     return d
 
 
-#: ``bnnpose run --backend NAME``: NAME -> ``factory(overlay_dir, numpy_only) -> Backend``, the
-#: ones a board has.
-BACKENDS: dict[str, Callable[[str, bool], Backend]] = {
-    "pynq": lambda overlay, numpy_only: PynqBackend(overlay),
-    "cpu": lambda overlay, numpy_only: CpuBackend(overlay, native=False if numpy_only else None),
+#: ``bnnpose run --backend NAME``: NAME -> ``factory(overlay_dir, engine) -> Backend``, the
+#: ones a board has (``engine``: the cpu backend's, one of ENGINES).
+BACKENDS: dict[str, Callable[[str, str], Backend]] = {
+    "pynq": lambda overlay, engine: PynqBackend(overlay),
+    "cpu": lambda overlay, engine: CpuBackend(overlay, engine),
 }
 
 #: Entry-point group through which an installed package adds backends of the same signature:
@@ -331,10 +336,10 @@ def backend_names() -> tuple[str, ...]:
     return (*BACKENDS, *_installed_backends())
 
 
-def make_backend(name: str, overlay: str | os.PathLike, numpy_only: bool = False) -> Backend:
-    """The backend ``name`` on an overlay folder (``numpy_only``: the cpu engine's numpy path)."""
+def make_backend(name: str, overlay: str | os.PathLike, engine: str = "native") -> Backend:
+    """The backend ``name`` on an overlay folder (``engine``: the cpu backend's, ENGINES)."""
     if name in BACKENDS:
-        return BACKENDS[name](str(overlay), numpy_only)
+        return BACKENDS[name](str(overlay), engine)
     installed = _installed_backends()
     if name not in installed:
         raise BnnposeError(f"backend {name!r} is not available here; known: "
@@ -343,4 +348,4 @@ def make_backend(name: str, overlay: str | os.PathLike, numpy_only: bool = False
         factory = installed[name].load()
     except ImportError as e:
         raise BnnposeError(f"the {name} backend needs what a build host installs: {e}") from None
-    return factory(str(overlay), numpy_only)
+    return factory(str(overlay), engine)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple, NoReturn
 
 from bnnpose.host.backends import backend_names, make_backend
+from bnnpose.host.cpu_engine import ENGINES
 from bnnpose.host.common import USER_ERRORS, print_error
 #: The overlay `make demo` builds, beside the host package in a source checkout (a deployed
 #: folder's entry script points BNNPOSE_OVERLAY at its own copy).
@@ -58,8 +59,9 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     run.add_argument("--roi", type=_box, metavar="X0,Y0,X1,Y1", help="fixed person box")
     run.add_argument("--threshold", type=float, default=0.3,
                      help="draw joints scoring below this faded (default: %(default)s)")
-    run.add_argument("--numpy-only", action="store_true",
-                     help="cpu backend: skip the compiled C kernels (the numpy reference)")
+    run.add_argument("--engine", choices=ENGINES, default="native",
+                     help="cpu backend: the C kernels, compiled at first use (default), or the "
+                          "numpy reference path, which needs no compiler and is slower")
     run.add_argument("--flip-test", action="store_true",
                      help="also run each crop's mirror image and average the heatmaps "
                           "(more accurate, half the accelerator frame rate)")
@@ -75,8 +77,8 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     tp.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8, 16], metavar="N",
                     help="batch sizes (default: 1 2 4 8 16)")
     tp.add_argument("--repeats", type=int, default=5, help="timed runs per batch size")
-    tp.add_argument("--numpy-only", action="store_true",
-                    help="cpu backend: skip the compiled C kernels")
+    tp.add_argument("--engine", choices=ENGINES, default="native",
+                    help="cpu backend: C kernels (default) or the numpy reference path")
     tp.add_argument("--out", default="out/throughput", metavar="DIR",
                     help="writes throughput.json and throughput.png (default: %(default)s)")
 
@@ -128,7 +130,7 @@ def _box(text: str) -> tuple[float, ...]:
 def _throughput(args: argparse.Namespace) -> int:
     from bnnpose.host.runtime import throughput_test, write_throughput
 
-    backend = make_backend(args.backend, args.overlay, args.numpy_only)
+    backend = make_backend(args.backend, args.overlay, args.engine)
     rows = throughput_test(backend, args.batch, args.repeats)
     write_throughput(rows, args.out, {"backend": args.backend, "overlay": args.overlay})
     print(f"{'batch':>5} {'ms/batch':>10} {'FPS':>9} {'in MB/s':>8} {'out MB/s':>8}")
@@ -158,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     # Inputs first: programming an FPGA only to fail on a typo wastes seconds.
     sources = open_inputs(args.inputs)
     try:
-        backend = make_backend(args.backend, args.overlay, args.numpy_only)
+        backend = make_backend(args.backend, args.overlay, args.engine)
     except BaseException:
         for src in sources:
             src.close()

@@ -43,6 +43,8 @@ import numpy as np
 from bnnpose.host.common import BnnposeError, atomic_writer
 
 PLAN_FILE = "cpu_plan.npz"
+#: The cpu backend's engines: the C kernels, or the numpy reference path.
+ENGINES = ("native", "numpy")
 #: Bumped whenever the meaning of a step changes, so a stale plan is refused, not misread.
 PLAN_FORMAT = 1
 
@@ -76,41 +78,42 @@ class Plan:
     output_shape: tuple[int, ...]
     source_sha256: str = ""  #: sha256 of the model_hw.onnx it was compiled from
 
-    def run(self, x: np.ndarray, native: bool | None = None) -> np.ndarray:
+    def run(self, x: np.ndarray, native: bool = True) -> np.ndarray:
         """Normal-shaped integer input ``[N, H, W, C]`` -> normal-shaped output, float32.
 
         Args:
-            native: run the whole plan in the compiled C program (``None``: when it can be
-                built here); ``False`` is the numpy reference path.
+            native: run the whole plan in the compiled C program (a one-line error when it
+                cannot be built here); ``False`` is the numpy reference path.
         """
         x = np.asarray(x)
         if tuple(x.shape[1:]) != self.input_shape[1:]:
             raise BnnposeError(f"cpu engine: input {list(x.shape)} does not match "
                                f"[N, {', '.join(map(str, self.input_shape[1:]))}]")
-        if native is not False:
-            program = self._program()
-            if program is not None:
-                out = np.empty((len(x), *program.out_shape), np.float32)
-                for xi, yi in zip(x, out):
-                    program.run(xi, yi)
-                return out
-            if native:
-                raise BnnposeError(f"cpu engine: no native program ({self._native_error})")
+        if native:
+            self.require_native()
+            out = np.empty((len(x), *self._native.out_shape), np.float32)
+            for xi, yi in zip(x, out):
+                self._native.run(xi, yi)
+            return out
         env = {self.input_name: np.ascontiguousarray(x, dtype=np.int32)}
         for step in self.steps:
             results = OPS[step.op]([env[i] for i in step.inputs], step.attrs, step.arrays)
             env.update(zip(step.outputs, results))
         return env[self.output_name].astype(np.float32)
 
+    def require_native(self) -> None:
+        """Build the native program now, or fail with one line saying why and what to do."""
+        if self._program() is None:
+            raise BnnposeError(f"cpu engine: no native program ({self._native_error}); "
+                               "--engine numpy runs the numpy reference path instead")
+
     def profile(self, frame: np.ndarray, iters: int = 20) -> list[dict]:
         """Time per native instruction on one frame ``[H, W, C]``: op, output tensor and
         shape, seconds (median of ``iters``), in program order."""
-        program = self._program()
-        if program is None:
-            raise BnnposeError(f"cpu engine: no native program ({self._native_error})")
-        seconds = program.profile(np.asarray(frame, np.int32), iters)
+        self.require_native()
+        seconds = self._native.profile(np.asarray(frame, np.int32), iters)
         return [{"op": op, "output": name, "shape": list(shape), "seconds": t}
-                for (op, name, shape), t in zip(program.labels, seconds, strict=True)]
+                for (op, name, shape), t in zip(self._native.labels, seconds, strict=True)]
 
     def native_image(self) -> bytes:
         """The native program as a plan image for ``xnor_main.c``, which runs it without
@@ -321,36 +324,65 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
+def _compiler_identity(cc: str) -> str | None:
+    """The first line of ``cc --version``; None when it does not run."""
+    try:
+        result = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = result.stdout.splitlines()
+    return lines[0] if result.returncode == 0 and lines else None
+
+
+def _first_error(stderr: str) -> str:
+    """A compiler's first error line (its warnings and notes left out), shortened."""
+    lines = [ln for ln in stderr.splitlines() if "error" in ln] or stderr.splitlines() or [""]
+    return " ".join(lines[0].split())[:200]
+
+
+#: Compiler options tried in order: tuned for this machine's CPU (the library is built on, and
+#: cached for, the machine that runs it), then portable where a compiler lacks -march=native.
+_FLAG_SETS = (("-O3", "-march=native"), ("-O3",))
+
+
 @functools.cache
 def native_kernels() -> ctypes.CDLL | None:
-    """The C kernels, compiled once per source, machine and Python into the cache folder
-    (``$BNNPOSE_CACHE_DIR``, default ``~/.cache/bnnpose``); ``None`` without a C compiler,
-    and the numpy path runs instead."""
+    """The C kernels, compiled once per source, compiler, machine and Python into the cache
+    folder (``$BNNPOSE_CACHE_DIR``, default ``~/.cache/bnnpose``); ``None`` without a working
+    C compiler (``_NATIVE_ERROR`` says why)."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        _NATIVE_ERROR[0] = "no C compiler (cc) on PATH"
+        return None
+    identity = _compiler_identity(cc)
+    if identity is None:
+        _NATIVE_ERROR[0] = f"the C compiler {cc} does not run"
+        return None
     source = _KERNEL_SOURCE.read_bytes()
-    key = hashlib.sha256(source + platform.machine().encode() + sys.version.encode())
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), identity.encode(),
+                                      platform.machine().encode(), sys.version.encode()]))
     lib_path = _cache_dir() / f"xnor_kernels-{key.hexdigest()[:16]}.so"
     if not lib_path.is_file():
-        if cc is None:
-            _NATIVE_ERROR[0] = "no C compiler (cc) on PATH"
-            return None
         lib_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=lib_path.parent)
         os.close(fd)
         try:
-            # -march=native: the library is built on, and cached for, the machine that runs it.
-            for flags in (["-O3", "-march=native"], ["-O3"]):
+            for flags in _FLAG_SETS:
                 result = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", tmp,
                                          str(_KERNEL_SOURCE)], capture_output=True, text=True)
                 if result.returncode == 0:
                     break
             else:
-                _NATIVE_ERROR[0] = f"{cc} failed: {' '.join(result.stderr.split())[:200]}"
+                _NATIVE_ERROR[0] = f"{cc} failed: {_first_error(result.stderr)}"
                 return None
             os.replace(tmp, lib_path)
         finally:
             Path(tmp).unlink(missing_ok=True)
-    lib = ctypes.CDLL(str(lib_path))
+    try:
+        lib = ctypes.CDLL(str(lib_path))
+    except OSError as e:
+        _NATIVE_ERROR[0] = f"cannot load {lib_path.name}: {e}"
+        return None
     lib.run_program.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     lib.run_program.restype = ctypes.c_int
     return lib

@@ -94,7 +94,7 @@ def _check_graph_io(model: Any, ispec: TensorSpec, ospec: TensorSpec, where: Pat
                                f"io_shape.json says {spec.dtype.name}{list(spec.normal)}")
 
 
-def sim_backend(overlay_dir: str, numpy_only: bool = False) -> SimBackend:
-    """``bnnpose run --backend sim`` (entry point ``bnnpose.backends:sim``); ``numpy_only`` is
-    the cpu engine's option and means nothing here."""
+def sim_backend(overlay_dir: str, engine: str = "native") -> SimBackend:
+    """``bnnpose run --backend sim`` (entry point ``bnnpose.backends:sim``); ``engine`` is the
+    cpu backend's option and means nothing here."""
     return SimBackend(overlay_dir)

@@ -162,3 +162,61 @@ def test_overlay_without_plan_or_model(tmp_path):
 
     with pytest.raises(BnnposeError, match="neither cpu_plan.npz nor model_hw.onnx"):
         CpuBackend(copy_overlay(tmp_path, strip))
+
+
+@pytest.fixture
+def broken_cc(tmp_path, monkeypatch):
+    """A C compiler that answers --version and fails every build, with a fresh kernel cache."""
+    cc = tmp_path / "cc"
+    cc.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "fakecc 1.0"; exit 0; fi\n'
+                  'echo "xnor_kernels.c:9:1: warning: a warning first" >&2\n'
+                  'echo "xnor_kernels.c:12:5: error: unknown type name" >&2\nexit 1\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setenv("BNNPOSE_CACHE_DIR", str(tmp_path / "cache"))
+    native_kernels.cache_clear()
+    yield cc
+    native_kernels.cache_clear()
+
+
+def test_a_failed_compile_is_one_line_naming_the_numpy_engine(broken_cc, images, finn_out):
+    with pytest.raises(BnnposeError) as e:
+        CpuBackend(REAL_OVERLAY)
+    message = str(e.value)
+    assert "\n" not in message and "error: unknown type name" in message
+    assert "warning" not in message and "--engine numpy" in message
+    # Asked for, the numpy path runs without a compiler, and gives the same integers.
+    cpu = CpuBackend(REAL_OVERLAY, engine="numpy")
+    np.testing.assert_array_equal(cpu.plan.run(images, native=False), finn_out)
+
+
+def test_a_missing_compiler_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    native_kernels.cache_clear()
+    try:
+        with pytest.raises(BnnposeError, match=r"does not run\); --engine numpy"):
+            CpuBackend(REAL_OVERLAY)
+    finally:
+        native_kernels.cache_clear()
+
+
+def test_cli_never_falls_back_silently(broken_cc, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 256, (96, 128, 3), np.uint8))
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "bnnpose.host.cli", "run", "--backend", "cpu",
+                               "--overlay", str(REAL_OVERLAY), "--out", str(tmp_path / "out"),
+                               "--no-annotate", *extra, str(image)],
+                              capture_output=True, text=True, timeout=120, env=dict(os.environ))
+
+    failed = run()
+    assert failed.returncode == 2 and len(failed.stderr.splitlines()) == 1, failed.stderr
+    assert "--engine numpy" in failed.stderr
+    assert run("--engine", "numpy").returncode == 0

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from bnnpose.host import cli
 from bnnpose.quantize import synthetic
+
+
+#: OpenCV's sample data (Debian's opencv-doc, which `make test` installs with the backgrounds):
+#: real people, used here for evaluation only, never for training.
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 def test_sim_and_cpu_write_identical_keypoints(real_overlay, tmp_path):
@@ -22,23 +29,52 @@ def test_sim_and_cpu_write_identical_keypoints(real_overlay, tmp_path):
     for f in frames[2:]:
         writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     writer.release()
-
-    records = {}
-    for backend in ("sim", "cpu"):
-        out = tmp_path / backend
-        assert cli.main(["run", "--backend", backend, "--overlay", str(real_overlay),
-                         "--out", str(out), "--person", "track",
-                         str(tmp_path / "person0.png"), str(tmp_path / "person1.png"),
-                         str(tmp_path / "walk.avi")]) == 0
-        records[backend] = [json.loads(line)
-                            for line in (out / "keypoints.jsonl").read_text().splitlines()]
+    records = run_both(real_overlay, tmp_path, [tmp_path / "person0.png",
+                                                tmp_path / "person1.png", tmp_path / "walk.avi"])
     assert len(records["cpu"]) == 5
-    for a, b in zip(records["sim"], records["cpu"], strict=True):
-        assert (a["source"], a["frame"], a["box"]) == (b["source"], b["frame"], b["box"])
-        assert a["keypoints"] == b["keypoints"]
     cap = cv2.VideoCapture(str(tmp_path / "cpu" / "walk_pose.mp4"))
     n = 0
     while cap.read()[0]:
         n += 1
     assert n == 3
     assert np.array(records["cpu"][0]["keypoints"]).shape == (16, 3)
+
+
+def run_both(overlay, tmp_path, inputs: list[Path]) -> dict[str, list[dict]]:
+    """``bnnpose run`` on the sim and cpu backends; each one's keypoint records, checked equal."""
+    records = {}
+    for backend in ("sim", "cpu"):
+        out = tmp_path / backend
+        assert cli.main(["run", "--backend", backend, "--overlay", str(overlay),
+                         "--out", str(out), "--person", "track", *map(str, inputs)]) == 0
+        records[backend] = [json.loads(line)
+                            for line in (out / "keypoints.jsonl").read_text().splitlines()]
+    for a, b in zip(records["sim"], records["cpu"], strict=True):
+        assert (a["source"], a["frame"], a["box"]) == (b["source"], b["frame"], b["box"])
+        assert a["keypoints"] == b["keypoints"]
+    return records
+
+
+@pytest.mark.skipif(not (OPENCV_DATA / "vtest.avi").is_file(), reason="needs Debian's opencv-doc")
+def test_sim_and_cpu_agree_on_real_photos_and_footage(real_overlay, tmp_path):
+    from skimage import data
+
+    photos = [tmp_path / "astronaut.png", OPENCV_DATA / "messi5.jpg",
+              OPENCV_DATA / "basketball1.png"]
+    cv2.imwrite(str(photos[0]), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    # Six frames of people walking (vtest.avi), a second apart.
+    cap = cv2.VideoCapture(str(OPENCV_DATA / "vtest.avi"))
+    clip = tmp_path / "street.avi"
+    writer = None
+    for i in range(6 * 10):
+        ok, frame = cap.read()
+        assert ok
+        if i % 10:
+            continue
+        if writer is None:
+            writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 1,
+                                     frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    records = run_both(real_overlay, tmp_path, [*photos, clip])
+    assert len(records["cpu"]) == 3 + 6

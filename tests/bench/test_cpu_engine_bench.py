@@ -1,0 +1,26 @@
+"""bench/cpu_engine.py on one round: its report, per-op table and plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bnnpose.host.cpu_engine import native_kernels
+
+BENCH = "cpu_engine"
+
+
+@pytest.mark.skipif(native_kernels() is None, reason="no C compiler for the native kernels")
+def test_one_round_writes_speedups_per_op_rows_and_a_plot(bench, tmp_path):
+    assert bench.main(["--rounds", "1", "--iters", "1", "--per-op", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "cpu_engine.json").read_text())
+    ms = result["median_ms"]
+    assert set(ms) == {"engine_native", "engine_numpy", "torch_float", "onnxruntime_float"}
+    assert result["speedup_vs_onnxruntime_float"] == pytest.approx(
+        ms["onnxruntime_float"] / ms["engine_native"])
+    per_op = result["per_op"]
+    assert {"xnor conv", "int conv", "concat+add+threshold"} <= set(per_op["by_kind_ms"])
+    assert per_op["sum_ms"] == pytest.approx(sum(r["ms"] for r in per_op["instructions"]))
+    assert (tmp_path / "cpu_engine.png").stat().st_size > 0
+    assert "models" not in result  # only with --models
