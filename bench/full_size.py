@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.model not in registry.MODELS or registry.MODELS[a.model].family != "hourglass":
         raise BnnposeError(f"--model must be a registered hourglass, got {a.model!r}")
-    digest = models_table._flow_digest()
+    digest = models_table.current_flow_digest()
     rows = {}
     for s in sorted(set(a.stacks)):
         name = register_stacks(a.model, s)

@@ -23,6 +23,8 @@ FORWARDED = {
     "build": ("bnnpose.hw_build.make_bitstream:main", "compile an overlay with FINN"),
     "models": ("bnnpose.hw_build.models_table:main",
                "every registered model on every board: params, MACs, FINN estimate, fit"),
+    "dse": ("bnnpose.hw_build.dse:main",
+            "design-space exploration: accuracy (proxy) vs FINN FPS and resources per board"),
     "demo": ("bnnpose.hw_build.demo:main",
              "checkpoint to simulated accelerator on the shipped model"),
     "docker": ("bnnpose.hw_build.docker.launch:main",

@@ -76,7 +76,7 @@ def random_batchnorm(model):
     return model
 
 
-def _flow_digest() -> str:
+def current_flow_digest() -> str:
     h = hashlib.sha256()
     for src in FLOW_SOURCES:
         path = REPO / src
@@ -89,7 +89,7 @@ def _flow_digest() -> str:
     return h.hexdigest()
 
 
-def _counts(model) -> dict:
+def param_counts(model) -> dict:
     """Parameters, those held as 1-bit weights, and the stored size (1-bit weights packed,
     everything else float32)."""
     total = binary = 0
@@ -112,7 +112,8 @@ def _row_path(name: str, board: str, fps: float, cache: Path, flow_digest: str |
     cfg = MODELS[name].config
     key = hashlib.sha256(b"|".join([
         weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
-        repr(float(fps)).encode(), (flow_digest or _flow_digest()).encode()])).hexdigest()[:20]
+        repr(float(fps)).encode(), (flow_digest or current_flow_digest()).encode(),
+    ])).hexdigest()[:20]
     return model, weights, cache / f"{name}-{board}-{key}.json"
 
 
@@ -150,7 +151,7 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     est = report["estimate"]
     row = {
         "model": name, "family": MODELS[name].family, "board": board, "weights": weights,
-        "input_size": size, **_counts(model),
+        "input_size": size, **param_counts(model),
         "macs_by_bitwidth": report["macs_by_bitwidth"],
         "xnor_mac_share": report["xnor_mac_share"],
         "target_fps": fps, "fps": est["fps"], "clock_mhz": est["clock_mhz"],
@@ -221,7 +222,7 @@ def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
 
     from bnnpose.models.registry import MODELS
 
-    digest = _flow_digest()
+    digest = current_flow_digest()
     pairs = [(m, b) for m in models for b in (MODELS[m].boards if boards is None else boards)]
     rows, skipped = [], []
     bar = tqdm(pairs, desc="models", unit="row", disable=None)

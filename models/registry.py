@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from torch import nn
 
@@ -87,6 +87,34 @@ def model_joints(cfg: NetConfig) -> tuple[str, ...]:
         raise ValueError(f"layout {cfg.layout} names {len(joints)} joints, the model has "
                          f"{cfg.num_joints}")
     return tuple(joints)
+
+
+#: Config fields that name what a network computes rather than its architecture: not knobs.
+NOT_ARCH = ("num_joints", "layout", "binary")
+
+
+def arch_overrides(name: str, arch: dict) -> dict:
+    """``arch`` (field -> value, lists as JSON gives them) as overrides of the registered
+    model ``name``'s config, checked: an unknown field or a value of the wrong kind is a
+    one-line error naming the fields there are."""
+    base = model_entry(name).config
+    known = [f.name for f in fields(base) if f.name not in NOT_ARCH]
+    out = {}
+    for key, value in arch.items():
+        if key not in known:
+            raise BnnposeError(f"{name} has no architecture knob {key!r}; knobs: "
+                               f"{', '.join(known)}")
+        default = getattr(base, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list | tuple) or not all(isinstance(v, int) for v in value):
+                raise BnnposeError(f"{key}: expected integers like {list(default)}, got {value!r}")
+            value = tuple(value)
+        elif not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(
+                default, bool):
+            raise BnnposeError(f"{key}: expected {type(default).__name__} values like "
+                               f"{default!r}, got {value!r}")
+        out[key] = value
+    return out
 
 
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:

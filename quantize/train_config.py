@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from bnnpose.host.common import BnnposeError, one_line, write_json
-from bnnpose.models.registry import model_entry
+from bnnpose.models.registry import arch_overrides, model_entry
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.losses import LOSSES
 
@@ -36,6 +36,9 @@ class TrainConfig:
     stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
     pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
     end_bits: int | None = None  #: overrides the weight bits of the stem and head convs
+    #: further overrides of the model's config by field name (depth, stacks, widths,
+    #: input_size, ...): the architectures ``bnnpose dse`` sweeps
+    arch: dict | None = None
     #: "synthetic" (stick figures), "mesh" (mesh bodies, ``mesh_render``) or a labelled set
     #: as ``bnnpose eval --data`` names it
     data: str = "synthetic"
@@ -157,6 +160,8 @@ def check_config(cfg: TrainConfig) -> None:
         raise BnnposeError(f"n_train={cfg.n_train} would reach the held-out evaluation seeds")
     if cfg.n_val < 1 or cfg.epochs < 1:
         raise BnnposeError(f"need n_val >= 1 and epochs >= 1, got {cfg.n_val}, {cfg.epochs}")
+    if cfg.arch:
+        arch_overrides(cfg.model, cfg.arch)
     if cfg.channels is not None and (cfg.channels < 4 or cfg.channels % 4):
         raise BnnposeError("channels must be a positive multiple of 4 (HPM halves twice), "
                            f"got {cfg.channels}")

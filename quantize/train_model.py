@@ -10,7 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from bnnpose.host.common import BnnposeError, one_line
-from bnnpose.models.registry import build_model
+from bnnpose.models.registry import arch_overrides, build_model
 from bnnpose.quantize.train_config import TrainConfig
 
 
@@ -107,6 +107,7 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     """
     overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels", "pad_value",
                                               "end_bits") if getattr(cfg, k) is not None}
+    overrides.update(arch_overrides(cfg.model, cfg.arch or {}))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)
     source = None if cfg.init_from is None else init_from(model, cfg.init_from)

@@ -1,0 +1,434 @@
+"""Design-space exploration: ``bnnpose dse``, accuracy against speed and resources per board.
+
+A sweep takes one family's network sized for a board (``BASES``), varies architecture knobs
+(any field of its config: width, depth, stacks, blocks, input size, stream bits, end bits) and
+FINN folding targets, and gives every point
+
+* FINN's estimate from the real flow: export with random weights and BatchNorm statistics drawn
+  like a trained network's (``models_table.random_batchnorm``; resources and FPS are the trained
+  network's), build to the estimate, every stage checked bit-exact on ``--golden`` inputs:
+  FPS, LUT, BRAM18, URAM, DSP and their shares, fits; parameters and MACs by bit width;
+* an accuracy **proxy**: PCK@0.2 on held-out renders after a short training of that
+  architecture (``--train-samples`` x ``--train-epochs``, the same recipe for every point, so
+  points compare; the number is not what full training reaches).
+
+The points that fit the board, reach ``--min-fps`` and are not beaten on both accuracy and FPS
+by another form the frontier. ``DIR/dse.json`` holds every point and the frontier,
+``DIR/dse_<board>.png`` plots them (accuracy vs FPS; marker size: LUT share, colour: BRAM
+share; the frontier drawn, the shipped network starred) and a table is printed.
+
+Points run in a process pool (``--jobs``) or on an existing Dask cluster (``--scheduler
+tcp://HOST:PORT``; its workers must see ``--out`` and the render caches, as on one machine or a
+shared file system). Every finished point is written at once, so an interrupted sweep resumes
+where it stopped (training runs resume from their last epoch too).
+
+    bnnpose dse --board pynq-z2 [--family hourglass] [--knob channels=32,48 --knob stacks=1,2]
+                [--fps 300,1000] [--min-fps 300] [--train-samples 2048] [--train-epochs 2]
+                [--jobs 2 | --scheduler ADDRESS] [--out out/dse/pynq-z2-hourglass]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bnnpose.host.common import BnnposeError, one_line, run_main, versions, write_json
+
+#: family -> board -> the registered network a sweep starts from. The hourglass starts small
+#: on both boards: the seeds' 4-stack size does not finish compiling (README).
+BASES = {
+    "hourglass": {"pynq-z2": "bhg-tiny", "zcu104": "bhg-tiny"},
+    "bihrnet": {"pynq-z2": "bihrnet-z2", "zcu104": "bihrnet-full"},
+    "bidrn": {"pynq-z2": "bidrn-z2", "zcu104": "bidrn-full"},
+    "face": {"pynq-z2": "face-bhg-z2", "zcu104": "face-bhg-z2"},
+}
+#: The knobs a sweep varies when none are given: width and depth around the base.
+DEFAULT_KNOBS = {
+    "hourglass": ["channels=32,64", "stacks=1,2"],
+    "face": ["channels=32,64"],
+    "bihrnet": ["widths=24x48x96,32x64x128"],
+    "bidrn": ["widths=32x64x128,48x96x192"],
+}
+#: The folding target of the shipped networks.
+SHIPPED_FPS = 1000.0
+DEFAULT_OUT = Path("out/dse")
+#: Where proxy trainings go, shared by every sweep and board.
+DEFAULT_RUNS = DEFAULT_OUT / "runs"
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The short training every point gets: its accuracy is a proxy, comparable between
+    points of one sweep."""
+
+    data: str = "mesh"
+    n_train: int = 2048
+    epochs: int = 2
+    n_val: int = 256
+    batch_size: int = 32
+
+    def label(self) -> str:
+        return (f"proxy: PCK@0.2 on {self.n_val} held-out {self.data} renders after "
+                f"{self.epochs} epochs of {self.n_train} samples")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design: the base network with ``knobs`` replaced, folded for ``fps``."""
+
+    base: str
+    board: str
+    knobs: tuple[tuple[str, object], ...]
+    fps: float
+    proxy: Proxy = field(default_factory=Proxy)
+    golden: int = 4
+
+    def arch(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.knobs}
+
+    def name(self) -> str:
+        knobs = " ".join(f"{k}={'x'.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in self.knobs)
+        return f"{knobs or self.base} @{self.fps:g}"
+
+    def key(self, flow_digest: str) -> str:
+        ident = {"base": self.base, "board": self.board, "arch": self.arch(), "fps": self.fps,
+                 "proxy": vars(self.proxy), "golden": self.golden, "flow": flow_digest}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
+    """``["channels=32,64", "widths=24x48x96,32x64x128"]`` -> knob -> values, each checked
+    against the base network's config (one line naming the knobs there are)."""
+    from bnnpose.models.registry import arch_overrides
+
+    knobs: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        if not sep or not values:
+            raise BnnposeError(f"--knob {spec!r}: expected NAME=V1,V2,... (tuples as 24x48x96)")
+        try:
+            parsed = [[int(p) for p in v.split("x")] if "x" in v else _number(v)
+                      for v in values.split(",")]
+        except ValueError:
+            raise BnnposeError(f"--knob {spec!r}: values must be numbers") from None
+        knobs[name] = [arch_overrides(base, {name: v})[name] for v in parsed]
+    return knobs
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value == int(value) and "." not in text else value
+
+
+def grid(base: str, board: str, knobs: dict[str, list], fps: list[float], proxy: Proxy,
+         golden: int, with_shipped: bool = True) -> list[Point]:
+    """Every combination of the knobs' values and the FPS targets, knobs equal to the base's
+    dropped (so the base itself is one point), plus the shipped network at its target."""
+    from bnnpose.models.registry import MODELS
+
+    cfg = MODELS[base].config
+    points = []
+    for values in itertools.product(*knobs.values()):
+        changed = tuple((k, v) for k, v in zip(knobs, values) if getattr(cfg, k) != v)
+        points += [Point(base, board, changed, f, proxy, golden) for f in fps]
+    if with_shipped and board in MODELS[base].boards:
+        points.append(Point(base, board, (), SHIPPED_FPS, proxy, golden))
+    return list(dict.fromkeys(points))
+
+
+def evaluate(point: Point, work: str, runs: str) -> dict:
+    """One point's row: FINN estimate and counts of the architecture (built in ``work``), and
+    its proxy accuracy (trained in ``runs``, where the same architecture and recipe trains
+    once for every board and sweep). A point that fails is a row with ``error`` (one line), so
+    the sweep goes on."""
+    import numpy as np
+    import torch
+
+    from bnnpose.hw_build.config import BuildConfig, Until
+    from bnnpose.hw_build.make_bitstream import build
+    from bnnpose.hw_build.models_table import param_counts, random_batchnorm
+    from bnnpose.models.registry import MODELS, arch_overrides, build_model
+    from bnnpose.quantize.export import export_network
+    from bnnpose.quantize.train import trained_run
+    from bnnpose.quantize.train_config import TrainConfig
+
+    row = {"point": point.name(), "base": point.base, "family": MODELS[point.base].family,
+           "board": point.board, "knobs": point.arch(), "target_fps": point.fps}
+    root = Path(work)
+    try:
+        overrides = arch_overrides(point.base, point.arch())
+        torch.manual_seed(0)
+        model = random_batchnorm(build_model(point.base, **overrides)).eval()
+        row["config"] = model.cfg.to_dict()
+        row.update(param_counts(model))
+        size = model.cfg.input_size
+        arch_key = hashlib.sha256(json.dumps(point.arch(), sort_keys=True).encode()).hexdigest()
+        hw = root / "builds" / f"{arch_key[:10]}-{point.fps:g}"
+        started = time.perf_counter()
+        x = np.random.default_rng(0).integers(0, 256, (point.golden, 3, size, size))
+        export_network(model, x.astype(np.float32), hw / "export", point.name(),
+                       {"model": point.base, "arch": point.arch()})
+        report = build(BuildConfig(model=hw / "export" / "model.onnx", board=point.board,
+                                   out=hw / "build", fps=point.fps, until=Until.ESTIMATE,
+                                   max_golden=point.golden, must_fit=False))
+        est = report["estimate"]
+        row.update({
+            "macs_by_bitwidth": report["macs_by_bitwidth"],
+            "xnor_mac_share": report["xnor_mac_share"], "fps": est["fps"],
+            "clock_mhz": est["clock_mhz"], "lut": est["lut"], "bram18": est["bram18"],
+            "uram": est["uram"], "dsp": est["dsp"], "lut_share": est["lut_share"],
+            "bram_share": est["bram_share"], "fits": est["fits"],
+            "unmapped_nodes": report["unmapped_nodes"],
+            "bitexact": all(report["bitexact"].values()),
+            "build_wall_s": round(time.perf_counter() - started, 1)})
+        p = point.proxy
+        started = time.perf_counter()
+        recipe = TrainConfig(model=point.base, arch=point.arch() or None, data=p.data,
+                             n_train=p.n_train, n_val=p.n_val, epochs=p.epochs,
+                             batch_size=p.batch_size)
+        run = trained_run(recipe, Path(runs), f"{point.base}-{arch_key[:10]}")
+        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        best = max(history, key=lambda h: h["val_pck"])
+        row["proxy"] = {"pck": best["val_pck"], "mean_pose": best["val_pck_mean_pose"],
+                        "label": p.label(), "run": str(run)}
+        row["train_wall_s"] = round(time.perf_counter() - started, 1)
+    except Exception as e:  # noqa: BLE001 - a failed point is a result of the sweep
+        row["error"] = one_line(e, 300)
+    return row
+
+
+def frontier(rows: list[dict], min_fps: float = 0.0) -> list[dict]:
+    """The rows that fit, reach ``min_fps`` and no other such row beats on both accuracy and
+    FPS (at least as good on both, better on one), by ascending FPS."""
+    ok = [r for r in rows if "error" not in r and r["fits"] and r["fps"] >= min_fps]
+
+    def beaten(r):
+        return any(o["proxy"]["pck"] >= r["proxy"]["pck"] and o["fps"] >= r["fps"]
+                   and (o["proxy"]["pck"], o["fps"]) != (r["proxy"]["pck"], r["fps"])
+                   for o in ok)
+
+    return sorted((r for r in ok if not beaten(r)), key=lambda r: r["fps"])
+
+
+def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
+               scheduler: str | None = None, flow_digest: str = "") -> list[dict]:
+    """Rows of every point, in order: read where a finished one was written, the others
+    evaluated in a process pool or on the cluster at ``scheduler``, each written when done."""
+    from tqdm import tqdm
+
+    done = work / "points"
+    rows: dict[Point, dict] = {}
+    todo = []
+    for p in points:
+        path = done / f"{p.key(flow_digest)}.json"
+        if path.is_file():
+            rows[p] = json.loads(path.read_text())
+        else:
+            todo.append(p)
+    bar = tqdm(total=len(points), initial=len(rows), desc="dse", unit="point", disable=None)
+    for p, row in _evaluated(todo, str(work), str(runs), jobs, scheduler):
+        write_json(done / f"{p.key(flow_digest)}.json", row)
+        rows[p] = row
+        bar.set_postfix_str(p.name())
+        bar.update()
+    bar.close()
+    return [rows[p] for p in points]
+
+
+def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: str | None
+               ) -> Iterator[tuple[Point, dict]]:
+    if not points:
+        return
+    if scheduler is not None:
+        client = connect(scheduler)
+        try:
+            from distributed import as_completed
+
+            futures = {client.submit(evaluate, p, work, runs, pure=False): p for p in points}
+            for future in as_completed(list(futures), loop=client.loop):
+                yield futures[future], future.result()
+        finally:
+            client.close()
+        return
+    if jobs == 1:
+        for p in points:
+            yield p, evaluate(p, work, runs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: FINN and torch keep threads and state a forked child must not inherit.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(evaluate, p, work, runs): p for p in points}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def connect(address: str):
+    """A Dask client of the scheduler at ``address``; one line when it does not answer."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BnnposeError("--scheduler needs Dask's distributed: pip install "
+                           "'bnnpose[build]'") from None
+    try:
+        return Client(address, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise BnnposeError(f"scheduler {address} does not answer ({one_line(e, 200)})") from None
+
+
+def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: float,
+         path: Path) -> None:
+    """Accuracy (proxy) against estimated FPS: size by LUT share, colour by BRAM share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fits = [r for r in ok if r["fits"]]
+    over = [r for r in ok if not r["fits"]]
+    sc = ax.scatter([r["fps"] for r in fits], [r["proxy"]["pck"] for r in fits],
+                    s=[40 + 600 * r["lut_share"] for r in fits],
+                    c=[r["bram_share"] for r in fits], cmap="viridis", vmin=0, vmax=1,
+                    edgecolors="black", linewidths=0.5, zorder=3)
+    if over:
+        ax.scatter([r["fps"] for r in over], [r["proxy"]["pck"] for r in over], marker="x",
+                   color="grey", s=60, zorder=3, label="does not fit the board")
+    if front:
+        ax.plot([r["fps"] for r in front], [r["proxy"]["pck"] for r in front], "-",
+                color="tab:red", lw=1.5, zorder=2, label="frontier")
+    shipped = [r for r in ok if not r["knobs"] and r["target_fps"] == SHIPPED_FPS]
+    if shipped:
+        ax.scatter([r["fps"] for r in shipped], [r["proxy"]["pck"] for r in shipped],
+                   marker="*", s=320, facecolors="none", edgecolors="tab:red", linewidths=1.5,
+                   zorder=4, label=f"shipped ({shipped[0]['base']})")
+    for r in ok:
+        ax.annotate(r["point"], (r["fps"], r["proxy"]["pck"]), fontsize=7,
+                    xytext=(5, 4), textcoords="offset points")
+    if min_fps:
+        ax.axvline(min_fps, ls="--", color="grey", lw=1, label=f"--min-fps {min_fps:g}")
+    ax.set_xscale("log")
+    proxy = ok[0]["proxy"]["label"] if ok else ""
+    ax.set(xlabel="estimated FPS (FINN, log scale)", ylabel="PCK@0.2 (proxy)",
+           title=f"{family} on {board}: marker area = LUT share, colour = BRAM18 share\n{proxy}")
+    ax.title.set_fontsize(9)
+    fig.colorbar(sc, ax=ax, label="BRAM18 share of the board")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def table(rows: list[dict], front: list[dict]) -> str:
+    on_front = {r["point"] for r in front}
+    lines = ["| point | est. FPS | LUT | BRAM18 | params | PCK@0.2 (proxy) | frontier |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(rows, key=lambda r: r.get("fps", 0)):
+        if "error" in r:
+            lines.append(f"| {r['point']} | failed: {r['error']} | | | | | |")
+            continue
+        fit = "" if r["fits"] else " (does not fit)"
+        lines.append(f"| {r['point']} | {r['fps']:,.0f}{fit} | {r['lut_share']:.0%} | "
+                     f"{r['bram_share']:.0%} | {r['params']:,} | {r['proxy']['pck']:.3f} | "
+                     f"{'yes' if r['point'] in on_front else ''} |")
+    return "\n".join(lines)
+
+
+def sweep(board: str, family: str, knob_specs: list[str] | None, fps: list[float],
+          proxy: Proxy, out: Path, jobs: int = 1, scheduler: str | None = None,
+          min_fps: float = 0.0, golden: int = 4, with_shipped: bool = True,
+          command: str = "", runs: Path | None = None,
+          report: Callable[[str], None] = print) -> dict:
+    """The whole sweep: points, rows, frontier, ``dse.json`` and the plot in ``out``
+    (``with_shipped``: the shipped network at its folding target is a point too)."""
+    from bnnpose.hw_build.boards import board as board_spec
+    from bnnpose.hw_build.models_table import current_flow_digest
+
+    board_spec(board)
+    if family not in BASES:
+        raise BnnposeError(f"unknown family {family!r}; known: {', '.join(BASES)}")
+    base = BASES[family][board]
+    knobs = parse_knobs(base, DEFAULT_KNOBS[family] if knob_specs is None else knob_specs)
+    if not fps or any(f <= 0 for f in fps):
+        raise BnnposeError(f"--fps needs positive targets, got {fps}")
+    if jobs < 1:
+        raise BnnposeError(f"--jobs must be >= 1, got {jobs}")
+    if scheduler is not None:
+        connect(scheduler).close()  # fail before any work when it does not answer
+    points = grid(base, board, knobs, fps, proxy, golden, with_shipped)
+    rows = run_points(points, out, runs or DEFAULT_RUNS, jobs, scheduler, current_flow_digest())
+    front = frontier(rows, min_fps)
+    result = {
+        "command": command or "bnnpose dse",
+        "board": board, "family": family, "base": base, "knobs": knobs, "fps_targets": fps,
+        "min_fps": min_fps, "proxy": {**vars(proxy), "label": proxy.label()},
+        "points": rows, "frontier": [r["point"] for r in front],
+        "shipped": next((r["point"] for r in rows if not r["knobs"]
+                         and r["target_fps"] == SHIPPED_FPS), None),
+        "versions": versions(),
+    }
+    write_json(out / "dse.json", result)
+    plot(rows, front, board, family, min_fps, out / f"dse_{board}.png")
+    report(table(rows, front))
+    report(f"-> {out / 'dse.json'}, {out / f'dse_{board}.png'}")
+    reached = [r["fps"] for r in rows if "error" not in r and r["fits"]]
+    if min_fps and not front:
+        best = f"{max(reached):,.0f}" if reached else "none (no point fits the board)"
+        raise BnnposeError(f"no point reaches --min-fps {min_fps:g}; the best that fits: {best}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bnnpose dse", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--board", required=True, help="pynq-z2 or zcu104")
+    ap.add_argument("--family", default="hourglass", help=f"one of {', '.join(BASES)}")
+    ap.add_argument("--knob", action="append", metavar="NAME=V1,V2",
+                    help="an architecture knob and its values (repeatable; tuples as 24x48x96); "
+                         "default: width and depth around the base network")
+    ap.add_argument("--fps", default="300,1000", help="FINN folding targets (default %(default)s)")
+    ap.add_argument("--min-fps", type=float, default=0.0,
+                    help="the frontier keeps points at least this fast")
+    ap.add_argument("--data", default=None, help="proxy training data (default: mesh renders, "
+                                                 "stick figures for face and whole-body)")
+    ap.add_argument("--train-samples", type=int, default=Proxy.n_train)
+    ap.add_argument("--train-epochs", type=int, default=Proxy.epochs)
+    ap.add_argument("--val", type=int, default=Proxy.n_val, help="held-out renders scored")
+    ap.add_argument("--golden", type=int, default=4, help="inputs checked per FINN stage")
+    ap.add_argument("--jobs", type=int, default=1, help="points evaluated side by side")
+    ap.add_argument("--scheduler", metavar="ADDRESS",
+                    help="a Dask scheduler (tcp://host:port) whose workers take the points")
+    ap.add_argument("--out", type=Path, help="default: out/dse/BOARD-FAMILY")
+    ap.add_argument("--runs", type=Path, default=DEFAULT_RUNS,
+                    help="proxy training runs, shared by sweeps: an architecture trains once "
+                         "(default %(default)s)")
+    a = ap.parse_args(argv)
+    try:
+        fps = [float(f) for f in a.fps.split(",")]
+    except ValueError:
+        raise BnnposeError(f"--fps {a.fps!r}: expected numbers like 300,1000") from None
+    data = a.data or ("mesh" if a.family in ("hourglass", "bihrnet") else "synthetic")
+    proxy = replace(Proxy(), data=data, n_train=a.train_samples, epochs=a.train_epochs,
+                    n_val=a.val)
+    sweep(a.board, a.family, a.knob, fps, proxy, a.out or DEFAULT_OUT / f"{a.board}-{a.family}",
+          a.jobs, a.scheduler, a.min_fps, a.golden,
+          command=" ".join(["bnnpose dse", *(argv if argv is not None else sys.argv[1:])]),
+          runs=a.runs)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_main(main, None, "bnnpose dse"))
