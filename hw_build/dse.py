@@ -144,7 +144,7 @@ def grid(base: str, board: str, knobs: dict[str, list], fps: list[float], proxy:
     return list(dict.fromkeys(points))
 
 
-def evaluate(point: Point, work: str, runs: str) -> dict:
+def evaluate(point: Point, work: str, runs: str, device: str = "cpu") -> dict:
     """One point's row: FINN estimate and counts of the architecture (built in ``work``), and
     its proxy accuracy (trained in ``runs``, where the same architecture and recipe trains
     once for every board and sweep). A point that fails is a row with ``error`` (one line), so
@@ -157,8 +157,6 @@ def evaluate(point: Point, work: str, runs: str) -> dict:
     from bnnpose.hw_build.models_table import param_counts, random_batchnorm
     from bnnpose.models.registry import MODELS, arch_overrides, build_model
     from bnnpose.quantize.export import export_network
-    from bnnpose.quantize.train import trained_run
-    from bnnpose.quantize.train_config import TrainConfig
 
     row = {"point": point.name(), "base": point.base, "family": MODELS[point.base].family,
            "board": point.board, "knobs": point.arch(), "target_fps": point.fps}
@@ -189,20 +187,30 @@ def evaluate(point: Point, work: str, runs: str) -> dict:
             "unmapped_nodes": report["unmapped_nodes"],
             "bitexact": all(report["bitexact"].values()),
             "build_wall_s": round(time.perf_counter() - started, 1)})
-        p = point.proxy
         started = time.perf_counter()
-        recipe = TrainConfig(model=point.base, arch=point.arch() or None, data=p.data,
-                             n_train=p.n_train, n_val=p.n_val, epochs=p.epochs,
-                             batch_size=p.batch_size)
-        run = trained_run(recipe, Path(runs), f"{point.base}-{arch_key[:10]}")
-        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        best = max(history, key=lambda h: h["val_pck"])
-        row["proxy"] = {"pck": best["val_pck"], "mean_pose": best["val_pck_mean_pose"],
-                        "label": p.label(), "run": str(run)}
+        row["proxy"] = trained_score(point.base, point.arch(), point.proxy, Path(runs), device)
         row["train_wall_s"] = round(time.perf_counter() - started, 1)
     except Exception as e:  # noqa: BLE001 - a failed point is a result of the sweep
         row["error"] = one_line(e, 300)
     return row
+
+
+def trained_score(base: str, arch: dict, recipe: Proxy, runs: Path, device: str = "cpu"
+                  ) -> dict:
+    """Train ``base`` with ``arch`` by ``recipe`` in ``runs`` (a finished run with the same
+    recipe is reused, an interrupted one resumed) and its best held-out PCK@0.2."""
+    from bnnpose.quantize.train import trained_run
+    from bnnpose.quantize.train_config import TrainConfig
+
+    cfg = TrainConfig(model=base, arch=arch or None, data=recipe.data, n_train=recipe.n_train,
+                      n_val=recipe.n_val, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                      device=device)
+    arch_key = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:10]
+    run = trained_run(cfg, runs, f"{base}-{arch_key}")
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = max(history, key=lambda h: h["val_pck"])
+    return {"pck": best["val_pck"], "mean_pose": best["val_pck_mean_pose"],
+            "label": recipe.label(), "run": str(run)}
 
 
 def frontier(rows: list[dict], min_fps: float = 0.0) -> list[dict]:
@@ -219,7 +227,8 @@ def frontier(rows: list[dict], min_fps: float = 0.0) -> list[dict]:
 
 
 def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
-               scheduler: str | None = None, flow_digest: str = "") -> list[dict]:
+               scheduler: str | None = None, flow_digest: str = "", device: str = "cpu"
+               ) -> list[dict]:
     """Rows of every point, in order: read where a finished one was written, the others
     evaluated in a process pool or on the cluster at ``scheduler``, each written when done."""
     from tqdm import tqdm
@@ -234,7 +243,7 @@ def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
         else:
             todo.append(p)
     bar = tqdm(total=len(points), initial=len(rows), desc="dse", unit="point", disable=None)
-    for p, row in _evaluated(todo, str(work), str(runs), jobs, scheduler):
+    for p, row in _evaluated(todo, str(work), str(runs), jobs, scheduler, device):
         write_json(done / f"{p.key(flow_digest)}.json", row)
         rows[p] = row
         bar.set_postfix_str(p.name())
@@ -243,8 +252,8 @@ def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
     return [rows[p] for p in points]
 
 
-def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: str | None
-               ) -> Iterator[tuple[Point, dict]]:
+def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: str | None,
+               device: str) -> Iterator[tuple[Point, dict]]:
     if not points:
         return
     if scheduler is not None:
@@ -252,7 +261,8 @@ def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: 
         try:
             from distributed import as_completed
 
-            futures = {client.submit(evaluate, p, work, runs, pure=False): p for p in points}
+            futures = {client.submit(evaluate, p, work, runs, device, pure=False): p
+                       for p in points}
             for future in as_completed(list(futures), loop=client.loop):
                 yield futures[future], future.result()
         finally:
@@ -260,14 +270,14 @@ def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: 
         return
     if jobs == 1:
         for p in points:
-            yield p, evaluate(p, work, runs)
+            yield p, evaluate(p, work, runs, device)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: FINN and torch keep threads and state a forked child must not inherit.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(evaluate, p, work, runs): p for p in points}
+        futures = {pool.submit(evaluate, p, work, runs, device): p for p in points}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -337,6 +347,7 @@ def table(rows: list[dict], front: list[dict]) -> str:
     on_front = {r["point"] for r in front}
     lines = ["| point | est. FPS | LUT | BRAM18 | params | PCK@0.2 (proxy) | frontier |",
              "|---|---:|---:|---:|---:|---:|---|"]
+    final = {r["point"]: r["final"]["pck"] for r in front if "final" in r}
     for r in sorted(rows, key=lambda r: r.get("fps", 0)):
         if "error" in r:
             lines.append(f"| {r['point']} | failed: {r['error']} | | | | | |")
@@ -344,17 +355,27 @@ def table(rows: list[dict], front: list[dict]) -> str:
         fit = "" if r["fits"] else " (does not fit)"
         lines.append(f"| {r['point']} | {r['fps']:,.0f}{fit} | {r['lut_share']:.0%} | "
                      f"{r['bram_share']:.0%} | {r['params']:,} | {r['proxy']['pck']:.3f} | "
-                     f"{'yes' if r['point'] in on_front else ''} |")
+                     f"{_front_cell(r['point'], on_front, final)} |")
     return "\n".join(lines)
+
+
+def _front_cell(point: str, on_front: set[str], final: dict[str, float]) -> str:
+    if point not in on_front:
+        return ""
+    return f"yes, {final[point]:.3f} trained longer" if point in final else "yes"
 
 
 def sweep(board: str, family: str, knob_specs: list[str] | None, fps: list[float],
           proxy: Proxy, out: Path, jobs: int = 1, scheduler: str | None = None,
           min_fps: float = 0.0, golden: int = 4, with_shipped: bool = True,
-          command: str = "", runs: Path | None = None,
-          report: Callable[[str], None] = print) -> dict:
+          command: str = "", runs: Path | None = None, final: Proxy | None = None,
+          device: str = "cpu", report: Callable[[str], None] = print) -> dict:
     """The whole sweep: points, rows, frontier, ``dse.json`` and the plot in ``out``
-    (``with_shipped``: the shipped network at its folding target is a point too)."""
+    (``with_shipped``: the shipped network at its folding target is a point too; ``final``:
+    the frontier's architectures are trained again by this longer recipe, ``final`` in their
+    rows)."""
+    from bnnpose.quantize.train_config import resolve_device
+
     from bnnpose.hw_build.boards import board as board_spec
     from bnnpose.hw_build.models_table import current_flow_digest
 
@@ -367,15 +388,25 @@ def sweep(board: str, family: str, knob_specs: list[str] | None, fps: list[float
         raise BnnposeError(f"--fps needs positive targets, got {fps}")
     if jobs < 1:
         raise BnnposeError(f"--jobs must be >= 1, got {jobs}")
+    resolve_device(device)  # --device cuda without a GPU: one line, before any work
     if scheduler is not None:
         connect(scheduler).close()  # fail before any work when it does not answer
     points = grid(base, board, knobs, fps, proxy, golden, with_shipped)
-    rows = run_points(points, out, runs or DEFAULT_RUNS, jobs, scheduler, current_flow_digest())
+    runs = runs or DEFAULT_RUNS
+    rows = run_points(points, out, runs, jobs, scheduler, current_flow_digest(), device)
     front = frontier(rows, min_fps)
+    if final is not None:
+        trained: dict[str, dict] = {}
+        for r in front:  # the points of one architecture at other folding targets share it
+            arch = json.dumps(r["knobs"], sort_keys=True)
+            if arch not in trained:
+                trained[arch] = trained_score(base, r["knobs"], final, runs, device)
+            r["final"] = trained[arch]
     result = {
         "command": command or "bnnpose dse",
         "board": board, "family": family, "base": base, "knobs": knobs, "fps_targets": fps,
         "min_fps": min_fps, "proxy": {**vars(proxy), "label": proxy.label()},
+        "final": None if final is None else {**vars(final), "label": final.label()},
         "points": rows, "frontier": [r["point"] for r in front],
         "shipped": next((r["point"] for r in rows if not r["knobs"]
                          and r["target_fps"] == SHIPPED_FPS), None),
@@ -407,6 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-samples", type=int, default=Proxy.n_train)
     ap.add_argument("--train-epochs", type=int, default=Proxy.epochs)
     ap.add_argument("--val", type=int, default=Proxy.n_val, help="held-out renders scored")
+    ap.add_argument("--final-samples", type=int, metavar="N",
+                    help="train the frontier's architectures again on N samples (with "
+                         "--final-epochs): the accuracy they ship with, not a proxy")
+    ap.add_argument("--final-epochs", type=int, default=8)
+    ap.add_argument("--device", default="cpu", help="training device: cpu, cuda or auto")
     ap.add_argument("--golden", type=int, default=4, help="inputs checked per FINN stage")
     ap.add_argument("--jobs", type=int, default=1, help="points evaluated side by side")
     ap.add_argument("--scheduler", metavar="ADDRESS",
@@ -426,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep(a.board, a.family, a.knob, fps, proxy, a.out or DEFAULT_OUT / f"{a.board}-{a.family}",
           a.jobs, a.scheduler, a.min_fps, a.golden,
           command=" ".join(["bnnpose dse", *(argv if argv is not None else sys.argv[1:])]),
-          runs=a.runs)
+          runs=a.runs, device=a.device,
+          final=None if a.final_samples is None else replace(
+              proxy, n_train=a.final_samples, epochs=a.final_epochs, n_val=max(a.val, 512)))
     return 0
 
 

@@ -35,6 +35,10 @@ DEFAULT_CACHE = Path("out/models")
 FLOW_SOURCES = ("hw_build", "quantize/export.py", "quantize/golden.py", "quantize/qonnx_exec.py",
                 "models/quantizers.py", "models/blocks.py", "models/hourglass.py",
                 "models/hrnet.py", "models/bidrn.py")
+#: Within FLOW_SOURCES, what gathers and shows rows rather than computes them: no reason to
+#: rebuild a row when it changes.
+ORCHESTRATION = ("hw_build/models_table.py", "hw_build/dse.py", "hw_build/demo.py",
+                 "hw_build/cli.py", "hw_build/cross_check.py", "hw_build/docker")
 N_GOLDEN = 16
 #: Seconds one uncached row may take to build before it is skipped.
 DEFAULT_BUDGET_S = 600.0
@@ -81,9 +85,10 @@ def current_flow_digest() -> str:
     for src in FLOW_SOURCES:
         path = REPO / src
         for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            if f == Path(__file__).resolve():
-                continue  # how rows are printed is no reason to rebuild them
-            h.update(f.relative_to(REPO).as_posix().encode())
+            rel = f.relative_to(REPO).as_posix()
+            if any(rel == o or rel.startswith(o + "/") for o in ORCHESTRATION):
+                continue
+            h.update(rel.encode())
             h.update(f.read_bytes())
     h.update(json.dumps(versions(), sort_keys=True).encode())
     return h.hexdigest()

@@ -4,6 +4,7 @@ frontier, and one-line errors."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -29,7 +30,8 @@ def test_a_sweep_on_a_two_process_cluster_writes_points_frontier_and_plot(
     lines = []
     result = dse.sweep("pynq-z2", "hourglass", SMALL_KNOBS, [200.0], SMALL_PROXY, out,
                        scheduler=cluster.scheduler_address, golden=2, with_shipped=False,
-                       runs=tmp_path / "runs", report=lines.append)
+                       runs=tmp_path / "runs", final=replace(SMALL_PROXY, epochs=2),
+                       report=lines.append)
     rows = result["points"]
     # depth=2 is the base's own: that point's knobs leave it out.
     assert [r["knobs"].get("depth", 2) for r in rows] == [1, 2], rows
@@ -41,6 +43,12 @@ def test_a_sweep_on_a_two_process_cluster_writes_points_frontier_and_plot(
         assert r["knobs"]["input_size"] == 32 and r["config"]["input_size"] == 32
     # Deeper is slower or no faster; the frontier is drawn from what fits.
     assert set(result["frontier"]) <= {r["point"] for r in rows} and result["frontier"]
+    # The frontier's architectures trained again by the longer recipe.
+    for r in rows:
+        on_front = r["point"] in result["frontier"]
+        assert ("final" in r) == on_front
+        if on_front:
+            assert r["final"]["run"] != r["proxy"]["run"] and "2 epochs" in r["final"]["label"]
     assert json.loads((out / "dse.json").read_text())["frontier"] == result["frontier"]
     assert (out / "dse_pynq-z2.png").stat().st_size > 10_000
     assert any("frontier" in line for line in lines)
