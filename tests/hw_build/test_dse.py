@@ -53,14 +53,15 @@ def test_a_sweep_on_a_two_process_cluster_writes_points_frontier_and_plot(
     assert (out / "dse_pynq-z2.png").stat().st_size > 10_000
     assert any("frontier" in line for line in lines)
 
-    # Interrupted or finished, a sweep resumes from the points it wrote: nothing is evaluated.
+    # Interrupted or finished, a sweep resumes from the points it wrote: nothing is evaluated,
+    # and finished trainings are reused.
     def never(point, work, runs):
         raise AssertionError(f"{point.name()} evaluated again")
 
     monkeypatch.setattr(dse, "evaluate", never)
     again = dse.sweep("pynq-z2", "hourglass", SMALL_KNOBS, [200.0], SMALL_PROXY, out,
                       golden=2, with_shipped=False, runs=tmp_path / "runs",
-                      report=lines.append)
+                      final=replace(SMALL_PROXY, epochs=2), report=lines.append)
     assert again["points"] == rows
 
 
