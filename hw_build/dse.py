@@ -69,8 +69,9 @@ class Proxy:
     points of one sweep."""
 
     data: str = "mesh"
-    n_train: int = 2048
-    epochs: int = 2
+    #: 1,024 steps of 32 samples: minutes per architecture on a GPU, tens on two CPU cores
+    n_train: int = 8192
+    epochs: int = 4
     n_val: int = 256
     batch_size: int = 32
 
@@ -144,11 +145,9 @@ def grid(base: str, board: str, knobs: dict[str, list], fps: list[float], proxy:
     return list(dict.fromkeys(points))
 
 
-def evaluate(point: Point, work: str, runs: str, device: str = "cpu") -> dict:
-    """One point's row: FINN estimate and counts of the architecture (built in ``work``), and
-    its proxy accuracy (trained in ``runs``, where the same architecture and recipe trains
-    once for every board and sweep). A point that fails is a row with ``error`` (one line), so
-    the sweep goes on."""
+def estimate(point: Point, work: str) -> dict:
+    """One point's hardware: FINN's estimate and the counts of its architecture, built in
+    ``work``. A failure is a row with ``error`` (one line), so the sweep goes on."""
     import numpy as np
     import torch
 
@@ -160,16 +159,14 @@ def evaluate(point: Point, work: str, runs: str, device: str = "cpu") -> dict:
 
     row = {"point": point.name(), "base": point.base, "family": MODELS[point.base].family,
            "board": point.board, "knobs": point.arch(), "target_fps": point.fps}
-    root = Path(work)
     try:
-        overrides = arch_overrides(point.base, point.arch())
         torch.manual_seed(0)
-        model = random_batchnorm(build_model(point.base, **overrides)).eval()
+        model = build_model(point.base, **arch_overrides(point.base, point.arch()))
+        model = random_batchnorm(model).eval()
         row["config"] = model.cfg.to_dict()
         row.update(param_counts(model))
         size = model.cfg.input_size
-        arch_key = hashlib.sha256(json.dumps(point.arch(), sort_keys=True).encode()).hexdigest()
-        hw = root / "builds" / f"{arch_key[:10]}-{point.fps:g}"
+        hw = Path(work) / "builds" / f"{_arch_key(point.arch())}-{point.fps:g}"
         started = time.perf_counter()
         x = np.random.default_rng(0).integers(0, 256, (point.golden, 3, size, size))
         export_network(model, x.astype(np.float32), hw / "export", point.name(),
@@ -187,12 +184,23 @@ def evaluate(point: Point, work: str, runs: str, device: str = "cpu") -> dict:
             "unmapped_nodes": report["unmapped_nodes"],
             "bitexact": all(report["bitexact"].values()),
             "build_wall_s": round(time.perf_counter() - started, 1)})
-        started = time.perf_counter()
-        row["proxy"] = trained_score(point.base, point.arch(), point.proxy, Path(runs), device)
-        row["train_wall_s"] = round(time.perf_counter() - started, 1)
     except Exception as e:  # noqa: BLE001 - a failed point is a result of the sweep
         row["error"] = one_line(e, 300)
     return row
+
+
+def proxy_score(base: str, arch: dict, recipe: Proxy, runs: str, device: str = "cpu") -> dict:
+    """:func:`trained_score` as a task of the sweep: a failure is ``{"error": one line}``."""
+    started = time.perf_counter()
+    try:
+        score = trained_score(base, arch, recipe, Path(runs), device)
+    except Exception as e:  # noqa: BLE001 - a failed training is a result of the sweep
+        return {"error": one_line(e, 300)}
+    return {**score, "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def _arch_key(arch: dict) -> str:
+    return hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def trained_score(base: str, arch: dict, recipe: Proxy, runs: Path, device: str = "cpu"
@@ -205,8 +213,7 @@ def trained_score(base: str, arch: dict, recipe: Proxy, runs: Path, device: str 
     cfg = TrainConfig(model=base, arch=arch or None, data=recipe.data, n_train=recipe.n_train,
                       n_val=recipe.n_val, epochs=recipe.epochs, batch_size=recipe.batch_size,
                       device=device)
-    arch_key = hashlib.sha256(json.dumps(arch, sort_keys=True).encode()).hexdigest()[:10]
-    run = trained_run(cfg, runs, f"{base}-{arch_key}")
+    run = trained_run(cfg, runs, f"{base}-{_arch_key(arch)}")
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     best = max(history, key=lambda h: h["val_pck"])
     return {"pck": best["val_pck"], "mean_pose": best["val_pck_mean_pose"],
@@ -229,8 +236,10 @@ def frontier(rows: list[dict], min_fps: float = 0.0) -> list[dict]:
 def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
                scheduler: str | None = None, flow_digest: str = "", device: str = "cpu"
                ) -> list[dict]:
-    """Rows of every point, in order: read where a finished one was written, the others
-    evaluated in a process pool or on the cluster at ``scheduler``, each written when done."""
+    """Rows of every point, in order: read where a finished one was written; for the others,
+    a build per point and a proxy training per architecture (points that differ only in the
+    folding target share it) run in a process pool or on the cluster at ``scheduler``, and a
+    point's row is written as soon as both of its parts are in."""
     from tqdm import tqdm
 
     done = work / "points"
@@ -242,42 +251,57 @@ def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
             rows[p] = json.loads(path.read_text())
         else:
             todo.append(p)
+    tasks: list[tuple[tuple, Callable, tuple]] = [(("build", p), estimate, (p, str(work)))
+                                                  for p in todo]
+    archs = {json.dumps(p.arch(), sort_keys=True): p for p in todo}
+    tasks += [(("train", a), proxy_score, (p.base, p.arch(), p.proxy, str(runs), device))
+              for a, p in archs.items()]
+    built: dict[Point, dict] = {}
+    trained: dict[str, dict] = {}
     bar = tqdm(total=len(points), initial=len(rows), desc="dse", unit="point", disable=None)
-    for p, row in _evaluated(todo, str(work), str(runs), jobs, scheduler, device):
-        write_json(done / f"{p.key(flow_digest)}.json", row)
-        rows[p] = row
-        bar.set_postfix_str(p.name())
-        bar.update()
+    for (kind, what), result in _run_tasks(tasks, jobs, scheduler):
+        (built if kind == "build" else trained)[what] = result
+        for p in [p for p in todo if p not in rows and p in built
+                  and json.dumps(p.arch(), sort_keys=True) in trained]:
+            row, score = dict(built[p]), trained[json.dumps(p.arch(), sort_keys=True)]
+            if "error" in score and "error" not in row:
+                row["error"] = f"proxy training: {score['error']}"
+            elif "error" not in score:
+                row["proxy"] = score
+            write_json(done / f"{p.key(flow_digest)}.json", row)
+            rows[p] = row
+            bar.set_postfix_str(p.name())
+            bar.update()
     bar.close()
     return [rows[p] for p in points]
 
 
-def _evaluated(points: list[Point], work: str, runs: str, jobs: int, scheduler: str | None,
-               device: str) -> Iterator[tuple[Point, dict]]:
-    if not points:
+def _run_tasks(tasks: list[tuple[tuple, Callable, tuple]], jobs: int, scheduler: str | None
+               ) -> Iterator[tuple[tuple, dict]]:
+    """``(tag, function, args)`` -> ``(tag, function(*args))`` as each finishes."""
+    if not tasks:
         return
     if scheduler is not None:
         client = connect(scheduler)
         try:
             from distributed import as_completed
 
-            futures = {client.submit(evaluate, p, work, runs, device, pure=False): p
-                       for p in points}
+            futures = {client.submit(fn, *args, pure=False): tag for tag, fn, args in tasks}
             for future in as_completed(list(futures), loop=client.loop):
                 yield futures[future], future.result()
         finally:
             client.close()
         return
     if jobs == 1:
-        for p in points:
-            yield p, evaluate(p, work, runs, device)
+        for tag, fn, args in tasks:
+            yield tag, fn(*args)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: FINN and torch keep threads and state a forked child must not inherit.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(evaluate, p, work, runs, device): p for p in points}
+        futures = {pool.submit(fn, *args): tag for tag, fn, args in tasks}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -327,6 +351,10 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: 
                     xytext=(5, 4), textcoords="offset points")
     if min_fps:
         ax.axvline(min_fps, ls="--", color="grey", lw=1, label=f"--min-fps {min_fps:g}")
+    mean_pose = [r["proxy"]["mean_pose"] for r in ok if "mean_pose" in r["proxy"]]
+    if mean_pose:  # a proxy below this has not learnt to find joints yet
+        ax.axhline(sum(mean_pose) / len(mean_pose), ls=":", color="black", lw=1,
+                   label="mean pose on the same renders")
     ax.set_xscale("log")
     proxy = ok[0]["proxy"]["label"] if ok else ""
     ax.set(xlabel="estimated FPS (FINN, log scale)", ylabel="PCK@0.2 (proxy)",

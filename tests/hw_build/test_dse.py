@@ -55,10 +55,11 @@ def test_a_sweep_on_a_two_process_cluster_writes_points_frontier_and_plot(
 
     # Interrupted or finished, a sweep resumes from the points it wrote: nothing is evaluated,
     # and finished trainings are reused.
-    def never(point, work, runs):
-        raise AssertionError(f"{point.name()} evaluated again")
+    def never(*args):
+        raise AssertionError(f"evaluated again: {args}")
 
-    monkeypatch.setattr(dse, "evaluate", never)
+    monkeypatch.setattr(dse, "estimate", never)
+    monkeypatch.setattr(dse, "proxy_score", never)
     again = dse.sweep("pynq-z2", "hourglass", SMALL_KNOBS, [200.0], SMALL_PROXY, out,
                       golden=2, with_shipped=False, runs=tmp_path / "runs",
                       final=replace(SMALL_PROXY, epochs=2), report=lines.append)
@@ -105,10 +106,14 @@ def test_bad_input_is_one_line(argv, needle, tmp_path, capsys):
 
 def test_a_min_fps_no_point_reaches_names_the_best_that_fits(tmp_path, monkeypatch):
     rows = iter(fake_rows([(420.0, 0.3, True), (2000.0, 0.4, False)]))
-    def evaluate(point, work, runs):
-        return {**next(rows), "point": point.name(), "knobs": point.arch()}
 
-    monkeypatch.setattr(dse, "evaluate", evaluate)
+    def estimate(point, work):
+        row = {**next(rows), "point": point.name(), "knobs": point.arch()}
+        return {k: v for k, v in row.items() if k != "proxy"}
+
+    monkeypatch.setattr(dse, "estimate", estimate)
+    monkeypatch.setattr(dse, "proxy_score", lambda *args: {"pck": 0.2, "mean_pose": 0.1,
+                                                           "label": "proxy: made up"})
     with pytest.raises(BnnposeError, match=r"no point reaches --min-fps 1000; the best that "
                                            r"fits: 420"):
         dse.sweep("pynq-z2", "hourglass", ["channels=32,64"], [1000.0], dse.Proxy(), tmp_path,
