@@ -362,7 +362,7 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: 
     ax.title.set_fontsize(9)
     fig.colorbar(sc, ax=ax, label="BRAM18 share of the board")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
