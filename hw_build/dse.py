@@ -356,6 +356,7 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: 
         ax.axhline(sum(mean_pose) / len(mean_pose), ls=":", color="black", lw=1,
                    label="mean pose on the same renders")
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
     proxy = ok[0]["proxy"]["label"] if ok else ""
     ax.set(xlabel="estimated FPS (FINN, log scale)", ylabel="PCK@0.2 (proxy)",
            title=f"{family} on {board}: marker area = LUT share, colour = BRAM18 share\n{proxy}")
