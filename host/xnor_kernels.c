@@ -25,11 +25,9 @@
 /* A block of channels as one vector (GCC/Clang vector extensions): one AVX-512 register, two
  * AVX2 or four NEON ones, or plain scalar code where the CPU has none. */
 typedef int32_t vint __attribute__((vector_size(BLOCK * 4)));
-typedef uint32_t vuint __attribute__((vector_size(BLOCK * 4)));
 typedef float vfloat __attribute__((vector_size(BLOCK * 4)));
 
 static inline vint load_i(const int32_t *p) { vint v; memcpy(&v, p, sizeof v); return v; }
-static inline vuint load_u(const uint32_t *p) { vuint v; memcpy(&v, p, sizeof v); return v; }
 static inline vfloat load_f(const float *p) { vfloat v; memcpy(&v, p, sizeof v); return v; }
 
 static inline int round_block(int n) { return (n + BLOCK - 1) / BLOCK * BLOCK; }
