@@ -90,10 +90,10 @@ class Plan:
             raise BnnposeError(f"cpu engine: input {list(x.shape)} does not match "
                                f"[N, {', '.join(map(str, self.input_shape[1:]))}]")
         if native:
-            self.require_native()
-            out = np.empty((len(x), *self._native.out_shape), np.float32)
+            program = self.require_native()
+            out = np.empty((len(x), *program.out_shape), np.float32)
             for xi, yi in zip(x, out):
-                self._native.run(xi, yi)
+                program.run(xi, yi)
             return out
         env = {self.input_name: np.ascontiguousarray(x, dtype=np.int32)}
         for step in self.steps:
@@ -101,19 +101,22 @@ class Plan:
             env.update(zip(step.outputs, results))
         return env[self.output_name].astype(np.float32)
 
-    def require_native(self) -> None:
-        """Build the native program now, or fail with one line saying why and what to do."""
-        if self._program() is None:
+    def require_native(self) -> _NativeProgram:
+        """The native program, built at first call, or one line saying why there is none and
+        what to do."""
+        program = self._program()
+        if program is None:
             raise BnnposeError(f"cpu engine: no native program ({self._native_error}); "
                                "--engine numpy runs the numpy reference path instead")
+        return program
 
     def profile(self, frame: np.ndarray, iters: int = 20) -> list[dict]:
         """Time per native instruction on one frame ``[H, W, C]``: op, output tensor and
         shape, seconds (median of ``iters``), in program order."""
-        self.require_native()
-        seconds = self._native.profile(np.asarray(frame, np.int32), iters)
+        program = self.require_native()
+        seconds = program.profile(np.asarray(frame, np.int32), iters)
         return [{"op": op, "output": name, "shape": list(shape), "seconds": t}
-                for (op, name, shape), t in zip(self._native.labels, seconds, strict=True)]
+                for (op, name, shape), t in zip(program.labels, seconds, strict=True)]
 
     def native_image(self) -> bytes:
         """The native program as a plan image for ``xnor_main.c``, which runs it without
@@ -429,11 +432,9 @@ def _byte_weights(weight: np.ndarray, kernel: list[int], channels: int) -> np.nd
         return None
     kh, kw = kernel
     row = kw * channels
-    rows = weight.reshape(kh, row, -1)
-    rows = np.pad(rows, ((0, 0), (0, -row % 4), (0, 0)))
-    groups = rows.reshape(kh, -1, 4, rows.shape[-1]).transpose(0, 1, 3, 2)  # [kh, G, MH, 4]
-    blocked = _blocked(groups.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
-    return np.ascontiguousarray(blocked, dtype=np.int8)
+    rows = np.pad(weight.reshape(kh, row, -1), ((0, 0), (0, -row % 4), (0, 0)))
+    groups = _blocked(rows.reshape(kh, -1, 4, rows.shape[-1]))  # [kh, G, 4, MH in blocks]
+    return np.ascontiguousarray(groups.transpose(0, 1, 3, 2), dtype=np.int8)
 
 
 def _tap_words(words: np.ndarray, taps: int, channels: int) -> np.ndarray:

@@ -47,9 +47,15 @@ static void *scratch(int slot, size_t bytes) {
     return ptr[slot];
 }
 
-/* A block's accumulators -> outputs: the count of thresholds each reaches, then FINN's
- * output bias (thr NULL: the accumulators themselves). thr is [steps][stride] from the
- * block's first channel; the first n <= BLOCK channels are written. */
+/* The first n <= BLOCK values at p as a block, the other lanes 0: a short block at the end
+ * of a tensor must not be read past it. */
+static inline vint load_part(const int32_t *p, int n) {
+    if (n == BLOCK) return load_i(p);
+    int32_t part[BLOCK] = {0};
+    memcpy(part, p, (size_t)n * sizeof(int32_t));
+    return load_i(part);
+}
+
 /* The first n <= BLOCK lanes of y to out. */
 static inline void store_block(vint y, int32_t *restrict out, int n) {
     if (n == BLOCK) {
@@ -63,6 +69,9 @@ static inline void store_block(vint y, int32_t *restrict out, int n) {
     }
 }
 
+/* A block's accumulators -> outputs: the count of thresholds each reaches, then FINN's
+ * output bias (thr NULL: the accumulators themselves). thr is [steps][stride] from the
+ * block's first channel; the first n <= BLOCK channels are written. */
 static inline void finish_block(vint acc, int32_t *restrict out, int n,
                                 const int32_t *restrict thr, int stride, int steps,
                                 int bipolar, int act_val) {
@@ -510,19 +519,15 @@ int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
             case OP_THRESHOLD: {  /* in out pixels c steps - bipolar act thr table lo */
                 const int32_t *x = bufs[r[1]], *t = param(params, r[9]),
                               *table = param(params, r[10]);
-                int32_t *o = bufs[r[2]], part[BLOCK] = {0};
+                int32_t *o = bufs[r[2]];
                 int c = r[4], cp = round_block(c);
                 for (int p = 0; p < r[3]; p++)
                     for (int m0 = 0; m0 < c; m0 += BLOCK) {
-                        const int32_t *a = x + (size_t)p * c + m0;
                         int n = c - m0 < BLOCK ? c - m0 : BLOCK;
-                        if (n < BLOCK) { /* copied: the last pixel's must not read past x */
-                            memcpy(part, a, (size_t)n * sizeof(int32_t));
-                            a = part;
-                        }
-                        if (table) finish_table(load_i(a), o + (size_t)p * c + m0, n, table, r[11]);
-                        else finish_block(load_i(a), o + (size_t)p * c + m0, n, t + m0, cp, r[5],
-                                          r[7], r[8]);
+                        vint a = load_part(x + (size_t)p * c + m0, n);
+                        if (table) finish_table(a, o + (size_t)p * c + m0, n, table, r[11]);
+                        else finish_block(a, o + (size_t)p * c + m0, n, t + m0, cp, r[5], r[7],
+                                          r[8]);
                     }
                 break;
             }
@@ -569,9 +574,8 @@ int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
                 const int32_t *a = bufs[r[8]], *t = param(params, r[7]),
                               *table = param(params, r[10]);
                 int pixels = r[2], c = r[3], cp = round_block(c), n_parts = r[9];
-                int32_t *rows = scratch(2, (size_t)(ROWS + 1) * cp * sizeof(int32_t));
+                int32_t *rows = scratch(2, (size_t)ROWS * cp * sizeof(int32_t));
                 if (!rows) return -1;
-                int32_t *sum = rows + (size_t)ROWS * cp;
                 for (int p0 = 0; p0 < pixels; p0 += ROWS) {
                     int np = pixels - p0 < ROWS ? pixels - p0 : ROWS;
                     for (int p = 0; p < np; p++) {
@@ -587,13 +591,7 @@ int run_program(const int32_t *prog, int n_instr, int32_t *const *bufs,
                         int32_t *op = o + (size_t)(p0 + p) * c;
                         for (int m0 = 0; m0 < c; m0 += BLOCK) {
                             int n = c - m0 < BLOCK ? c - m0 : BLOCK;
-                            vint v;
-                            if (n == BLOCK) {
-                                v = load_i(ap + m0) + load_i(row + m0);
-                            } else {  /* the last pixel's short block must not read past a */
-                                for (int m = 0; m < n; m++) sum[m] = ap[m0 + m] + row[m0 + m];
-                                v = load_i(sum);
-                            }
+                            vint v = load_part(ap + m0, n) + load_i(row + m0);
                             if (table) finish_table(v, op + m0, n, table, r[11]);
                             else finish_block(v, op + m0, n, t + m0, cp, r[4], r[5], r[6]);
                         }

@@ -118,7 +118,7 @@ def test_native_program_equals_the_numpy_path(build):
 @needs_cc
 def test_residual_joins_fold_concat_add_and_threshold_into_one_instruction():
     plan, _ = kitchen_sink()
-    kinds = [op for op, _, _ in plan._program().labels]
+    kinds = [op for op, _, _ in plan.require_native().labels]
     assert kinds.count("concat+add+threshold") == 1
     assert kinds.count("Add") == 1 and kinds.count("concat") == 1  # the twice-read sum, the output
     assert kinds.count("threshold") == 2
