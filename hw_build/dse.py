@@ -153,7 +153,7 @@ def estimate(point: Point, work: str) -> dict:
 
     from bnnpose.hw_build.config import BuildConfig, Until
     from bnnpose.hw_build.make_bitstream import build
-    from bnnpose.hw_build.models_table import param_counts, random_batchnorm
+    from bnnpose.hw_build.models_table import build_columns, param_counts, random_batchnorm
     from bnnpose.models.registry import MODELS, arch_overrides, build_model
     from bnnpose.quantize.export import export_network
 
@@ -174,16 +174,8 @@ def estimate(point: Point, work: str) -> dict:
         report = build(BuildConfig(model=hw / "export" / "model.onnx", board=point.board,
                                    out=hw / "build", fps=point.fps, until=Until.ESTIMATE,
                                    max_golden=point.golden, must_fit=False))
-        est = report["estimate"]
-        row.update({
-            "macs_by_bitwidth": report["macs_by_bitwidth"],
-            "xnor_mac_share": report["xnor_mac_share"], "fps": est["fps"],
-            "clock_mhz": est["clock_mhz"], "lut": est["lut"], "bram18": est["bram18"],
-            "uram": est["uram"], "dsp": est["dsp"], "lut_share": est["lut_share"],
-            "bram_share": est["bram_share"], "fits": est["fits"],
-            "unmapped_nodes": report["unmapped_nodes"],
-            "bitexact": all(report["bitexact"].values()),
-            "build_wall_s": round(time.perf_counter() - started, 1)})
+        row.update(build_columns(report),
+                   build_wall_s=round(time.perf_counter() - started, 1))
     except Exception as e:  # noqa: BLE001 - a failed point is a result of the sweep
         row["error"] = one_line(e, 300)
     return row
@@ -233,12 +225,11 @@ def frontier(rows: list[dict], min_fps: float = 0.0) -> list[dict]:
     return sorted((r for r in ok if not beaten(r)), key=lambda r: r["fps"])
 
 
-def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
-               scheduler: str | None = None, flow_digest: str = "", device: str = "cpu"
-               ) -> list[dict]:
+def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1, client=None,
+               flow_digest: str = "", device: str = "cpu") -> list[dict]:
     """Rows of every point, in order: read where a finished one was written; for the others,
     a build per point and a proxy training per architecture (points that differ only in the
-    folding target share it) run in a process pool or on the cluster at ``scheduler``, and a
+    folding target share it) run in a process pool or on the Dask ``client``'s cluster, and a
     point's row is written as soon as both of its parts are in."""
     from tqdm import tqdm
 
@@ -253,17 +244,17 @@ def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
             todo.append(p)
     tasks: list[tuple[tuple, Callable, tuple]] = [(("build", p), estimate, (p, str(work)))
                                                   for p in todo]
-    archs = {json.dumps(p.arch(), sort_keys=True): p for p in todo}
+    archs = {_arch_key(p.arch()): p for p in todo}
     tasks += [(("train", a), proxy_score, (p.base, p.arch(), p.proxy, str(runs), device))
               for a, p in archs.items()]
     built: dict[Point, dict] = {}
     trained: dict[str, dict] = {}
     bar = tqdm(total=len(points), initial=len(rows), desc="dse", unit="point", disable=None)
-    for (kind, what), result in _run_tasks(tasks, jobs, scheduler):
+    for (kind, what), result in _run_tasks(tasks, jobs, client):
         (built if kind == "build" else trained)[what] = result
         for p in [p for p in todo if p not in rows and p in built
-                  and json.dumps(p.arch(), sort_keys=True) in trained]:
-            row, score = dict(built[p]), trained[json.dumps(p.arch(), sort_keys=True)]
+                  and _arch_key(p.arch()) in trained]:
+            row, score = dict(built[p]), trained[_arch_key(p.arch())]
             if "error" in score and "error" not in row:
                 row["error"] = f"proxy training: {score['error']}"
             elif "error" not in score:
@@ -276,21 +267,17 @@ def run_points(points: list[Point], work: Path, runs: Path, jobs: int = 1,
     return [rows[p] for p in points]
 
 
-def _run_tasks(tasks: list[tuple[tuple, Callable, tuple]], jobs: int, scheduler: str | None
+def _run_tasks(tasks: list[tuple[tuple, Callable, tuple]], jobs: int, client
                ) -> Iterator[tuple[tuple, dict]]:
     """``(tag, function, args)`` -> ``(tag, function(*args))`` as each finishes."""
     if not tasks:
         return
-    if scheduler is not None:
-        client = connect(scheduler)
-        try:
-            from distributed import as_completed
+    if client is not None:
+        from distributed import as_completed
 
-            futures = {client.submit(fn, *args, pure=False): tag for tag, fn, args in tasks}
-            for future in as_completed(list(futures), loop=client.loop):
-                yield futures[future], future.result()
-        finally:
-            client.close()
+        futures = {client.submit(fn, *args, pure=False): tag for tag, fn, args in tasks}
+        for future in as_completed(list(futures), loop=client.loop):
+            yield futures[future], future.result()
         return
     if jobs == 1:
         for tag, fn, args in tasks:
@@ -418,16 +405,20 @@ def sweep(board: str, family: str, knob_specs: list[str] | None, fps: list[float
     if jobs < 1:
         raise BnnposeError(f"--jobs must be >= 1, got {jobs}")
     resolve_device(device)  # --device cuda without a GPU: one line, before any work
-    if scheduler is not None:
-        connect(scheduler).close()  # fail before any work when it does not answer
     points = grid(base, board, knobs, fps, proxy, golden, with_shipped)
     runs = runs or DEFAULT_RUNS
-    rows = run_points(points, out, runs, jobs, scheduler, current_flow_digest(), device)
+    # Connected first: a scheduler that does not answer fails before any work.
+    client = None if scheduler is None else connect(scheduler)
+    try:
+        rows = run_points(points, out, runs, jobs, client, current_flow_digest(), device)
+    finally:
+        if client is not None:
+            client.close()
     front = frontier(rows, min_fps)
     if final is not None:
         trained: dict[str, dict] = {}
         for r in front:  # the points of one architecture at other folding targets share it
-            arch = json.dumps(r["knobs"], sort_keys=True)
+            arch = _arch_key(r["knobs"])
             if arch not in trained:
                 trained[arch] = trained_score(base, r["knobs"], final, runs, device)
             r["final"] = trained[arch]

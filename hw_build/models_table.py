@@ -153,21 +153,26 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     report = build(BuildConfig(model=work / "export" / "model.onnx", board=board,
                                out=work / "build", fps=fps, until=Until.ESTIMATE,
                                must_fit=False))
-    est = report["estimate"]
     row = {
         "model": name, "family": MODELS[name].family, "board": board, "weights": weights,
-        "input_size": size, **param_counts(model),
-        "macs_by_bitwidth": report["macs_by_bitwidth"],
-        "xnor_mac_share": report["xnor_mac_share"],
-        "target_fps": fps, "fps": est["fps"], "clock_mhz": est["clock_mhz"],
-        "lut": est["lut"], "bram18": est["bram18"], "uram": est["uram"], "dsp": est["dsp"],
-        "lut_share": est["lut_share"], "bram_share": est["bram_share"], "fits": est["fits"],
-        "bottleneck": est["bottleneck"], "unmapped_nodes": report["unmapped_nodes"],
-        "bitexact": all(report["bitexact"].values()), "bitexact_stages": report["bitexact"],
-        "golden_inputs": N_GOLDEN, "versions": report["versions"],
+        "input_size": size, **param_counts(model), "target_fps": fps, **build_columns(report),
+        "bitexact_stages": report["bitexact"], "golden_inputs": N_GOLDEN,
+        "versions": report["versions"],
     }
     write_json(path, row)
     return {**row, "cached": False, "work_dir": str(work)}
+
+
+def build_columns(report: dict) -> dict:
+    """What a row of a table (``bnnpose models``, ``bnnpose dse``) takes from a build's
+    ``report.json``: MACs, FINN's estimate and its fit, unmapped nodes, bit-exactness."""
+    est = report["estimate"]
+    return {"macs_by_bitwidth": report["macs_by_bitwidth"],
+            "xnor_mac_share": report["xnor_mac_share"],
+            **{k: est[k] for k in ("fps", "clock_mhz", "lut", "bram18", "uram", "dsp",
+                                   "lut_share", "bram_share", "fits", "bottleneck")},
+            "unmapped_nodes": report["unmapped_nodes"],
+            "bitexact": all(report["bitexact"].values())}
 
 
 def _measure_in_child(conn, entry, args: tuple) -> None:
