@@ -160,8 +160,10 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path, digest: str,
     from bnnpose.hw_build import finn_env
     from bnnpose.hw_build.folding import Probe, fastest_fit, misfit_error
     from bnnpose.hw_build.resume import restore, save_progress
+    from bnnpose.quantize.qonnx_index import indexed_lookups
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(indexed_lookups())
         # qonnx names the tensors it creates with Python's global random generator; seeded,
         # a build of the same model gives a byte-identical model_hw.onnx.
         stack.callback(random.setstate, random.getstate())

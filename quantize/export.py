@@ -62,13 +62,14 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
     from bnnpose.models.registry import model_joints
     from bnnpose.quantize.golden import Golden
     from bnnpose.quantize.qonnx_exec import exec_onnx
+    from bnnpose.quantize.qonnx_index import indexed_lookups
 
     t0 = time.perf_counter()
     model = model.eval()
     with torch.no_grad():
         y = model(torch.from_numpy(x)).numpy()
     joints = model_joints(model.cfg) if hasattr(model, "cfg") else MPII_JOINTS[: y.shape[1]]
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp, indexed_lookups():
         onnx_path = tmp / "model.onnx"
         try:
             # The exporter reports its own fallbacks at length; they are not errors.

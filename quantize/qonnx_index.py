@@ -1,0 +1,282 @@
+"""Indexed tensor and node lookups for qonnx's ``ModelWrapper``.
+
+qonnx finds a tensor's datatype, shape, value info, initializer or producer by scanning the
+graph's lists on every call, and FINN's transformations make such calls for every node, pass
+after pass, so a build's time grows with the square of the graph (in a profile of the 1-stack
+``bhg-full`` flow, 60% of the time went to these scans). :func:`indexed_lookups` answers them,
+for its duration, from name -> element indexes of those lists, with the same results.
+
+Transformations edit the protobuf lists directly, so an index is never trusted blindly:
+
+* a list is re-indexed when its length or its last element changed (protobuf hands out the same
+  Python object for an element while it stays in its list), or the wrapper renamed a tensor;
+* a hit is used only when the element is still at its position under the same name;
+* a name the index lacks is absent: the lists' own elements are renamed in place only by
+  ``rename_tensor`` (kept in step here) and, for graph inputs and outputs, by qonnx's
+  ``InsertIdentity``; those two short lists are always scanned;
+* node outputs change in place all the time, so a producer lookup that misses scans the nodes
+  as qonnx does, unless the tensor is an initializer or a graph input, which no node produces.
+
+``indexed_lookups(verify=True)`` also runs qonnx's own method on every call and raises
+:class:`LookupMismatch` at the first difference; the tests build real networks under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import numpy as np
+import qonnx.util.basic as qutil
+from onnx import numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+#: Lists shorter than this are scanned: indexing them would cost more than it saves.
+MIN_INDEXED = 16
+#: Indexes kept at once (each holds its list, and so its model, alive).
+MAX_INDEXES = 32
+
+
+class LookupMismatch(AssertionError):
+    """An indexed lookup answered differently from qonnx's own method."""
+
+
+class _ListIndex:
+    """``name -> (position, element, count)`` for the first element of a repeated field with
+    that name (``count``: how many share it), stale once the field's length or last element
+    changed."""
+
+    __slots__ = ("field", "attr", "entries", "length", "last")
+
+    def __init__(self, field, attr: str):
+        self.field, self.attr = field, attr
+        self.entries: dict[str, list] = {}
+        for i, e in enumerate(field):
+            name = getattr(e, attr)
+            hit = self.entries.get(name)
+            if hit is None:
+                self.entries[name] = [i, e, 1]
+            else:
+                hit[2] += 1
+        self.length = len(field)
+        self.last = field[-1] if self.length else None
+
+    def fresh(self) -> bool:
+        n = len(self.field)
+        return n == self.length and (n == 0 or self.field[-1] is self.last)
+
+    def valid(self, hit: list, name: str) -> bool:
+        i, e, _ = hit
+        return i < self.length and self.field[i] is e and getattr(e, self.attr) == name
+
+    def renamed(self, old: str, new: str) -> None:
+        """Follow an in-place rename of the first element called ``old``."""
+        hit = self.entries.pop(old)
+        if hit[2] > 1:  # the others keep the old name: index them again next time
+            self.length = -1
+            return
+        other = self.entries.get(new)
+        if other is None:
+            self.entries[new] = [hit[0], hit[1], 1]
+        else:
+            other[2] += 1
+            if hit[0] < other[0]:
+                other[0], other[1] = hit[0], hit[1]
+
+
+class _OutputIndex(_ListIndex):
+    """``tensor -> (position, node, 1)`` of the first node listing it among its outputs."""
+
+    def __init__(self, nodes):  # noqa: D107 - same fields as _ListIndex
+        self.field, self.attr = nodes, "output"
+        self.entries = {}
+        for i, node in enumerate(nodes):
+            for t in node.output:
+                self.entries.setdefault(t, [i, node, 1])
+        self.length = len(nodes)
+        self.last = nodes[-1] if self.length else None
+
+    def valid(self, hit: list, name: str) -> bool:
+        i, node, _ = hit
+        return i < self.length and self.field[i] is node and name in node.output
+
+
+_indexes: OrderedDict[int, _ListIndex] = OrderedDict()
+
+
+def _index(field, attr: str, kind: type[_ListIndex] = _ListIndex) -> _ListIndex:
+    key = id(field)
+    idx = _indexes.get(key)
+    if idx is None or idx.field is not field or not idx.fresh():
+        idx = kind(field) if kind is _OutputIndex else kind(field, attr)
+        _indexes[key] = idx
+        if len(_indexes) > MAX_INDEXES:
+            _indexes.popitem(last=False)
+    else:
+        _indexes.move_to_end(key)
+    return idx
+
+
+def _find(field, name: str, attr: str = "name") -> tuple[object, int]:
+    """``(first element named name or None, how many are)`` in ``field``."""
+    if len(field) < MIN_INDEXED:
+        found = [e for e in field if getattr(e, attr) == name]
+        return (found[0] if found else None), len(found)
+    idx = _index(field, attr)
+    hit = idx.entries.get(name)
+    if hit is not None and not idx.valid(hit, name):
+        _indexes.pop(id(field), None)
+        idx = _index(field, attr)
+        hit = idx.entries.get(name)
+    return (None, 0) if hit is None else (hit[1], hit[2])
+
+
+# The replacements, each answering what the qonnx function of the same name answers.
+
+def get_by_name(container, name: str, name_field: str = "name"):
+    found, count = _find(container, name, name_field)
+    if count > 1:
+        raise Exception("Found multiple get_by_name matches, undefined behavior")
+    return found
+
+
+def get_tensor_valueinfo(self: ModelWrapper, tensor_name: str):
+    graph = self._model_proto.graph
+    io = [x for x in graph.input if x.name == tensor_name]
+    io += [x for x in graph.output if x.name == tensor_name]
+    vi, count = _find(graph.value_info, tensor_name)
+    assert len(io) + count <= 1, "Multiple ValueInfoProto found for " + tensor_name
+    return io[0] if io else vi
+
+
+def get_tensor_shape(self: ModelWrapper, tensor_name: str, fix_missing_init_shape: bool = False):
+    vi = self.get_tensor_valueinfo(tensor_name)
+    if vi is not None:
+        return [x.dim_value for x in vi.type.tensor_type.shape.dim]
+    init, dtype = self.get_initializer(tensor_name, return_dtype=True)
+    if init is None:
+        return None
+    if fix_missing_init_shape:
+        self.set_tensor_shape(tensor_name, init.shape, dtype=dtype)
+    return list(init.shape)
+
+
+def get_initializer(self: ModelWrapper, tensor_name: str, return_dtype: bool = False):
+    init, _ = _find(self._model_proto.graph.initializer, tensor_name)
+    if init is None:
+        return (None, None) if return_dtype else None
+    value = numpy_helper.to_array(init)
+    return (value, init.data_type) if return_dtype else value
+
+
+def find_producer(self: ModelWrapper, tensor_name: str):
+    graph = self._model_proto.graph
+    nodes = graph.node
+    if len(nodes) >= MIN_INDEXED:
+        idx = _index(nodes, "output", _OutputIndex)
+        hit = idx.entries.get(tensor_name)
+        if hit is not None and idx.valid(hit, tensor_name):
+            return hit[1]
+        if hit is None and (_find(graph.initializer, tensor_name)[1]
+                            or any(x.name == tensor_name for x in graph.input)):
+            return None
+        producer = _ORIGINAL["find_producer"](self, tensor_name)
+        if producer is not None or hit is not None:  # stale: the next lookup re-indexes
+            _indexes.pop(id(nodes), None)
+        return producer
+    return _ORIGINAL["find_producer"](self, tensor_name)
+
+
+def rename_tensor(self: ModelWrapper, old_name: str, new_name: str) -> None:
+    graph = self._model_proto.graph
+    for field, attr in ((graph.input, "name"), (graph.output, "name"),
+                        (graph.value_info, "name"), (graph.initializer, "name"),
+                        (graph.quantization_annotation, "tensor_name")):
+        element = get_by_name(field, old_name, attr)
+        if element is None:
+            continue
+        setattr(element, attr, new_name)
+        idx = _indexes.get(id(field))
+        if idx is not None and idx.field is field:
+            idx.renamed(old_name, new_name)
+    # Node inputs and outputs are not indexed but for producers, which validate each hit.
+    for n in graph.node:
+        if old_name in n.input:
+            n.input[list(n.input).index(old_name)] = new_name
+        if old_name in n.output:
+            n.output[list(n.output).index(old_name)] = new_name
+
+
+_METHODS = ("get_tensor_valueinfo", "get_tensor_shape", "get_initializer", "find_producer",
+            "rename_tensor")
+_ORIGINAL = {name: getattr(ModelWrapper, name) for name in _METHODS}
+_ORIGINAL["get_by_name"] = qutil.get_by_name
+_depth = 0
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
+                and a.dtype == b.dtype and np.array_equal(a, b))
+    if isinstance(a, list | str | int | type(None)):
+        return a == b
+    return a is b  # protobuf elements: the very same one
+
+
+def _verified(name: str, ours, theirs):
+    def both(*args, **kwargs):
+        try:
+            expected = theirs(*args, **kwargs)
+        except Exception as e:  # qonnx's error is the answer to match
+            expected = e
+        try:
+            got = ours(*args, **kwargs)
+        except Exception as e:
+            got = e
+        if isinstance(expected, Exception) or isinstance(got, Exception):
+            if type(got) is not type(expected) or str(got) != str(expected):
+                raise LookupMismatch(f"{name}{args[1:]}: qonnx gives {expected!r}, "
+                                     f"the index {got!r}")
+            raise got
+        if not _same(got, expected):
+            raise LookupMismatch(f"{name}{args[1:]}: qonnx gives {expected!r}, "
+                                 f"the index {got!r}")
+        return got
+    return both
+
+
+@contextlib.contextmanager
+def indexed_lookups(verify: bool = False) -> Iterator[None]:
+    """Answer qonnx's tensor and node lookups from indexes while the block runs (nested uses
+    are one). ``verify``: check every answer against qonnx's own method."""
+    global _depth
+    if _depth:
+        _depth += 1
+        try:
+            yield
+        finally:
+            _depth -= 1
+        return
+    ours = {name: globals()[name] for name in _METHODS}
+    if verify:
+        # rename_tensor changes the graph: it cannot run twice, and it is checked through
+        # the lookups that follow it
+        ours = {name: (f if name == "rename_tensor" else _verified(name, f, _ORIGINAL[name]))
+                for name, f in ours.items()}
+    lookup = _verified("get_by_name", get_by_name, _ORIGINAL["get_by_name"]) if verify \
+        else get_by_name
+    _depth = 1
+    try:
+        for name, f in ours.items():
+            setattr(ModelWrapper, name, f)
+        qutil.get_by_name = lookup
+        yield
+    finally:
+        for name in _METHODS:
+            setattr(ModelWrapper, name, _ORIGINAL[name])
+        qutil.get_by_name = _ORIGINAL["get_by_name"]
+        _indexes.clear()
+        _depth = 0
