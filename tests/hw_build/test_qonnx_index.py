@@ -128,3 +128,27 @@ def test_a_build_under_verification_matches_qonnx_throughout(small_export, small
     assert report["estimate"] == small_build[1]["estimate"]
     assert (tmp_path / "b" / "model_hw.onnx").read_bytes() == \
         (small_build[0] / "model_hw.onnx").read_bytes()
+
+
+def test_sort_graph_orders_as_qonnx_does(small_build):
+    """A real graph shuffled, with a node no input reaches, sorted both ways (verify mode
+    raises on any difference in order); a cycle still fails as qonnx's sort fails."""
+    from qonnx.transformation.general import SortGraph
+    from toposort import CircularDependencyError
+
+    out, _ = small_build
+    model = ModelWrapper(str(out / "intermediate_models" / "03_convert_to_hw.onnx"))
+    g = model.graph
+    nodes = list(g.node)
+    order = np.random.default_rng(0).permutation(len(nodes))
+    shuffled = [onnx.NodeProto.FromString(nodes[i].SerializeToString()) for i in order]
+    del g.node[:]
+    g.node.extend(shuffled)
+    g.node.append(onnx.helper.make_node("Relu", ["nowhere"], ["floating"]))
+    with indexed_lookups(verify=True):
+        sorted_model = model.transform(SortGraph(), cleanup=False)
+    assert len(sorted_model.graph.node) == len(nodes)  # the floating node is dropped
+    g.node.append(onnx.helper.make_node("Relu", ["loop_b"], ["loop_a"]))
+    g.node.append(onnx.helper.make_node("Relu", ["loop_a"], ["loop_b"]))
+    with indexed_lookups(), pytest.raises(CircularDependencyError):
+        model.transform(SortGraph(), cleanup=False)
