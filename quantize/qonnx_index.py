@@ -9,7 +9,9 @@ for its duration, from name -> element indexes of those lists, with the same res
 Transformations edit the protobuf lists directly, so an index is never trusted blindly:
 
 * a list is re-indexed when its length or its last element changed (protobuf hands out the same
-  Python object for an element while it stays in its list), or the wrapper renamed a tensor;
+  Python object for an element while it stays in its list); when its old last element is still
+  in place, only the elements appended after it are indexed (qonnx and FINN add value infos,
+  initializers and annotations only at the end);
 * a hit is used only when the element is still at its position under the same name;
 * a name the index lacks is absent: the lists' own elements are renamed in place only by
   ``rename_tensor`` (kept in step here) and, for graph inputs and outputs, by qonnx's
@@ -25,14 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 
 import numpy as np
 import qonnx.util.basic as qutil
 from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
-from qonnx.transformation.general import SortGraph
+from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueTensorNames,
+                                          SortGraph)
 
 #: Lists shorter than this are scanned: indexing them would cost more than it saves.
 MIN_INDEXED = 16
@@ -54,19 +57,34 @@ class _ListIndex:
     def __init__(self, field, attr: str):
         self.field, self.attr = field, attr
         self.entries: dict[str, list] = {}
-        for i, e in enumerate(field):
-            name = getattr(e, attr)
-            hit = self.entries.get(name)
-            if hit is None:
-                self.entries[name] = [i, e, 1]
-            else:
-                hit[2] += 1
+        self.length, self.last = 0, None
+        self.extend()
+
+    def add(self, i: int, element) -> None:
+        name = getattr(element, self.attr)
+        hit = self.entries.get(name)
+        if hit is None:
+            self.entries[name] = [i, element, 1]
+        else:
+            hit[2] += 1
+
+    def extend(self) -> None:
+        """Index the elements appended since the index was last brought up to date."""
+        field = self.field
+        for i in range(self.length, len(field)):
+            self.add(i, field[i])
         self.length = len(field)
         self.last = field[-1] if self.length else None
 
     def fresh(self) -> bool:
         n = len(self.field)
         return n == self.length and (n == 0 or self.field[-1] is self.last)
+
+    def appended_to(self) -> bool:
+        """Whether elements were only appended since: the old last is still in place."""
+        n = len(self.field)
+        return n > self.length and (self.length == 0
+                                    or self.field[self.length - 1] is self.last)
 
     def valid(self, hit: list, name: str) -> bool:
         i, e, _ = hit
@@ -90,14 +108,12 @@ class _ListIndex:
 class _OutputIndex(_ListIndex):
     """``tensor -> (position, node, 1)`` of the first node listing it among its outputs."""
 
-    def __init__(self, nodes):  # noqa: D107 - same fields as _ListIndex
-        self.field, self.attr = nodes, "output"
-        self.entries = {}
-        for i, node in enumerate(nodes):
-            for t in node.output:
-                self.entries.setdefault(t, [i, node, 1])
-        self.length = len(nodes)
-        self.last = nodes[-1] if self.length else None
+    def __init__(self, nodes):
+        super().__init__(nodes, "output")
+
+    def add(self, i: int, node) -> None:
+        for t in node.output:
+            self.entries.setdefault(t, [i, node, 1])
 
     def valid(self, hit: list, name: str) -> bool:
         i, node, _ = hit
@@ -110,6 +126,8 @@ _indexes: OrderedDict[int, _ListIndex] = OrderedDict()
 def _index(field, attr: str, kind: type[_ListIndex] = _ListIndex) -> _ListIndex:
     key = id(field)
     idx = _indexes.get(key)
+    if idx is not None and idx.field is field and not idx.fresh() and idx.appended_to():
+        idx.extend()
     if idx is None or idx.field is not field or not idx.fresh():
         idx = kind(field) if kind is _OutputIndex else kind(field, attr)
         _indexes[key] = idx
@@ -202,12 +220,57 @@ def rename_tensor(self: ModelWrapper, old_name: str, new_name: str) -> None:
         idx = _indexes.get(id(field))
         if idx is not None and idx.field is field:
             idx.renamed(old_name, new_name)
-    # Node inputs and outputs are not indexed but for producers, which validate each hit.
-    for n in graph.node:
+    users = _users(graph)
+    positions = graph.node if users is None else sorted(users.at.pop(old_name, ()))
+    for i in positions:
+        n = i if users is None else graph.node[i]
+        # as qonnx: the first occurrence among the node's inputs, and among its outputs
         if old_name in n.input:
             n.input[list(n.input).index(old_name)] = new_name
         if old_name in n.output:
             n.output[list(n.output).index(old_name)] = new_name
+        if users is not None:
+            users.at[new_name].add(i)
+            if old_name in n.input or old_name in n.output:
+                users.at[old_name].add(i)
+
+
+class _Users:
+    """``tensor -> positions of the nodes that name it`` (inputs or outputs) of a node list."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.at: defaultdict[str, set[int]] = defaultdict(set)
+        for i, n in enumerate(nodes):
+            for t in (*n.input, *n.output):
+                self.at[t].add(i)
+
+
+#: One scope per running renaming pass (qonnx's ``GiveUniqueTensorNames`` and
+#: ``GiveReadableTensorNames`` rename every tensor, one ``rename_tensor`` each, which scans
+#: every node): within a pass nothing but ``rename_tensor`` edits the nodes, so the nodes
+#: naming each tensor are indexed once per graph and pass, and kept up to date.
+_renaming: list[dict[int, _Users]] = []
+
+
+def _users(graph) -> _Users | None:
+    if not _renaming:
+        return None
+    scope = _renaming[-1]
+    users = scope.get(id(graph.node))
+    if users is None or users.nodes is not graph.node:
+        users = scope[id(graph.node)] = _Users(graph.node)
+    return users
+
+
+def _renaming_pass(original):
+    def apply(self, model):
+        _renaming.append({})
+        try:
+            return original(self, model)
+        finally:
+            _renaming.pop()
+    return apply
 
 
 def sort_graph(self, model: ModelWrapper):
@@ -265,6 +328,10 @@ _METHODS = ("get_tensor_valueinfo", "get_tensor_shape", "get_initializer", "find
             "rename_tensor")
 _ORIGINAL = {name: getattr(ModelWrapper, name) for name in _METHODS}
 _ORIGINAL["get_by_name"] = qutil.get_by_name
+#: The passes replaced: (class, our apply, qonnx's apply).
+_PASSES = [(SortGraph, sort_graph, SortGraph.apply)] + [
+    (cls, _renaming_pass(cls.apply), cls.apply)
+    for cls in (GiveUniqueTensorNames, GiveReadableTensorNames)]
 _ORIGINAL["sort_graph"] = SortGraph.apply
 _depth = 0
 
@@ -302,14 +369,16 @@ def _verified(name: str, ours, theirs):
     return both
 
 
-def _verified_sort(self, model: ModelWrapper):
-    """:func:`sort_graph`, checked against qonnx's on a copy of the graph."""
-    theirs = ModelWrapper(copy.deepcopy(model.model))
-    _ORIGINAL["sort_graph"](self, theirs)
-    sort_graph(self, model)
-    if model.graph.SerializeToString() != theirs.graph.SerializeToString():
-        raise LookupMismatch("SortGraph: the node order differs from qonnx's")
-    return (model, False)
+def _verified_pass(ours, theirs):
+    """A transformation's ``apply`` that runs ``ours`` and checks the graph it leaves against
+    the one ``theirs`` leaves on a copy."""
+    def apply(self, model: ModelWrapper):
+        expected, _ = theirs(self, ModelWrapper(copy.deepcopy(model.model)))
+        got, modified = ours(self, model)
+        if got.graph.SerializeToString() != expected.graph.SerializeToString():
+            raise LookupMismatch(f"{type(self).__name__}: the graph differs from qonnx's")
+        return got, modified
+    return apply
 
 
 @contextlib.contextmanager
@@ -337,12 +406,14 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         for name, f in ours.items():
             setattr(ModelWrapper, name, f)
         qutil.get_by_name = lookup
-        SortGraph.apply = _verified_sort if verify else sort_graph
+        for cls, apply, theirs in _PASSES:
+            cls.apply = _verified_pass(apply, theirs) if verify else apply
         yield
     finally:
         for name in _METHODS:
             setattr(ModelWrapper, name, _ORIGINAL[name])
         qutil.get_by_name = _ORIGINAL["get_by_name"]
-        SortGraph.apply = _ORIGINAL["sort_graph"]
+        for cls, _, theirs in _PASSES:
+            cls.apply = theirs
         _indexes.clear()
         _depth = 0
