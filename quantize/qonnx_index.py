@@ -19,6 +19,12 @@ Transformations edit the protobuf lists directly, so an index is never trusted b
 * node outputs change in place all the time, so a producer lookup that misses scans the nodes
   as qonnx does, unless the tensor is an initializer or a graph input, which no node produces.
 
+The wrapper's own edits (``set_initializer``, ``del_initializer``, ``rename_tensor`` and
+qonnx's ``remove_by_name``) keep the indexes up to date instead of invalidating them: FINN's
+threshold rounding sets every threshold again on each pass. Four whole-graph passes are
+replaced by ones linear in the graph with the same result: ``SortGraph``, ``InferShapes``
+(custom ops swapped for their shape stand-ins in place) and the two renaming passes.
+
 ``indexed_lookups(verify=True)`` also runs qonnx's own method on every call and raises
 :class:`LookupMismatch` at the first difference; the tests build real networks under it.
 """
@@ -32,8 +38,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import qonnx.util.basic as qutil
-from onnx import numpy_helper
+from onnx import NodeProto, numpy_helper, shape_inference
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import is_custom_op
+from qonnx.transformation.infer_shapes import InferShapes, _make_shape_compatible_op
 from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueTensorNames,
                                           SortGraph)
 
@@ -48,23 +56,29 @@ class LookupMismatch(AssertionError):
 
 
 class _ListIndex:
-    """``name -> (position, element, count)`` for the first element of a repeated field with
-    that name (``count``: how many share it), stale once the field's length or last element
-    changed."""
+    """``name -> [position, element, count, removals]`` for the first element of a repeated
+    field with that name (``count``: how many share it). Stale once the field's length or last
+    element changed, except through the edits the wrapper makes, which it follows: appends, and
+    removals at known positions (``removals``: how many of those were already counted when the
+    position was taken)."""
 
-    __slots__ = ("field", "attr", "entries", "length", "last")
+    __slots__ = ("field", "attr", "entries", "length", "last", "removed")
+
+    #: Removals followed before re-indexing (each costs a step per lookup).
+    MAX_REMOVED = 64
 
     def __init__(self, field, attr: str):
         self.field, self.attr = field, attr
         self.entries: dict[str, list] = {}
         self.length, self.last = 0, None
+        self.removed: list[int] = []
         self.extend()
 
     def add(self, i: int, element) -> None:
         name = getattr(element, self.attr)
         hit = self.entries.get(name)
         if hit is None:
-            self.entries[name] = [i, element, 1]
+            self.entries[name] = [i, element, 1, len(self.removed)]
         else:
             hit[2] += 1
 
@@ -86,38 +100,62 @@ class _ListIndex:
         return n > self.length and (self.length == 0
                                     or self.field[self.length - 1] is self.last)
 
+    def locate(self, hit: list) -> int:
+        """The entry's position now (-1: its element was removed)."""
+        i = hit[0]
+        for r in self.removed[hit[3]:]:
+            if i == r:
+                return -1
+            if i > r:
+                i -= 1
+        return i
+
     def valid(self, hit: list, name: str) -> bool:
-        i, e, _ = hit
-        return i < self.length and self.field[i] is e and getattr(e, self.attr) == name
+        i = self.locate(hit)
+        return 0 <= i < self.length and self.field[i] is hit[1] \
+            and getattr(hit[1], self.attr) == name
+
+    def remove(self, element) -> bool:
+        """Remove ``element`` (the first of its name) from the field and follow; False when
+        it is not the indexed one, and nothing was done."""
+        name = getattr(element, self.attr)
+        hit = self.entries.get(name)
+        if hit is None or hit[1] is not element or hit[2] > 1 \
+                or len(self.removed) >= self.MAX_REMOVED:
+            return False
+        i = self.locate(hit)
+        if i < 0:
+            return False
+        self.field.remove(element)
+        del self.entries[name]
+        self.removed.append(i)
+        self.length -= 1
+        self.last = self.field[-1] if self.length else None
+        return True
 
     def renamed(self, old: str, new: str) -> None:
         """Follow an in-place rename of the first element called ``old``."""
         hit = self.entries.pop(old)
-        if hit[2] > 1:  # the others keep the old name: index them again next time
+        if hit[2] > 1 or new in self.entries:  # names shared: index again next time
             self.length = -1
-            return
-        other = self.entries.get(new)
-        if other is None:
-            self.entries[new] = [hit[0], hit[1], 1]
         else:
-            other[2] += 1
-            if hit[0] < other[0]:
-                other[0], other[1] = hit[0], hit[1]
+            self.entries[new] = hit
 
 
 class _OutputIndex(_ListIndex):
-    """``tensor -> (position, node, 1)`` of the first node listing it among its outputs."""
+    """``tensor -> [position, node, 1, removals]`` of the first node listing it among its
+    outputs."""
 
     def __init__(self, nodes):
         super().__init__(nodes, "output")
 
     def add(self, i: int, node) -> None:
         for t in node.output:
-            self.entries.setdefault(t, [i, node, 1])
+            self.entries.setdefault(t, [i, node, 1, len(self.removed)])
 
     def valid(self, hit: list, name: str) -> bool:
-        i, node, _ = hit
-        return i < self.length and self.field[i] is node and name in node.output
+        i = self.locate(hit)
+        return 0 <= i < self.length and self.field[i] is hit[1] and name in hit[1].output
 
 
 _indexes: OrderedDict[int, _ListIndex] = OrderedDict()
@@ -188,6 +226,45 @@ def get_initializer(self: ModelWrapper, tensor_name: str, return_dtype: bool = F
         return (None, None) if return_dtype else None
     value = numpy_helper.to_array(init)
     return (value, init.data_type) if return_dtype else value
+
+
+def find_consumers(self: ModelWrapper, tensor_name: str):
+    # qonnx's scan with the membership test in C: a node once per input naming the tensor
+    consumers = []
+    for n in self._model_proto.graph.node:
+        if tensor_name in n.input:
+            consumers.extend([n] * list(n.input).count(tensor_name))
+    return consumers
+
+
+def _remove(field, element) -> None:
+    """``field.remove(element)``, followed by the field's index when it has one."""
+    idx = _indexes.get(id(field))
+    if idx is None or idx.field is not field or not idx.fresh() or not idx.remove(element):
+        field.remove(element)
+
+
+def remove_by_name(container, name: str, name_field: str = "name") -> None:
+    item = get_by_name(container, name, name_field)
+    if item is not None:
+        _remove(container, item)
+
+
+def set_initializer(self: ModelWrapper, tensor_name: str, tensor_value: np.ndarray) -> None:
+    graph = self._model_proto.graph
+    proto = numpy_helper.from_array(tensor_value)
+    proto.name = tensor_name
+    old, _ = _find(graph.initializer, tensor_name)
+    if old is not None:
+        _remove(graph.initializer, old)
+    graph.initializer.append(proto)
+    self.set_tensor_shape(tensor_name, list(tensor_value.shape), proto.data_type)
+
+
+def del_initializer(self: ModelWrapper, initializer_name: str) -> None:
+    init = get_by_name(self._model_proto.graph.initializer, initializer_name)
+    if init is not None:
+        _remove(self._model_proto.graph.initializer, init)
 
 
 def find_producer(self: ModelWrapper, tensor_name: str):
@@ -273,6 +350,26 @@ def _renaming_pass(original):
     return apply
 
 
+def infer_shapes(self, model: ModelWrapper):
+    """qonnx's ``InferShapes.apply``, with its custom ops swapped for their shape stand-ins
+    and back in place: qonnx inserts and removes each one, a list search every time."""
+    hidden = {}
+    for node in model.graph.node:
+        if is_custom_op(node.domain):
+            stand_in = _make_shape_compatible_op(node, model)
+            stand_in.name = node.name
+            original = NodeProto()
+            original.CopyFrom(node)
+            hidden[str(stand_in)] = original
+            node.CopyFrom(stand_in)
+    model = ModelWrapper(shape_inference.infer_shapes(model.model))
+    for node in model.graph.node:
+        original = hidden.get(str(node))
+        if original is not None:
+            node.CopyFrom(original)
+    return (model, False)
+
+
 def sort_graph(self, model: ModelWrapper):
     """qonnx's ``SortGraph.apply`` in time linear in the graph: the same order (nodes by their
     longest path from the graph's inputs, then by position) and the same floating nodes
@@ -325,11 +422,15 @@ def _longest_path_levels(deps: dict[int, set[int]]) -> dict[int, int] | None:
 
 
 _METHODS = ("get_tensor_valueinfo", "get_tensor_shape", "get_initializer", "find_producer",
-            "rename_tensor")
+            "find_consumers", "rename_tensor", "set_initializer", "del_initializer")
+#: Methods that edit the graph: not run twice to be verified; the lookups after them are.
+_EDITS = ("rename_tensor", "set_initializer", "del_initializer")
 _ORIGINAL = {name: getattr(ModelWrapper, name) for name in _METHODS}
 _ORIGINAL["get_by_name"] = qutil.get_by_name
+_ORIGINAL["remove_by_name"] = qutil.remove_by_name
 #: The passes replaced: (class, our apply, qonnx's apply).
-_PASSES = [(SortGraph, sort_graph, SortGraph.apply)] + [
+_PASSES = [(SortGraph, sort_graph, SortGraph.apply),
+           (InferShapes, infer_shapes, InferShapes.apply)] + [
     (cls, _renaming_pass(cls.apply), cls.apply)
     for cls in (GiveUniqueTensorNames, GiveReadableTensorNames)]
 _ORIGINAL["sort_graph"] = SortGraph.apply
@@ -342,7 +443,9 @@ def _same(a, b) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
                 and a.dtype == b.dtype and np.array_equal(a, b))
-    if isinstance(a, list | str | int | type(None)):
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, str | int | type(None)):
         return a == b
     return a is b  # protobuf elements: the very same one
 
@@ -395,9 +498,7 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         return
     ours = {name: globals()[name] for name in _METHODS}
     if verify:
-        # rename_tensor changes the graph: it cannot run twice, and it is checked through
-        # the lookups that follow it
-        ours = {name: (f if name == "rename_tensor" else _verified(name, f, _ORIGINAL[name]))
+        ours = {name: (f if name in _EDITS else _verified(name, f, _ORIGINAL[name]))
                 for name, f in ours.items()}
     lookup = _verified("get_by_name", get_by_name, _ORIGINAL["get_by_name"]) if verify \
         else get_by_name
@@ -406,6 +507,7 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         for name, f in ours.items():
             setattr(ModelWrapper, name, f)
         qutil.get_by_name = lookup
+        qutil.remove_by_name = remove_by_name
         for cls, apply, theirs in _PASSES:
             cls.apply = _verified_pass(apply, theirs) if verify else apply
         yield
@@ -413,6 +515,7 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         for name in _METHODS:
             setattr(ModelWrapper, name, _ORIGINAL[name])
         qutil.get_by_name = _ORIGINAL["get_by_name"]
+        qutil.remove_by_name = _ORIGINAL["remove_by_name"]
         for cls, _, theirs in _PASSES:
             cls.apply = theirs
         _indexes.clear()
