@@ -228,15 +228,6 @@ def get_initializer(self: ModelWrapper, tensor_name: str, return_dtype: bool = F
     return (value, init.data_type) if return_dtype else value
 
 
-def find_consumers(self: ModelWrapper, tensor_name: str):
-    # qonnx's scan with the membership test in C: a node once per input naming the tensor
-    consumers = []
-    for n in self._model_proto.graph.node:
-        if tensor_name in n.input:
-            consumers.extend([n] * list(n.input).count(tensor_name))
-    return consumers
-
-
 def _remove(field, element) -> None:
     """``field.remove(element)``, followed by the field's index when it has one."""
     idx = _indexes.get(id(field))
@@ -422,7 +413,7 @@ def _longest_path_levels(deps: dict[int, set[int]]) -> dict[int, int] | None:
 
 
 _METHODS = ("get_tensor_valueinfo", "get_tensor_shape", "get_initializer", "find_producer",
-            "find_consumers", "rename_tensor", "set_initializer", "del_initializer")
+            "rename_tensor", "set_initializer", "del_initializer")
 #: Methods that edit the graph: not run twice to be verified; the lookups after them are.
 _EDITS = ("rename_tensor", "set_initializer", "del_initializer")
 _ORIGINAL = {name: getattr(ModelWrapper, name) for name in _METHODS}
