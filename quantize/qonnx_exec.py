@@ -8,6 +8,9 @@ HW-layer graphs run here too.
 
 from __future__ import annotations
 
+import warnings
+from collections import OrderedDict
+
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
@@ -46,17 +49,99 @@ def _sanitize_quant_values(model: ModelWrapper, names: list[str], context: dict,
     return context
 
 
-def use_fast_sanitize() -> None:
-    """Make qonnx's graph execution sanitize with :func:`_sanitize_quant_values`."""
+#: ``id(graph) -> (graph, tensor -> [(list rank, position, ValueInfoProto)])`` for the graphs
+#: :func:`exec_onnx` is running (graph inputs rank 0, outputs 1, value infos 2); graphs do not
+#: change while they run. Other callers of qonnx's ``execute_node`` (FINN's constant folding,
+#: between edits) get qonnx's own.
+_value_infos: dict[int, tuple[object, dict]] = {}
+_running = 0
+#: Sessions of single-node models, by the model's bytes (the same node, run for every golden
+#: input, builds the same model each time).
+_sessions: OrderedDict[bytes, object] = OrderedDict()
+_MAX_SESSIONS = 4096
+
+
+def _value_info_index(graph) -> dict:
+    held = _value_infos.get(id(graph))
+    if held is None or held[0] is not graph:
+        index: dict[str, list] = {}
+        for rank, field in enumerate((graph.input, graph.output, graph.value_info)):
+            for i, vi in enumerate(field):
+                index.setdefault(vi.name, []).append((rank, i, vi))
+        held = _value_infos[id(graph)] = (graph, index)
+    return held[1]
+
+
+def _execute_node(node, context, graph, opset_version, return_full_exec_context=False):
+    """qonnx's ``execute_node``: a standard ONNX node runs alone in onnxruntime, in a model
+    of the node and its tensors' value infos. qonnx finds those value infos by scanning the
+    graph's lists for every node and builds a new session each time; here they come from an
+    index of the graph, and a session is reused for the same single-node model."""
+    from onnx import helper
+    from qonnx.core import onnx_exec
+    from qonnx.util.basic import qonnx_make_model
+
+    if not _running or onnx_exec.is_custom_op(node.domain, node.op_type) or any(
+            a.type == a.GRAPH for a in node.attribute):
+        return _QONNX_EXECUTE_NODE(node, context, graph, opset_version,
+                                   return_full_exec_context)
+    index = _value_info_index(graph)
+
+    def value_infos(names, ranks):
+        # qonnx's order: matching graph inputs, then outputs, then value infos, in list order
+        found = {(r, i): vi for name in set(names) for r, i, vi in index.get(name, ())
+                 if r in ranks}
+        return [found[k] for k in sorted(found)]
+
+    node_inputs = value_infos(node.input, (0, 1, 2))
+    node_outputs = value_infos(node.output, (1, 2))
+    node_model = qonnx_make_model(helper.make_graph(
+        nodes=[node], name="single-node-exec", inputs=node_inputs, outputs=node_outputs))
+    node_model.opset_import[0].version = opset_version
+    blob = node_model.SerializeToString()
+    sess = _sessions.get(blob)
+    if sess is None:
+        sess = _sessions[blob] = onnx_exec.rt.InferenceSession(blob)
+        if len(_sessions) > _MAX_SESSIONS:
+            _sessions.popitem(last=False)
+    output_list = sess.run(None, {inp: context[inp] for inp in node.input})
+    names = [vi.name for vi in node_outputs]
+    for outp in node.output:
+        if outp not in names:
+            raise Exception("Output %s not found in node outputs." % outp)
+        value = output_list[len(names) - 1 - names[::-1].index(outp)]
+        if value.shape != context[outp].shape:
+            warnings.warn("Output shapes disagree after node %s execution: found %s vs "
+                          "expected %s" % (node, value.shape, context[outp].shape))
+        context[outp] = value
+
+
+_QONNX_EXECUTE_NODE = None
+
+
+def use_fast_execution() -> None:
+    """Make qonnx's graph execution sanitize with :func:`_sanitize_quant_values` and run
+    standard nodes with :func:`_execute_node`."""
+    global _QONNX_EXECUTE_NODE
     import qonnx.core.onnx_exec
 
     qonnx.core.onnx_exec.sanitize_quant_values = _sanitize_quant_values
+    if _QONNX_EXECUTE_NODE is None:
+        _QONNX_EXECUTE_NODE = qonnx.core.onnx_exec.execute_node
+        qonnx.core.onnx_exec.execute_node = _execute_node
 
 
 def exec_onnx(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Run a QONNX/FINN graph on one input batch; the graph's one output."""
     from qonnx.core.onnx_exec import execute_onnx
 
-    use_fast_sanitize()
+    global _running
+    use_fast_execution()
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
-    return execute_onnx(model, {iname: np.asarray(x, dtype=np.float32)})[oname]
+    _running += 1
+    try:
+        return execute_onnx(model, {iname: np.asarray(x, dtype=np.float32)})[oname]
+    finally:
+        _running -= 1
+        if not _running:
+            _value_infos.clear()
