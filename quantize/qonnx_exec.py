@@ -12,7 +12,10 @@ import warnings
 from collections import OrderedDict
 
 import numpy as np
+from onnx import helper
+from qonnx.core import onnx_exec
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import qonnx_make_model
 
 
 def _sanitize_quant_values(model: ModelWrapper, names: list[str], context: dict,
@@ -77,10 +80,6 @@ def _execute_node(node, context, graph, opset_version, return_full_exec_context=
     of the node and its tensors' value infos. qonnx finds those value infos by scanning the
     graph's lists for every node and builds a new session each time; here they come from an
     index of the graph, and a session is reused for the same single-node model."""
-    from onnx import helper
-    from qonnx.core import onnx_exec
-    from qonnx.util.basic import qonnx_make_model
-
     if not _running or onnx_exec.is_custom_op(node.domain, node.op_type) or any(
             a.type == a.GRAPH for a in node.attribute):
         return _QONNX_EXECUTE_NODE(node, context, graph, opset_version,
@@ -123,24 +122,20 @@ def use_fast_execution() -> None:
     """Make qonnx's graph execution sanitize with :func:`_sanitize_quant_values` and run
     standard nodes with :func:`_execute_node`."""
     global _QONNX_EXECUTE_NODE
-    import qonnx.core.onnx_exec
-
-    qonnx.core.onnx_exec.sanitize_quant_values = _sanitize_quant_values
+    onnx_exec.sanitize_quant_values = _sanitize_quant_values
     if _QONNX_EXECUTE_NODE is None:
-        _QONNX_EXECUTE_NODE = qonnx.core.onnx_exec.execute_node
-        qonnx.core.onnx_exec.execute_node = _execute_node
+        _QONNX_EXECUTE_NODE = onnx_exec.execute_node
+        onnx_exec.execute_node = _execute_node
 
 
 def exec_onnx(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     """Run a QONNX/FINN graph on one input batch; the graph's one output."""
-    from qonnx.core.onnx_exec import execute_onnx
-
     global _running
     use_fast_execution()
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
     _running += 1
     try:
-        return execute_onnx(model, {iname: np.asarray(x, dtype=np.float32)})[oname]
+        return onnx_exec.execute_onnx(model, {iname: np.asarray(x, dtype=np.float32)})[oname]
     finally:
         _running -= 1
         if not _running:

@@ -146,9 +146,6 @@ class _OutputIndex(_ListIndex):
     """``tensor -> [position, node, 1, removals]`` of the first node listing it among its
     outputs."""
 
-    def __init__(self, nodes):
-        super().__init__(nodes, "output")
-
     def add(self, i: int, node) -> None:
         for t in node.output:
             self.entries.setdefault(t, [i, node, 1, len(self.removed)])
@@ -167,7 +164,7 @@ def _index(field, attr: str, kind: type[_ListIndex] = _ListIndex) -> _ListIndex:
     if idx is not None and idx.field is field and not idx.fresh() and idx.appended_to():
         idx.extend()
     if idx is None or idx.field is not field or not idx.fresh():
-        idx = kind(field) if kind is _OutputIndex else kind(field, attr)
+        idx = kind(field, attr)
         _indexes[key] = idx
         if len(_indexes) > MAX_INDEXES:
             _indexes.popitem(last=False)
@@ -429,13 +426,11 @@ _depth = 0
 
 
 def _same(a, b) -> bool:
-    if isinstance(a, tuple) and isinstance(b, tuple):
+    if isinstance(a, tuple | list) and type(a) is type(b):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
                 and a.dtype == b.dtype and np.array_equal(a, b))
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, str | int | type(None)):
         return a == b
     return a is b  # protobuf elements: the very same one
