@@ -14,7 +14,7 @@ Each row that is not cached is built in a child process under a time budget (``-
 default 10 minutes): a row past it is skipped with a line saying so, and ``--all`` waits for
 every row, so the command always ends.
 
-    bnnpose models [--boards pynq-z2 zcu104] [--fps 1000] [--json] [--refresh]
+    bnnpose models [--boards pynq-z2 zcu104] [--fps 1000|max] [--json] [--refresh]
                    [--budget SECONDS | --all]
 """
 
@@ -108,7 +108,7 @@ def param_counts(model) -> dict:
             "size_kb": round((binary / 8 + (total - binary) * 4) / 1024, 1)}
 
 
-def _row_path(name: str, board: str, fps: float, cache: Path, flow_digest: str | None
+def _row_path(name: str, board: str, fps: float | str, cache: Path, flow_digest: str | None
               ) -> tuple[object, str, Path]:
     """``(network, weights label, the row's cache file)``."""
     from bnnpose.models.registry import MODELS
@@ -117,7 +117,8 @@ def _row_path(name: str, board: str, fps: float, cache: Path, flow_digest: str |
     cfg = MODELS[name].config
     key = hashlib.sha256(b"|".join([
         weights_id, json.dumps(cfg.to_dict(), sort_keys=True).encode(), board.encode(),
-        repr(float(fps)).encode(), (flow_digest or current_flow_digest()).encode(),
+        repr(fps if isinstance(fps, str) else float(fps)).encode(),
+        (flow_digest or current_flow_digest()).encode(),
     ])).hexdigest()[:20]
     return model, weights, cache / f"{name}-{board}-{key}.json"
 
@@ -129,10 +130,11 @@ def _cached(path: Path) -> dict | None:
     return {**json.loads(path.read_text()), "cached": True, "work_dir": str(path.with_suffix(""))}
 
 
-def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = False,
+def measure(name: str, board: str, fps: float | str, cache: Path, refresh: bool = False,
             flow_digest: str | None = None) -> dict:
     """One row of the table; built by FINN unless the cache holds it. The returned row also
-    says whether it came from the cache and where its export and build folders are."""
+    says whether it came from the cache and where its export and build folders are.
+    ``fps="max"``: the fastest folding that fits, with the target the search chose."""
     import numpy as np
 
     from bnnpose.hw_build.config import BuildConfig, Until
@@ -149,7 +151,7 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
     x = np.random.default_rng(0).integers(0, 256, (N_GOLDEN, 3, size, size))
     export_network(model, x.astype(np.float32), work / "export", name,
                    {"model": name, "weights": weights})
-    # Measured as asked, fitting or not: the table says which rows fit.
+    # Measured as asked, fitting or not: the table says which rows fit ("max" must fit).
     report = build(BuildConfig(model=work / "export" / "model.onnx", board=board,
                                out=work / "build", fps=fps, until=Until.ESTIMATE,
                                must_fit=False))
@@ -159,6 +161,9 @@ def measure(name: str, board: str, fps: float, cache: Path, refresh: bool = Fals
         "bitexact_stages": report["bitexact"], "golden_inputs": N_GOLDEN,
         "versions": report["versions"],
     }
+    if "fps_search" in report:
+        row["fps_search"] = {"chosen_target": report["fps_search"]["chosen_target"],
+                             "probes": len(report["fps_search"]["probes"])}
     write_json(path, row)
     return {**row, "cached": False, "work_dir": str(work)}
 
@@ -171,6 +176,7 @@ def build_columns(report: dict) -> dict:
             "xnor_mac_share": report["xnor_mac_share"],
             **{k: est[k] for k in ("fps", "clock_mhz", "lut", "bram18", "uram", "dsp",
                                    "lut_share", "bram_share", "fits", "bottleneck")},
+            "memories": report.get("memory_placement", {}).get("memories"),
             "unmapped_nodes": report["unmapped_nodes"],
             "bitexact": all(report["bitexact"].values())}
 
@@ -189,8 +195,9 @@ def _measure_in_child(conn, entry, args: tuple) -> None:
         conn.send(("error", f"{type(e).__name__}: {one_line(e, 400)}"))
 
 
-def measure_within(budget_s: float, work: Path, name: str, board: str, fps: float, cache: Path,
-                   refresh: bool = False, flow_digest: str | None = None) -> dict | None:
+def measure_within(budget_s: float, work: Path, name: str, board: str, fps: float | str,
+                   cache: Path, refresh: bool = False, flow_digest: str | None = None
+                   ) -> dict | None:
     """:func:`measure` in a child process that is stopped after ``budget_s`` seconds; None
     then, with the row's half-built folder ``work`` removed."""
     import multiprocessing
@@ -223,7 +230,7 @@ def measure_within(budget_s: float, work: Path, name: str, board: str, fps: floa
     return value
 
 
-def table(models: list[str], boards: list[str] | None, fps: float, cache: Path,
+def table(models: list[str], boards: list[str] | None, fps: float | str, cache: Path,
           refresh: bool = False, budget_s: float | None = DEFAULT_BUDGET_S
           ) -> tuple[list[dict], list[str]]:
     """Rows of ``models`` x ``boards`` (``boards=None`` takes each model's own boards) and a
@@ -271,15 +278,16 @@ def _print(rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``bnnpose models``: params, MACs, FINN estimate and fit per model and board."""
     from bnnpose.hw_build.boards import board
-    from bnnpose.hw_build.config import DEFAULT_FPS
+    from bnnpose.hw_build.config import DEFAULT_FPS, parse_fps
     from bnnpose.models.registry import MODELS, model_entry
 
     p = argparse.ArgumentParser(prog="bnnpose models", description=main.__doc__)
     p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
     p.add_argument("--boards", nargs="+", default=None,
                    help="default: the boards each model is sized for (-full: zcu104 only)")
-    p.add_argument("--fps", type=float, default=DEFAULT_FPS,
-                   help="FINN folding target (default %(default)g)")
+    p.add_argument("--fps", default=DEFAULT_FPS,
+                   help="FINN folding target, or 'max': the fastest folding that fits each "
+                        "board (default %(default)g)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--refresh", action="store_true", help="rebuild cached rows")
     p.add_argument("--json", action="store_true", help="print the rows as a JSON list")
@@ -296,9 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         model_entry(m)
     for b in a.boards or []:
         board(b)
-    if a.fps <= 0:
-        raise BnnposeError(f"--fps must be positive, got {a.fps}")
-    rows, _ = table(models, a.boards, a.fps, a.cache, a.refresh, None if a.all else a.budget)
+    fps = parse_fps(a.fps)
+    rows, _ = table(models, a.boards, fps, a.cache, a.refresh, None if a.all else a.budget)
     if a.json:
         json.dump(rows, sys.stdout, indent=1)
         print()

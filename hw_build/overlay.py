@@ -52,6 +52,9 @@ def package_overlay(build_dir: str | Path, overlay_dir: str | Path, name: str,
             src = (report.get("bitstream") or {}).get(kind)
             if src:
                 shutil.copy2(src, tmp / f"{name}{Path(src).suffix}")
+        weights = (report.get("bitstream") or {}).get("runtime_weights")
+        if weights:
+            shutil.copytree(weights, tmp / "runtime_weights")
         # platform: the board's FINN shell, which finn-plus-driver needs to drive it
         man = manifest(tmp, model=name, board=report["board"],
                        platform=board(report["board"]).shell,

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +19,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from bnnpose.host.common import BnnposeError, one_line
+from bnnpose.hw_build.memories import place_memories
 
 if TYPE_CHECKING:
     from bnnpose.hw_build.config import BuildContext
@@ -95,8 +97,8 @@ def step_streamline_pose(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
     import finn.transformation.streamline.absorb as absorb
     from finn.transformation.fpgadataflow.convert_to_hw.upsample import InferUpsample
     from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.streamline_plus import StreamlinePlus
     from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from finn.transformation.streamline.streamline_plus import StreamlinePlus
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
 
@@ -208,17 +210,28 @@ def step_fold_stream_ops(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
 
 
 def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
-    """FINN's analytic estimates, the MAC split by bit width, and the fit against the board."""
+    """FINN's analytic estimates, the MAC split by bit width, and the fit against the board;
+    when the network does not fit as FINN left it, the weight memories are placed first
+    (:func:`~bnnpose.hw_build.memories.place_memories`)."""
     from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.op_and_param_counts import (
-        aggregate_dict_keys, op_and_param_counts)
+        aggregate_dict_keys,
+        op_and_param_counts,
+    )
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 
     board = ctx.board
     per_layer = model.analysis(partial(res_estimation, fpgapart=board.part))
     total = aggregate_dict_keys(per_layer)
+    placement = place_memories(model, board, {"lut": total.get("LUT", 0),
+                                              "bram18": total.get("BRAM_18K", 0),
+                                              "uram": total.get("URAM", 0)})
+    if placement["placed"]:
+        per_layer = model.analysis(partial(res_estimation, fpgapart=board.part))
+        total = aggregate_dict_keys(per_layer)
+    ctx.report["memory_placement"] = placement
     cycles = model.analysis(exp_cycles_per_layer)
     counts = model.analysis(op_and_param_counts)
     model = model.transform(AnnotateCycles())
@@ -228,17 +241,17 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
     macs = {k.removeprefix("op_mac_"): int(v) for k, v in counts["total"].items()
             if k.startswith("op_mac_")}
     limits = board.limits()
-    lut, bram = int(total.get("LUT", 0)), int(total.get("BRAM_18K", 0))
+    lut, bram, uram = (int(total.get(k, 0)) for k in ("LUT", "BRAM_18K", "URAM"))
     estimate = {
         "fps": round(fps, 1), "latency_ms": round(perf["critical_path_cycles"] / clock / 1e3, 3),
         "clock_mhz": clock, "bottleneck": perf["max_cycles_node_name"],
-        "lut": lut, "bram18": bram, "uram": int(total.get("URAM", 0)),
+        "lut": lut, "bram18": bram, "uram": uram,
         "dsp": int(total.get("DSP", 0)),
         "board": {k: limits[k] for k in ("name", "part", "lut", "bram18", "uram", "dsp",
                                          "lut_max", "bram18_max")},
         "lut_share": round(lut / board.lut, 4), "bram_share": round(bram / board.bram18, 4),
         "fits": lut <= limits["lut_max"] and bram <= limits["bram18_max"]
-        and int(total.get("URAM", 0)) <= board.uram and int(total.get("DSP", 0)) <= board.dsp,
+        and uram <= board.uram and int(total.get("DSP", 0)) <= board.dsp,
         "unmodelled_ops": sorted({n.op_type for n in model.graph.node
                                   if n.op_type.rsplit("_", 1)[0] in UNMODELLED_OPS}),
     }
@@ -273,7 +286,26 @@ def step_bitstream(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     if not bit or not hwh:
         raise ToolchainError(f"synthesis produced no bitfile; see the logs under {ctx.out}")
     ctx.artifacts["bitfile"], ctx.artifacts["hwh"] = bit, hwh
+    if any(n.op_type.startswith(("MVAU", "Thresholding"))
+           and getCustomOp(n).get_nodeattr("runtime_writeable_weights")
+           for n in _dataflow_nodes(model)):
+        # URAM weights are not in the bitstream: FINN's driver generator writes them as the
+        # runtime_weights/ files finn-plus-driver loads at start.
+        from finn.transformation.fpgadataflow.make_driver import MakePYNQDriver
+
+        model = model.transform(MakePYNQDriver(ctx.board.shell, "FINNDMAOverlay"))
+        ctx.artifacts["runtime_weights"] = str(
+            Path(model.get_metadata_prop("pynq_driver_dir")) / "runtime_weights")
     return model
+
+
+def _dataflow_nodes(model: ModelWrapper):
+    """The nodes of ``model`` and of the dataflow partitions it calls."""
+    for node in model.graph.node:
+        if node.op_type == "StreamingDataflowPartition":
+            yield from _dataflow_nodes(ModelWrapper(getCustomOp(node).get_nodeattr("model")))
+        else:
+            yield node
 
 
 @dataclass(frozen=True)

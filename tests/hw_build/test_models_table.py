@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,11 +59,26 @@ def test_a_row_past_its_budget_is_skipped_with_a_line(small_registered, tmp_path
     assert list(tmp_path.iterdir()) == []  # nothing half-built is left in the cache
 
 
+def test_fps_max_rows_are_the_fastest_folding_that_fits(small_registered, tmp_path, capsys):
+    args = ["--models", small_registered, "--boards", "pynq-z2", "--fps", "max",
+            "--cache", str(tmp_path), "--json", "--all"]
+    assert models_table.main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["target_fps"] == "max" and row["fits"] is True and row["bitexact"] is True
+    search = row["fps_search"]
+    assert search["probes"] >= 2 and search["chosen_target"] > 0
+    report = json.loads((Path(row["work_dir"]) / "build" / "report.json").read_text())
+    assert report["fps_search"]["chosen_target"] == search["chosen_target"]
+    # No probe that fits is faster than the chosen folding.
+    assert max(p["fps"] for p in report["fps_search"]["probes"] if p["fits"]) == row["fps"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--budget", "0"], "--budget must be positive"),
     (["--models", "nope"], "unknown model 'nope'"),
     (["--boards", "zedboard"], "unknown board 'zedboard'"),
     (["--fps", "0"], "--fps must be positive"),
+    (["--fps", "fast"], "--fps takes frames per second or 'max'"),
 ])
 def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
     with pytest.raises(BnnposeError, match=message):
