@@ -158,12 +158,14 @@ def _build_in(cfg: BuildConfig, target: Board, model, tmp: Path, digest: str,
     from tqdm import tqdm
 
     from bnnpose.hw_build import finn_env
+    from bnnpose.hw_build.batched_passes import batched_passes
     from bnnpose.hw_build.folding import Probe, fastest_fit, misfit_error
     from bnnpose.hw_build.resume import restore, save_progress
     from bnnpose.quantize.qonnx_index import indexed_lookups
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(indexed_lookups())
+        stack.enter_context(batched_passes())
         # qonnx names the tensors it creates with Python's global random generator; seeded,
         # a build of the same model gives a byte-identical model_hw.onnx.
         stack.callback(random.setstate, random.getstate())
