@@ -6,7 +6,6 @@ import contextlib
 import random
 from types import SimpleNamespace
 
-import pytest
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_datatypes import InferDataTypes
 
