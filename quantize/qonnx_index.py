@@ -23,7 +23,8 @@ The wrapper's own edits (``set_initializer``, ``del_initializer``, ``rename_tens
 qonnx's ``remove_by_name``) keep the indexes up to date instead of invalidating them: FINN's
 threshold rounding sets every threshold again on each pass. Four whole-graph passes are
 replaced by ones linear in the graph with the same result: ``SortGraph``, ``InferShapes``
-(custom ops swapped for their shape stand-ins in place) and the two renaming passes.
+(custom ops swapped for their shape stand-ins in place) and the two renaming passes; so is the
+topological-order check ``execute_onnx`` makes before every execution.
 
 ``indexed_lookups(verify=True)`` also runs qonnx's own method on every call and raises
 :class:`LookupMismatch` at the first difference; the tests build real networks under it.
@@ -37,6 +38,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 
 import numpy as np
+import qonnx.analysis.topology as topology
 import qonnx.util.basic as qutil
 from onnx import NodeProto, numpy_helper, shape_inference
 from qonnx.core.modelwrapper import ModelWrapper
@@ -390,6 +392,25 @@ def sort_graph(self, model: ModelWrapper):
     return (model, False)
 
 
+def nodes_topologically_sorted(model: ModelWrapper) -> dict:
+    """qonnx's analysis of the same name in time linear in the graph: no node consumes an
+    output of a node after it. qonnx's finds the consumers and the positions of every node's
+    successors by scanning the graph, and ``execute_onnx`` runs it on every execution (the
+    golden checks execute whole graphs 80 times a build). A node's position is, as qonnx's
+    ``get_node_index`` has it, that of the first node equal to it."""
+    first: dict[bytes, int] = {}
+    position = []
+    for i, n in enumerate(model.graph.node):
+        position.append(first.setdefault(n.SerializeToString(), i))
+    consumers: dict[str, list[int]] = defaultdict(list)
+    for i, n in enumerate(model.graph.node):
+        for t in n.input:
+            consumers[t].append(position[i])
+    ok = all(position[i] <= j for i, n in enumerate(model.graph.node)
+             for t in n.output for j in consumers.get(t, ()))
+    return {"nodes_topologically_sorted": ok}
+
+
 def _longest_path_levels(deps: dict[int, set[int]]) -> dict[int, int] | None:
     """Each item's longest chain of dependencies (Kahn's order); None when there is a cycle."""
     users: dict[int, list[int]] = {i: [] for i in deps}
@@ -422,6 +443,7 @@ _PASSES = [(SortGraph, sort_graph, SortGraph.apply),
     (cls, _renaming_pass(cls.apply), cls.apply)
     for cls in (GiveUniqueTensorNames, GiveReadableTensorNames)]
 _ORIGINAL["sort_graph"] = SortGraph.apply
+_ORIGINAL["nodes_topologically_sorted"] = topology.nodes_topologically_sorted
 _depth = 0
 
 
@@ -470,6 +492,15 @@ def _verified_pass(ours, theirs):
     return apply
 
 
+def _verified_analysis(ours, theirs):
+    def both(model: ModelWrapper) -> dict:
+        expected, got = theirs(model), ours(model)
+        if got != expected:
+            raise LookupMismatch(f"{theirs.__name__}: qonnx gives {expected}, the index {got}")
+        return got
+    return both
+
+
 @contextlib.contextmanager
 def indexed_lookups(verify: bool = False) -> Iterator[None]:
     """Answer qonnx's tensor and node lookups from indexes while the block runs (nested uses
@@ -496,6 +527,9 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         qutil.remove_by_name = remove_by_name
         for cls, apply, theirs in _PASSES:
             cls.apply = _verified_pass(apply, theirs) if verify else apply
+        topology.nodes_topologically_sorted = _verified_analysis(
+            nodes_topologically_sorted, _ORIGINAL["nodes_topologically_sorted"]) if verify \
+            else nodes_topologically_sorted
         yield
     finally:
         for name in _METHODS:
@@ -504,5 +538,6 @@ def indexed_lookups(verify: bool = False) -> Iterator[None]:
         qutil.remove_by_name = _ORIGINAL["remove_by_name"]
         for cls, _, theirs in _PASSES:
             cls.apply = theirs
+        topology.nodes_topologically_sorted = _ORIGINAL["nodes_topologically_sorted"]
         _indexes.clear()
         _depth = 0
