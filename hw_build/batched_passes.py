@@ -14,8 +14,13 @@ Neither decides anything from what the re-inference changes:
 :func:`batched_passes` runs each of them as FINN does for the first pass, then runs the
 remaining passes with the inference (and the copy and clean-up of the graph that qonnx's
 ``transform`` does around it) skipped, and infers once at the end, as FINN's last pass
-(which finds nothing to change) does. The graph that comes out is byte-identical to FINN's
-(tested on real builds).
+(which finds nothing to change) does.
+
+``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
+node whose output narrows passes its datatype on; most nodes change nothing that inference
+would pass on, and after those the re-inference is skipped.
+
+The graphs that come out are byte-identical to FINN's (tested on real builds).
 """
 
 from __future__ import annotations
@@ -25,7 +30,10 @@ from collections.abc import Iterator
 
 import finn.transformation.streamline.absorb as absorb
 import finn.transformation.streamline.round_thresholds as round_thresholds
+from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+from finn.util.fpgadataflow import is_fpgadataflow_node
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
@@ -79,12 +87,41 @@ def _batched(apply, module):
     return run
 
 
+def _fingerprint(model: ModelWrapper, node) -> tuple:
+    return (node.SerializeToString(),
+            tuple(str(model.get_tensor_datatype(t)) for t in node.output))
+
+
+def minimize_accumulator_width(self, model: ModelWrapper):
+    """FINN's ``MinimizeAccumulatorWidth.apply``, re-inferring the graph's datatypes after a
+    node only when the node changed (its attributes or its outputs' datatypes): FINN infers
+    after every node, and an inference from the settled state with nothing changed changes
+    nothing. The first node is always followed by one, as in FINN's, which settles the graph."""
+    settled = False
+    for node_id in range(len(model.graph.node)):
+        node = model.graph.node[node_id]
+        if not is_fpgadataflow_node(node):
+            continue
+        inst = getCustomOp(node)
+        if not hasattr(inst, "minimize_accumulator_width"):
+            continue
+        before = _fingerprint(model, node)
+        inst.minimize_accumulator_width(model, datatype_only=self.datatype_only)
+        if not settled or _fingerprint(model, node) != before:
+            model = model.transform(InferDataTypes())
+            settled = True
+    return (model, False)
+
+
 @contextlib.contextmanager
 def batched_passes() -> Iterator[None]:
-    """Within the context, the transformations of :data:`BATCHED` infer once per run."""
-    saved = [(cls, cls.apply) for cls, _ in BATCHED]
+    """Within the context, the transformations of :data:`BATCHED` infer once per run and
+    :class:`MinimizeAccumulatorWidth` only after the nodes it changed."""
+    saved = [(cls, cls.apply) for cls, _ in BATCHED] + [
+        (MinimizeAccumulatorWidth, MinimizeAccumulatorWidth.apply)]
     for cls, module in BATCHED:
         cls.apply = _batched(cls.apply, module)
+    MinimizeAccumulatorWidth.apply = minimize_accumulator_width
     try:
         yield
     finally:

@@ -6,6 +6,8 @@ import contextlib
 import random
 from types import SimpleNamespace
 
+import pytest
+from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_datatypes import InferDataTypes
 
@@ -48,15 +50,19 @@ def test_batched_streamlining_gives_finns_graph(small_build, monkeypatch):
     assert {k: our_calls[k] for k in passes} == passes  # the same passes, fewer inferences
 
 
-def test_batched_bit_width_minimization_gives_finns_graph(small_build, monkeypatch):
+@pytest.mark.parametrize("before", ["04_check_mapped.onnx", "10_apply_folding_config.onnx"])
+def test_batched_bit_width_minimization_gives_finns_graph(small_build, monkeypatch, before):
     out, _ = small_build
-    path = out / "intermediate_models" / "04_check_mapped.onnx"
-    assert _run(step_minimize_bit_width, path, True, monkeypatch)[0] \
-        == _run(step_minimize_bit_width, path, False, monkeypatch)[0]
+    path = out / "intermediate_models" / before
+    finn, finn_calls = _run(step_minimize_bit_width, path, False, monkeypatch)
+    ours, our_calls = _run(step_minimize_bit_width, path, True, monkeypatch)
+    assert ours == finn
+    assert our_calls["InferDataTypes"] < finn_calls["InferDataTypes"]
 
 
 def test_the_context_restores_finns_transformations():
-    saved = [(cls.apply, cls) for cls, _ in BATCHED]
+    saved = [(cls.apply, cls) for cls, _ in BATCHED] + [
+        (MinimizeAccumulatorWidth.apply, MinimizeAccumulatorWidth)]
     with batched_passes():
         assert all(cls.apply is not apply for apply, cls in saved)
     assert all(cls.apply is apply for apply, cls in saved)
