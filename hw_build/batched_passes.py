@@ -13,7 +13,8 @@ Neither decides anything from what the re-inference changes:
 
 :func:`batched_passes` runs each of them as FINN does for the first pass, then runs the
 remaining passes with the inference (and the copy and clean-up of the graph that qonnx's
-``transform`` does around it) skipped, and infers once at the end, as FINN's last pass
+``transform`` does around it) skipped and each pass's consumer lookups answered from an index
+made at its start, and infers once at the end, as FINN's last pass
 (which finds nothing to change) does.
 
 ``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
@@ -62,6 +63,22 @@ def _transform_skipping(transform):
     return run
 
 
+def _consumers_of(nodes, find_consumers):
+    """``ModelWrapper.find_consumers`` answered, for the graph whose node list is ``nodes``,
+    from an index of it made now: valid until the graph is edited, which the batched
+    transformations do only at the end of a pass, after their last lookup."""
+    index: dict[str, list] = {}
+    for n in nodes:
+        for t in n.input:
+            index.setdefault(t, []).append(n)
+
+    def run(self, tensor_name):
+        if self._model_proto.graph.node is not nodes:
+            return find_consumers(self, tensor_name)
+        return list(index.get(tensor_name, ()))
+    return run
+
+
 def _batched(apply, module):
     def run(self, model):
         model, changed = apply(self, model)
@@ -69,15 +86,18 @@ def _batched(apply, module):
             return model, False
         names = {n: getattr(module, n) for n in ("InferDataTypes", "InferShapes")
                  if hasattr(module, n)}
-        transform = ModelWrapper.transform
+        transform, find_consumers = ModelWrapper.transform, ModelWrapper.find_consumers
         for n in names:
             setattr(module, n, _Skip)
         ModelWrapper.transform = _transform_skipping(transform)
         try:
             while changed:
+                # A pass restarts from the first node and asks every threshold node whether
+                # it forks: with qonnx's scan for consumers, a pass costs O(n^2).
+                ModelWrapper.find_consumers = _consumers_of(model.graph.node, find_consumers)
                 model, changed = apply(self, model)
         finally:
-            ModelWrapper.transform = transform
+            ModelWrapper.transform, ModelWrapper.find_consumers = transform, find_consumers
             for n, v in names.items():
                 setattr(module, n, v)
         model = model.transform(InferDataTypes())

@@ -57,6 +57,12 @@ class AbsorbPadIntoIm2Col(Transformation):
     """
 
     def apply(self, model: ModelWrapper):
+        # One Pad per pass, as the graph is edited only just before the pass ends: the
+        # consumers are indexed once per pass rather than scanned for at every Pad.
+        consumers: dict[str, list] = {}
+        for node in model.graph.node:
+            for t in node.input:
+                consumers.setdefault(t, []).append(node)
         for pad in model.graph.node:
             if pad.op_type != "Pad":
                 continue
@@ -69,10 +75,11 @@ class AbsorbPadIntoIm2Col(Transformation):
                 continue
             # Two convs reading one padded sign() share the Pad: each window generator pads.
             chains = []
-            for trans in model.find_consumers(pad.output[0]) or []:
-                im2col = model.find_consumer(trans.output[0]) if trans.op_type == "Transpose" else None
-                if (im2col is None or im2col.op_type != "Im2Col"
-                        or len(model.find_consumers(trans.output[0])) != 1
+            for trans in consumers.get(pad.output[0], []):
+                after = consumers.get(trans.output[0], []) if trans.op_type == "Transpose" \
+                    else []
+                im2col = after[0] if after else None
+                if (im2col is None or im2col.op_type != "Im2Col" or len(after) != 1
                         or any(getCustomOp(im2col).get_nodeattr("pad_amount"))):
                     break
                 chains.append((trans, getCustomOp(im2col)))

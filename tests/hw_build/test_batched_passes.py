@@ -67,3 +67,4 @@ def test_the_context_restores_finns_transformations():
         assert all(cls.apply is not apply for apply, cls in saved)
     assert all(cls.apply is apply for apply, cls in saved)
     assert ModelWrapper.transform.__module__ == "qonnx.core.modelwrapper"
+    assert ModelWrapper.find_consumers.__module__ == "qonnx.core.modelwrapper"
