@@ -14,8 +14,8 @@ Neither decides anything from what the re-inference changes:
 :func:`batched_passes` runs each of them as FINN does for the first pass, then runs the
 remaining passes with the inference (and the copy and clean-up of the graph that qonnx's
 ``transform`` does around it) skipped and each pass's consumer lookups answered from an index
-made at its start, and infers once at the end, as FINN's last pass
-(which finds nothing to change) does.
+made at its start, and infers once at the end, as FINN's last pass (which finds nothing to
+change) does.
 
 ``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
 node whose output narrows passes its datatype on; most nodes change nothing that inference
