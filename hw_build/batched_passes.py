@@ -39,6 +39,8 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
+from bnnpose.quantize.qonnx_index import consumer_index
+
 #: The transformations batched, with the module whose inference names they call.
 BATCHED = ((absorb.AbsorbScalarBiasIntoMultiThreshold, absorb),
            (round_thresholds.RoundAndClipThresholds, round_thresholds))
@@ -67,10 +69,7 @@ def _consumers_of(nodes, find_consumers):
     """``ModelWrapper.find_consumers`` answered, for the graph whose node list is ``nodes``,
     from an index of it made now: valid until the graph is edited, which the batched
     transformations do only at the end of a pass, after their last lookup."""
-    index: dict[str, list] = {}
-    for n in nodes:
-        for t in n.input:
-            index.setdefault(t, []).append(n)
+    index = consumer_index(nodes)
 
     def run(self, tensor_name):
         if self._model_proto.graph.node is not nodes:

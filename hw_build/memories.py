@@ -71,7 +71,8 @@ def place_memories(model: ModelWrapper, board: Board, base: dict[str, int]) -> d
     cap = _capacity(board)
     totals = [int(base[r]) for r in RESOURCES]
     summary = {"placed": False, "before": dict(zip(RESOURCES, totals))}
-    if _score(totals, cap)[0] <= 1.0:
+    score = _score(totals, cap)
+    if score[0] <= 1.0:
         return summary
     styles = [s for s in STYLES if s != "ultra" or board.uram > 0]
     memories = []
@@ -85,7 +86,6 @@ def place_memories(model: ModelWrapper, board: Board, base: dict[str, int]) -> d
         memories.append(_Memory(inst, {s: _layer_cost(inst, part, s) for s in styles}))
     # Greedy descent: the single move that lowers the fullest share most (then the sum of
     # shares) until none does. Each move is an O(1) update of the totals.
-    score = _score(totals, cap)
     while True:
         best = None
         for m in memories:

@@ -216,9 +216,7 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
     from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.op_and_param_counts import (
-        aggregate_dict_keys,
-        op_and_param_counts,
-    )
+        aggregate_dict_keys, op_and_param_counts)
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
     from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles
 

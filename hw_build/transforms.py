@@ -15,6 +15,8 @@ from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopco
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
+from bnnpose.quantize.qonnx_index import consumer_index
+
 
 def _const_pad(model: ModelWrapper, node) -> tuple[list[int], float] | None:
     """(pads, value) of a constant-mode Pad with static pads, else None."""
@@ -59,10 +61,7 @@ class AbsorbPadIntoIm2Col(Transformation):
     def apply(self, model: ModelWrapper):
         # One Pad per pass, as the graph is edited only just before the pass ends: the
         # consumers are indexed once per pass rather than scanned for at every Pad.
-        consumers: dict[str, list] = {}
-        for node in model.graph.node:
-            for t in node.input:
-                consumers.setdefault(t, []).append(node)
+        consumers = consumer_index(model.graph.node)
         for pad in model.graph.node:
             if pad.op_type != "Pad":
                 continue

@@ -392,22 +392,29 @@ def sort_graph(self, model: ModelWrapper):
     return (model, False)
 
 
+def consumer_index(nodes) -> dict[str, list]:
+    """``tensor -> the nodes that take it as an input``, in graph order and a node once per
+    such input: qonnx's ``find_consumers`` for every tensor at once, valid until the nodes
+    are edited."""
+    index: dict[str, list] = {}
+    for n in nodes:
+        for t in n.input:
+            index.setdefault(t, []).append(n)
+    return index
+
+
 def nodes_topologically_sorted(model: ModelWrapper) -> dict:
     """qonnx's analysis of the same name in time linear in the graph: no node consumes an
     output of a node after it. qonnx's finds the consumers and the positions of every node's
     successors by scanning the graph, and ``execute_onnx`` runs it on every execution (the
     golden checks execute whole graphs 80 times a build). A node's position is, as qonnx's
     ``get_node_index`` has it, that of the first node equal to it."""
+    nodes = list(model.graph.node)  # one set of element objects for the ids below
     first: dict[bytes, int] = {}
-    position = []
-    for i, n in enumerate(model.graph.node):
-        position.append(first.setdefault(n.SerializeToString(), i))
-    consumers: dict[str, list[int]] = defaultdict(list)
-    for i, n in enumerate(model.graph.node):
-        for t in n.input:
-            consumers[t].append(position[i])
-    ok = all(position[i] <= j for i, n in enumerate(model.graph.node)
-             for t in n.output for j in consumers.get(t, ()))
+    position = {id(n): first.setdefault(n.SerializeToString(), i) for i, n in enumerate(nodes)}
+    consumers = consumer_index(nodes)
+    ok = all(position[id(n)] <= position[id(c)] for n in nodes
+             for t in n.output for c in consumers.get(t, ()))
     return {"nodes_topologically_sorted": ok}
 
 
