@@ -1,9 +1,11 @@
-"""Accuracy cost of the hardware-mappable form of bhg-tiny: k-bit streams and -1 padding.
+"""Ablations of bhg-tiny's binary training, on one budget: the accuracy cost of the
+hardware-mappable form (suite ``streams``) and the binary-training tricks (suite ``tricks``).
 
 The binary hourglass carries its residual and merge paths as k-bit integer streams and pads
 every binary conv's sign() input with -1, so that each tensor has a FINN datatype. The seed
 papers keep real-valued residuals and zero padding. This bench trains one recipe (the shipped
-binary step of ``models/checkpoints/bhg-tiny.json``, shortened) for each variant:
+binary step of ``models/checkpoints/bhg-tiny.json``, shortened) for each variant of suite
+``streams``:
 
 * ``k2``, ``k3``, ``k4``: k-bit streams, -1 padding (what FINN maps);
 * ``k0-real``: real-valued streams (the seeds' form), -1 padding;
@@ -12,15 +14,28 @@ binary step of ``models/checkpoints/bhg-tiny.json``, shortened) for each variant
   first and last layers; FINN maps them as 8-bit MVAUs);
 * ``float``: the float twin, the ceiling.
 
+and, on top of ``k2``, each trick of suite ``tricks`` alone; each maps to FINN or is
+training-only:
+
+* ``k2-rsign``: a learnable threshold per channel before every sign() (ReActNet's RSign),
+  absorbed by FINN into the thresholds that compute sign();
+* ``k2-approx``: Bi-Real Net's ApproxSign gradient for sign() (training only);
+* ``k2-at``: real-to-binary attention transfer from the float twin at every block's output
+  (training only);
+* ``k2-2stage``: two-stage training, binary activations with real weights for the first 2
+  of the 5 epochs (training only);
+* ``k2-wd``: Adam weight decay 1e-4 on everything but the latent 1-bit weights.
+
 Every variant starts from the shipped float twin and distils from it, with the same seed,
 data, steps and loss, and is scored by validation PCK@0.2 on held-out synthetic crops next to
 the training set's mean pose. Each run lives in its own folder under ``--work``, named by its
 recipe; a finished run is reused, so a second call only re-reads and re-plots.
 
-Writes ``bench/results/ablation.json`` and ``ablation.png`` and prints a table.
+Writes ``bench/results/ablation.json`` and ``ablation.png`` (suite ``streams``) or
+``ablation_tricks.json`` and ``.png`` (suite ``tricks``) and prints a table.
 
-    .venv/bin/python bench/ablation.py [--variants NAME...] [--n-train 4096] [--epochs 5]
-        [--work out/bench/ablation] [--num-threads 1]
+    .venv/bin/python bench/ablation.py [--suite streams|tricks] [--variants NAME...]
+        [--n-train 4096] [--epochs 5] [--work out/bench/ablation] [--num-threads 1]
 """
 
 from __future__ import annotations
@@ -59,6 +74,8 @@ class Variant:
     bits: int | None = None  #: None: the model's default (only meaningful for binary)
     pad_value: float | None = None
     end_bits: int | None = None  #: None: the model's stem and head weight bits
+    #: the binary-training tricks, as TrainConfig fields (rsign, sign_grad, ...)
+    tricks: tuple[tuple[str, object], ...] = ()
 
     def maps_to_finn(self) -> tuple[bool, str]:
         """Whether FINN can map this form, and why, from its definition alone."""
@@ -68,6 +85,9 @@ class Variant:
             return False, "real-valued residual/merge streams have no integer datatype"
         if self.pad_value == 0.0:
             return False, "a zero border is not a bipolar value (see notes)"
+        if dict(self.tricks).get("rsign"):
+            return True, ("k-bit integer streams and -1 (bipolar) padding; RSign's thresholds "
+                          "join FINN's (tests/hw_build/test_rsign_finn.py)")
         return True, "k-bit integer streams and -1 (bipolar) padding"
 
 
@@ -79,8 +99,24 @@ VARIANTS = (
     Variant("k2-pad0", "k=2\npad 0", bits=2, pad_value=0.0, end_bits=1),
     Variant("k2-ends8", "k=2\n8-bit ends", bits=2, pad_value=-1.0, end_bits=8),
     Variant("float", "float\ntwin", binary=False),
+    Variant("k2-rsign", "k=2\n+RSign", bits=2, pad_value=-1.0, end_bits=1,
+            tricks=(("rsign", True),)),
+    Variant("k2-approx", "k=2\n+ApproxSign", bits=2, pad_value=-1.0, end_bits=1,
+            tricks=(("sign_grad", "approx"),)),
+    Variant("k2-at", "k=2\n+attention\ntransfer", bits=2, pad_value=-1.0, end_bits=1,
+            tricks=(("feature_distill_weight", 5.0),)),
+    Variant("k2-2stage", "k=2\ntwo-stage", bits=2, pad_value=-1.0, end_bits=1,
+            tricks=(("float_weight_epochs", 2),)),
+    Variant("k2-wd", "k=2\nweight decay", bits=2, pad_value=-1.0, end_bits=1,
+            tricks=(("weight_decay", 1e-4),)),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
+#: suite -> (its variants, the stem of its result files)
+SUITES = {
+    "streams": (("k2", "k3", "k4", "k0-real", "k2-pad0", "k2-ends8", "float"), "ablation"),
+    "tricks": (("k2", "k2-rsign", "k2-approx", "k2-at", "k2-2stage", "k2-wd"),
+               "ablation_tricks"),
+}
 
 #: The shipped binary step (``bhg-tiny-v6`` in bhg-tiny.json) on a budget: its loss, sigma,
 #: learning rate, head affine and distillation weight, but 4096 crops for 5 epochs (640
@@ -125,9 +161,9 @@ NOTES = {
 
 def train_config(variant: Variant, recipe: dict, teacher: Path, run_dir: Path, cache_dir: Path,
                  num_threads: int) -> TrainConfig:
-    return TrainConfig(**recipe, binary=variant.binary, bits=variant.bits,
-                       pad_value=variant.pad_value, end_bits=variant.end_bits,
-                       init_from=str(teacher),
+    return TrainConfig(**{**recipe, **dict(variant.tricks)}, binary=variant.binary,
+                       bits=variant.bits, pad_value=variant.pad_value,
+                       end_bits=variant.end_bits, init_from=str(teacher),
                        distill_from=str(teacher), out_dir=str(run_dir),
                        cache_dir=str(cache_dir), num_threads=num_threads)
 
@@ -142,14 +178,15 @@ def recipe_key(cfg: TrainConfig, teacher_sha256: str) -> str:
 
 
 def train_command(cfg: TrainConfig) -> str:
-    """The ``bnnpose.quantize.train`` command line that trains the same run."""
+    """The ``bnnpose train`` command line that trains the same run."""
     defaults = TrainConfig()
-    args = ["python", "-m", "bnnpose.quantize.train"]
+    args = ["bnnpose", "train"]
     if not cfg.binary:
         args.append("--float")
     for field in ("bits", "pad_value", "end_bits", "n_train", "n_val", "epochs", "batch_size",
-                  "lr", "warmup_steps", "sigma", "seed", "init_from", "distill_from",
-                  "distill_weight", "loss", "cache_dir", "num_threads", "out_dir"):
+                  "lr", "weight_decay", "warmup_steps", "sigma", "seed", "init_from",
+                  "distill_from", "distill_weight", "feature_distill_weight", "sign_grad",
+                  "float_weight_epochs", "loss", "cache_dir", "num_threads", "out_dir"):
         value = getattr(cfg, field)
         if value is not None and (value != getattr(defaults, field)
                                   or field in ("out_dir", "num_threads")):
@@ -157,8 +194,9 @@ def train_command(cfg: TrainConfig) -> str:
             if field in ("init_from", "distill_from", "cache_dir", "out_dir"):
                 value = _shown(Path(value))  # relative to the repository, where it is run
             args += [flag, str(value)]
-    if cfg.head_affine:
-        args.append("--head-affine")
+    for flag in ("head_affine", "rsign"):
+        if getattr(cfg, flag):
+            args.append("--" + flag.replace("_", "-"))
     return shlex.join(args)
 
 
@@ -171,7 +209,8 @@ def _history(run_dir: Path) -> list[dict]:
 
 def model_form(model) -> dict:
     """What the built network really contains: its stream quantizers' bit widths, how many
-    sign() quantizers it has, and the border values of its binary convs."""
+    sign() quantizers it has, the border values of its binary convs and how many RSign
+    thresholds it learned."""
     from brevitas.nn import QuantIdentity
 
     widths = Counter()
@@ -180,7 +219,9 @@ def model_form(model) -> dict:
             widths[int(m.act_quant.bit_width())] += 1
     pads = sorted({float(m.pad_value) for m in model.modules() if hasattr(m, "pad_value")})
     return {"stream_quantizer_bits": {str(k): n for k, n in sorted(widths.items()) if k > 1},
-            "sign_quantizers": widths.get(1, 0), "pad_values": pads}
+            "sign_quantizers": widths.get(1, 0), "pad_values": pads,
+            "rsign_thresholds": sum(p.numel() for n, p in model.named_parameters()
+                                    if n.endswith(".shift"))}
 
 
 def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: str,
@@ -213,6 +254,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
         "name": variant.name,
         "label": variant.label,
         "binary": variant.binary,
+        "tricks": dict(variant.tricks),
         "bits": model.cfg.bits if variant.binary else None,
         "pad_value": model.cfg.pad_value,
         "steps": steps_per_epoch * cfg.epochs,
@@ -319,20 +361,20 @@ def _source_state(float_twin: Path, commit: str = "HEAD") -> dict:
             "files_differing_from_commit": differ if commit else None}
 
 
-def write_results(result: dict, out: Path) -> Path:
+def write_results(result: dict, out: Path, stem: str = "ablation") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    path = write_json(out / "ablation.json", result)
-    _plot(result, out / "ablation.png")
+    path = write_json(out / f"{stem}.json", result)
+    _plot(result, out / f"{stem}.png")
     return path
 
 
 def print_table(result: dict) -> None:
-    print(f"{'variant':<9} {'bits':>4} {'pad':>4} {'FINN':>5} {'steps':>5} {'PCK':>6} "
+    print(f"{'variant':<10} {'bits':>4} {'pad':>4} {'FINN':>5} {'steps':>5} {'PCK':>6} "
           f"{'best':>6} {'mean pose':>9} {'time':>7}")
     for r in result["variants"]:
         bits = "-" if r["bits"] is None else r["bits"]
         finn = "yes" if r["maps_to_finn"] else "no"
-        print(f"{r['name']:<9} {bits:>4} {r['pad_value']:>4g} {finn:>5} {r['steps']:>5} "
+        print(f"{r['name']:<10} {bits:>4} {r['pad_value']:>4g} {finn:>5} {r['steps']:>5} "
               f"{r['val_pck']:>6.3f} {r['val_pck_best']:>6.3f} "
               f"{r['val_pck_mean_pose']:>9.3f} {r['train_time_s'] / 60:>5.1f} m")
     ft = result["float_twin"]
@@ -371,8 +413,11 @@ def _plot(result: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", choices=list(BY_NAME), default=list(BY_NAME),
-                   metavar="NAME", help=f"subset of {', '.join(BY_NAME)} (default: all)")
+    p.add_argument("--suite", choices=list(SUITES), default="streams",
+                   help="which ablation, and so the default variants and the result files' "
+                   "names (default: streams)")
+    p.add_argument("--variants", nargs="+", choices=list(BY_NAME), metavar="NAME",
+                   help=f"any of {', '.join(BY_NAME)} (default: the suite's)")
     p.add_argument("--n-train", type=int, default=RECIPE["n_train"])
     p.add_argument("--n-val", type=int, default=RECIPE["n_val"])
     p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
@@ -386,15 +431,16 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = {**RECIPE, "n_train": a.n_train, "n_val": a.n_val, "epochs": a.epochs}
     started = time.perf_counter()
-    result = run_ablation([BY_NAME[n] for n in a.variants], recipe, a.work, a.float_twin,
-                          a.cache_dir, a.num_threads)
+    names, stem = SUITES[a.suite]
+    result = run_ablation([BY_NAME[n] for n in a.variants or names], recipe, a.work,
+                          a.float_twin, a.cache_dir, a.num_threads)
     result["command"] = shlex.join(["python", "bench/ablation.py",
                                     *(sys.argv[1:] if argv is None else argv)])
     result["total_train_time_s"] = sum(r["train_time_s"] for r in result["variants"])
     result["total_wall_time_s"] = sum(r["wall_time_s"] for r in result["variants"])
     # Short when the runs were reused: then this call only re-read and re-plotted them.
     result["this_call_wall_time_s"] = time.perf_counter() - started
-    path = write_results(result, a.out)
+    path = write_results(result, a.out, stem)
     print_table(result)
     print(f"-> {path}")
     return 0

@@ -97,13 +97,10 @@ def current_flow_digest() -> str:
 def param_counts(model) -> dict:
     """Parameters, those held as 1-bit weights, and the stored size (1-bit weights packed,
     everything else float32)."""
-    total = binary = 0
-    for module in model.modules():
-        for pname, p in module.named_parameters(recurse=False):
-            total += p.numel()
-            quant = getattr(module, "weight_quant", None)
-            if pname == "weight" and quant is not None and int(quant.bit_width()) == 1:
-                binary += p.numel()
+    from bnnpose.models.blocks import binary_weight_convs
+
+    total = sum(p.numel() for p in model.parameters())
+    binary = sum(m.weight.numel() for m in binary_weight_convs(model))
     return {"params": total, "binary_params": binary,
             "size_kb": round((binary / 8 + (total - binary) * 4) / 1024, 1)}
 

@@ -168,7 +168,10 @@ def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrap
     from qonnx.core.datatype import DataType
     from qonnx.transformation.infer_datatypes import InferDataTypes
 
-    model = model.transform(MinimizeWeightBitWidth())
+    from bnnpose.hw_build.threshold_types import threshold_types
+
+    with threshold_types():
+        model = model.transform(MinimizeWeightBitWidth())
     model = model.transform(MinimizeAccumulatorWidth())
     for node in model.graph.node:
         if not node.op_type.startswith("MVAU"):
@@ -181,7 +184,8 @@ def step_minimize_bit_width(model: ModelWrapper, ctx: BuildContext) -> ModelWrap
     model = model.transform(InferDataTypes())
     model = model.transform(RoundAndClipThresholds())
     model = model.transform(InferDataTypes())
-    model = model.transform(MinimizeWeightBitWidth())
+    with threshold_types():
+        model = model.transform(MinimizeWeightBitWidth())
     return model.transform(InferDataTypes())
 
 

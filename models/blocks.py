@@ -33,11 +33,51 @@ def stream_quant(binary: bool, bits: int) -> nn.Module:
     return nn.Identity()
 
 
+#: backward passes of sign(): "ste" (gradient 1 on [-1, 1], the quantizer's own) or "approx"
+#: (Bi-Real Net's piecewise-quadratic ApproxSign, gradient 2 - 2|x| on [-1, 1])
+SIGN_GRADIENTS = ("ste", "approx")
+
+
+class SignAct(QuantIdentity):
+    """sign() of :class:`BipolarAct` whose backward pass ``grad`` selects (SIGN_GRADIENTS).
+
+    The forward value, the state dict and the export are the quantizer's own: "approx" adds
+    ``h(x) - h(x).detach()`` with ``h = ApproxSign - hardtanh`` in training only, which is 0
+    in value and turns the clipped STE's gradient into ApproxSign's.
+    """
+
+    grad = "ste"
+
+    def __init__(self):
+        super().__init__(act_quant=BipolarAct, return_quant_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.training and self.grad == "approx":
+            xc = x.clamp(-1.0, 1.0)
+            h = (2 * xc - xc * xc.abs()) - xc  # ApproxSign minus the clipped identity
+            out = out + (h - h.detach())
+        return out
+
+
+def set_sign_gradient(model: nn.Module, grad: str) -> None:
+    """Give every sign() of ``model`` the backward pass ``grad`` (one of SIGN_GRADIENTS)."""
+    if grad not in SIGN_GRADIENTS:
+        raise ValueError(f"unknown sign gradient {grad!r}; known: {', '.join(SIGN_GRADIENTS)}")
+    for m in model.modules():
+        if isinstance(m, SignAct):
+            m.grad = grad
+
+
+def binary_weight_convs(model: nn.Module) -> list[nn.Module]:
+    """The convs of ``model`` whose weights are 1-bit (their ``weight`` is a latent real)."""
+    return [m for m in model.modules() if isinstance(m, QuantConv2d)
+            and int(m.weight_quant.bit_width()) == 1]
+
+
 def sign_act(binary: bool) -> nn.Module:
     """sign() with a clipped STE; the float twin uses hardtanh, the function sign() replaces."""
-    if binary:
-        return QuantIdentity(act_quant=BipolarAct, return_quant_tensor=False)
-    return nn.Hardtanh()
+    return SignAct() if binary else nn.Hardtanh()
 
 
 def conv(binary: bool, cin: int, cout: int, k: int, stride: int = 1,
@@ -63,6 +103,9 @@ class NetConfig:
     bits: int = 2  #: k of the integer streams at every merge point; 0 keeps them real-valued
     pad_value: float = -1.0  #: border value of every binary conv's sign() input (-1 or 0)
     end_bits: int = 1  #: weight bits of the stem and head convs (first and last layers)
+    #: a learnable per-channel threshold before every binary conv's sign() (ReActNet's RSign);
+    #: FINN absorbs it into the thresholds that compute sign()
+    rsign: bool = False
     binary: bool = True  #: False builds the float twin
 
     @property
@@ -107,12 +150,28 @@ class BinaryConvBN(nn.Module):
         self.quant = stream_quant(binary, bits)
         self.pad_value = pad_value
         self.pad = kernel // 2
+        self.cin = cin
+        self.register_parameter("shift", None)
+
+    def enable_rsign(self) -> None:
+        """Add RSign's learnable per-channel threshold: sign(x - shift), shift starting at 0."""
+        self.shift = nn.Parameter(torch.zeros(1, self.cin, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shift is not None:
+            x = x - self.shift
         x = self.sign(x)
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, value=self.pad_value)
         return self.quant(self.bn(self.conv(x)))
+
+
+def enable_rsign(model: nn.Module) -> nn.Module:
+    """Give every binary conv of ``model`` RSign's threshold (``NetConfig.rsign``); returns it."""
+    for m in model.modules():
+        if isinstance(m, BinaryConvBN):
+            m.enable_rsign()
+    return model
 
 
 class HPMBlock(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 from bnnpose.host.common import BnnposeError
 from bnnpose.host.skeleton import COCO_JOINTS, FACE68_JOINTS, MPII_JOINTS, WHOLEBODY_PARTS
 from bnnpose.models.bidrn import BOX_JOINTS, BiDRN, BiDRNConfig
-from bnnpose.models.blocks import NetConfig
+from bnnpose.models.blocks import NetConfig, enable_rsign
 from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
 from bnnpose.models.hrnet import BiHRNet, BiHRNetConfig
 
@@ -120,4 +120,5 @@ def arch_overrides(name: str, arch: dict) -> dict:
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:
     """Build a registered model; ``binary=False`` gives its float twin."""
     entry = model_entry(name)
-    return entry.builder(replace(entry.config, binary=binary, **overrides))
+    model = entry.builder(replace(entry.config, binary=binary, **overrides))
+    return enable_rsign(model) if model.cfg.rsign else model

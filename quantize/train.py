@@ -11,6 +11,7 @@ containers, so ``torch.load(path, weights_only=True)`` reads them;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -24,12 +25,16 @@ from tqdm import tqdm
 from bnnpose.host.codec import HeatmapCodec, mean_pose_baseline
 from bnnpose.host.common import BnnposeError, atomic_writer, write_json
 from bnnpose.host.skeleton import flip_permutation_of
+from bnnpose.models.blocks import binary_weight_convs, set_sign_gradient
 from bnnpose.models.checkpoint_io import load_checkpoint
 from bnnpose.models.registry import model_joints
 from bnnpose.quantize.crops import random_affines
 from bnnpose.quantize.curves import plot_curves
 from bnnpose.quantize.distributed import barrier, distributed, replicas_identical
 from bnnpose.quantize.evaluate import evaluate
+from bnnpose.quantize.feature_distill import (
+    BlockTaps, attention_transfer_loss, check_same_blocks,
+)
 from bnnpose.quantize.losses import LOSSES, teacher_heatmaps
 from bnnpose.quantize.train_config import (
     TrainConfig, check_config, recipe_digest, resolve_device,
@@ -48,16 +53,31 @@ def save_checkpoint(obj: dict, path: Path) -> None:
         torch.save(obj, f)
 
 
-def lr_schedule(warmup: int, total: int):
-    """Multiplier of the peak learning rate at optimizer step ``s``: linear warmup, cosine."""
+def lr_schedule(warmup: int, total: int, restart: int = 0):
+    """Multiplier of the peak learning rate at optimizer step ``s``: linear warmup, cosine;
+    with ``restart`` > 0 a second warmup and cosine start at that step (two-stage training)."""
 
     def factor(step: int) -> float:
+        start, end = (0, restart) if step < restart else (restart, total)
+        step -= start
         if step < warmup:
             return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
+        progress = (step - warmup) / max(1, end - start - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return factor
+
+
+def optimizer_groups(model: torch.nn.Module, others: list, weight_decay: float) -> list[dict]:
+    """Adam parameter groups: ``weight_decay`` on everything but the latent weights of 1-bit
+    convs, which only their sign uses (one group without decay)."""
+    latent = {id(m.weight) for m in binary_weight_convs(model)}
+    params = list(model.parameters()) + others
+    if not weight_decay:
+        return [{"params": params, "weight_decay": 0.0}]
+    return [{"params": [p for p in params if id(p) not in latent],
+             "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) in latent], "weight_decay": 0.0}]
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -87,7 +107,8 @@ def train(cfg: TrainConfig) -> Path:
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         stored = TrainConfig.from_dict(state["train_config"]).recipe()
         if stored != cfg.recipe():
-            changed = sorted(k for k in stored if stored[k] != cfg.recipe()[k])
+            changed = sorted(k for k in stored.keys() | cfg.recipe().keys()
+                             if stored.get(k) != cfg.recipe().get(k))
             raise BnnposeError(f"cannot resume {out} with a different recipe: {', '.join(changed)}")
     elif lead:
         for stale in (last_path, best_path, metrics_path, out / "curves.png"):
@@ -99,6 +120,8 @@ def train(cfg: TrainConfig) -> Path:
     device = resolve_device(cfg.device)
     model, source = create_model(cfg)
     model.to(device)
+    set_sign_gradient(model, cfg.sign_grad)
+    latent_convs = binary_weight_convs(model)
     size = model.cfg.input_size
     codec = HeatmapCodec((size, size), (model.cfg.heatmap_size,) * 2, cfg.sigma)
     if not lead:  # the cache is written once, by rank 0, then read by all
@@ -128,6 +151,10 @@ def train(cfg: TrainConfig) -> Path:
         teacher.to(device)
         if "head_affine" in teacher_ckpt:  # the temperature the teacher was trained at
             teacher_gain = torch.tensor(teacher_ckpt["head_affine"]["gain"], device=device)
+    taps = teacher_taps = None
+    if cfg.feature_distill_weight:
+        taps, teacher_taps = BlockTaps(model), BlockTaps(teacher)
+        check_same_blocks(taps, teacher_taps)
     smplx_head = body_model = None
     if cfg.smplx_model is not None:
         from bnnpose.models import smplx_head as sx
@@ -139,11 +166,12 @@ def train(cfg: TrainConfig) -> Path:
         smplx_head.attach(model)
         if source is not None and "smplx_head" in source:
             smplx_head.load_state_dict(source["smplx_head"])
-    params = list(model.parameters()) + ([] if affine is None else list(affine.parameters()))
-    params += [] if smplx_head is None else list(smplx_head.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    others = [] if affine is None else list(affine.parameters())
+    others += [] if smplx_head is None else list(smplx_head.parameters())
+    optimizer = torch.optim.Adam(optimizer_groups(model, others, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs))
+        optimizer, lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs,
+                               steps_per_epoch * cfg.float_weight_epochs))
     history: list[dict] = []
     first_epoch = 1
     if state is not None:
@@ -165,7 +193,8 @@ def train(cfg: TrainConfig) -> Path:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net)
-    best_pck = max((h["val_pck"] for h in history), default=-math.inf)
+    best_pck = max((h["val_pck"] for h in history if h.get("stage", 2) == 2),
+                   default=-math.inf)
 
     def checkpoint(metrics: dict) -> dict:
         ckpt = {"model": cfg.model, "config": model.cfg.to_dict(),
@@ -200,6 +229,10 @@ def train(cfg: TrainConfig) -> Path:
         affines = random_affines(rng, order.size, size, cfg.rotate, cfg.scale)
         if affines is not None:
             affines = affines.reshape(*order.shape, 2, 3)
+        # Two-stage training: real-valued weights (binary activations) in the first stage.
+        first_stage = epoch <= cfg.float_weight_epochs
+        for conv in latent_convs:
+            conv.weight_quant.disable_quant = first_stage
         model.train()
         total_loss = 0.0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="step",
@@ -212,14 +245,19 @@ def train(cfg: TrainConfig) -> Path:
                 None if affines is None else affines[step][rank::world], flip_perm,
                 with_keypoints=smplx_head is not None)
             inputs, target, weight = (t.to(device) for t in (inputs, target, weight))
-            pred = net(inputs)
+            with taps.recording() if taps else contextlib.nullcontext():
+                pred = net(inputs)
             # A stacked network returns every stack's heatmaps: each is supervised.
             preds = pred if isinstance(pred, list) else [pred]
             loss = sum(LOSSES[cfg.loss](p, target, weight) for p in preds)
             if teacher is not None:
-                soft = teacher_heatmaps(teacher, teacher_gain, inputs, distill_loss)
+                with teacher_taps.recording() if taps else contextlib.nullcontext():
+                    soft = teacher_heatmaps(teacher, teacher_gain, inputs, distill_loss)
                 loss = loss + cfg.distill_weight * sum(
                     LOSSES[distill_loss](p, soft, weight) for p in preds)
+            if taps is not None:
+                loss = loss + cfg.feature_distill_weight * attention_transfer_loss(
+                    taps.take(), teacher_taps.take())
             if smplx_head is not None:
                 loss = loss + cfg.smplx_weight * sx.reprojection_loss(
                     body_model, smplx_head(), kp[0], weight, size, joints, body_joints)
@@ -256,6 +294,7 @@ def train(cfg: TrainConfig) -> Path:
             "val_instances": result["n_instances"],
             "world_size": world,
             "device": str(device),
+            **({"stage": 1 if first_stage else 2} if cfg.float_weight_epochs else {}),
             **extra,
             "epoch_time_s": time.perf_counter() - started,
         }
@@ -266,7 +305,8 @@ def train(cfg: TrainConfig) -> Path:
                    f"{metrics['val_pck']:.4f} (mean pose {metrics['val_pck_mean_pose']:.4f}"
                    + (f", with affine {extra['val_pck_affine']:.4f}" if extra else "")
                    + f")  {metrics['epoch_time_s']:.0f} s")
-        if metrics["val_pck"] > best_pck:
+        # A first-stage network is not the one exported (its weights are not yet binary).
+        if metrics["val_pck"] > best_pck and not first_stage:
             best_pck = metrics["val_pck"]
             save_checkpoint(checkpoint(metrics), best_path)
         save_checkpoint({**checkpoint(metrics), "optimizer": optimizer.state_dict(),

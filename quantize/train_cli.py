@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bnnpose.host.common import BnnposeError, run_main
+from bnnpose.models.blocks import SIGN_GRADIENTS
 from bnnpose.quantize.losses import LOSSES
 from bnnpose.quantize.train import train
 from bnnpose.quantize.train_config import SESSION_FIELDS, TrainConfig
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="border value of the binary convs' inputs (default: the model's)")
     recipe.add_argument("--end-bits", type=int, choices=(1, 2, 4, 8),
                         help="weight bits of the stem and head convs (default: the model's)")
+    recipe.add_argument("--rsign", action="store_const", const=True,
+                        help="learnable per-channel thresholds before every sign() (ReActNet's "
+                        "RSign; FINN absorbs them into its thresholds)")
     recipe.add_argument("--data", help="synthetic (stick figures), mesh (mesh bodies), or a "
                         "labelled set as `bnnpose eval --data` takes it (coco:ANN.json, "
                         "mpii:FILE; with --images)")
@@ -56,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--epochs", type=int, help=f"default: {d.epochs}")
     recipe.add_argument("--batch-size", type=int, help=f"default: {d.batch_size}")
     recipe.add_argument("--lr", type=float, help=f"peak Adam learning rate (default: {d.lr})")
-    recipe.add_argument("--weight-decay", type=float, help=f"default: {d.weight_decay}")
+    recipe.add_argument("--weight-decay", type=float, help="Adam weight decay, never on the "
+                        f"latent 1-bit weights (default: {d.weight_decay})")
     recipe.add_argument("--warmup-steps", type=int, help=f"default: {d.warmup_steps}")
     recipe.add_argument("--flip", type=float, help=f"flip probability (default: {d.flip})")
     recipe.add_argument("--rotate", type=float, metavar="DEG",
@@ -82,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--distill-loss", choices=tuple(LOSSES),
                         help="loss against the teacher (default: --loss); softmax is the KL "
                         "divergence of the spatial softmaxes")
+    recipe.add_argument("--feature-distill-weight", type=float, metavar="W",
+                        help="weight of attention transfer from the --distill-from teacher at "
+                        f"every block's output (default: {d.feature_distill_weight})")
+    recipe.add_argument("--sign-grad", choices=SIGN_GRADIENTS,
+                        help="backward pass of sign(): clipped straight-through or Bi-Real's "
+                        f"ApproxSign (default: {d.sign_grad})")
+    recipe.add_argument("--float-weight-epochs", type=int, metavar="N",
+                        help="two-stage training: the first N epochs keep the weights "
+                        f"real-valued (default: {d.float_weight_epochs})")
     recipe.add_argument("--smplx-model", metavar="PATH",
                         help="your SMPL-X model (folder or .npz; not shipped): also train a "
                         "BiDRN's SMPL-X head by 2-D reprojection (needs bnnpose[smplx])")

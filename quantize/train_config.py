@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from bnnpose.host.common import BnnposeError, one_line, write_json
+from bnnpose.models.blocks import SIGN_GRADIENTS
 from bnnpose.models.registry import arch_overrides, model_entry
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.losses import LOSSES
@@ -19,6 +20,8 @@ from bnnpose.quantize.losses import LOSSES
 SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "device",
                   "time_budget_s", "stop_after", "resume")
 DEVICES = ("cpu", "cuda", "auto")
+#: recipe fields added after runs were recorded, with their neutral values
+LATER_FIELDS = {"rsign": None, "feature_distill_weight": 0.0, "sign_grad": "ste", "float_weight_epochs": 0}
 
 
 #: ``data`` values that render their samples rather than read a labelled set.
@@ -36,6 +39,7 @@ class TrainConfig:
     stem_channels: int | None = None  #: overrides the width of the model's 8-bit stem
     pad_value: float | None = None  #: overrides the binary convs' border value (-1 or 0)
     end_bits: int | None = None  #: overrides the weight bits of the stem and head convs
+    rsign: bool | None = None  #: overrides the model's RSign thresholds before sign()
     #: further overrides of the model's config by field name (depth, stacks, widths,
     #: input_size, ...): the architectures ``bnnpose dse`` sweeps
     arch: dict | None = None
@@ -56,6 +60,8 @@ class TrainConfig:
     epochs: int = 4
     batch_size: int = 32
     lr: float = 2e-3  #: Adam peak learning rate
+    #: Adam weight decay of every parameter except the latent weights of 1-bit convs, whose
+    #: sign alone counts: decay would only pull them toward flipping
     weight_decay: float = 0.0
     warmup_steps: int = 100  #: linear warmup before the cosine decay
     flip: float = 0.5  #: probability of a horizontal flip per sample
@@ -80,6 +86,17 @@ class TrainConfig:
     #: "softmax": cross-entropy of the spatial softmax of each (affine-scaled) heatmap
     #: against the normalised target, blind to the heatmaps' scale
     loss: str = "mse"
+    #: weight of real-to-binary attention transfer (Martinez et al., ICLR 2020): at every
+    #: block's output, the L2 distance between the student's and the ``distill_from``
+    #: teacher's normalised spatial attention maps (mean over channels of x**2); 0: off
+    feature_distill_weight: float = 0.0
+    #: backward pass of sign(): "ste" (clipped straight-through) or "approx" (Bi-Real Net's
+    #: ApproxSign); the forward pass and the exported network are the same
+    sign_grad: str = "ste"
+    #: two-stage training (ReActNet): the first this many epochs train with binary activations
+    #: and real-valued weights, the rest binarize the weights too; each stage has its own
+    #: warmup and cosine decay, and only second-stage epochs become ``best.pt``
+    float_weight_epochs: int = 0
     #: folder or .npz of the user's SMPL-X body model: also trains a BiDRN's SMPL-X head
     #: (``models/smplx_head.py``) by the 2-D reprojection of its joints; None: no head
     smplx_model: str | None = None
@@ -117,7 +134,10 @@ class TrainConfig:
             raise BnnposeError(f"cannot read training config {path}: {one_line(e, 300)}") from None
 
     def recipe(self) -> dict:
-        return {k: v for k, v in self.to_dict().items() if k not in SESSION_FIELDS}
+        """The fields a resumed run must share; those of :data:`LATER_FIELDS` only when set,
+        so the recipes (and digests) of runs without them are what they were."""
+        return {k: v for k, v in self.to_dict().items() if k not in SESSION_FIELDS
+                and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 def recipe_digest(recipe: dict) -> str:
@@ -183,6 +203,17 @@ def check_config(cfg: TrainConfig) -> None:
         raise BnnposeError(f"time budget must be positive, got {cfg.time_budget_s}")
     if cfg.render_workers < 1:
         raise BnnposeError(f"render_workers must be >= 1, got {cfg.render_workers}")
+    if cfg.sign_grad not in SIGN_GRADIENTS:
+        raise BnnposeError(f"unknown sign gradient {cfg.sign_grad!r}; known: "
+                           f"{', '.join(SIGN_GRADIENTS)}")
+    if not 0 <= cfg.float_weight_epochs < cfg.epochs or (cfg.float_weight_epochs
+                                                           and not cfg.binary):
+        raise BnnposeError(f"float_weight_epochs must be in 0..epochs-1 (= {cfg.epochs - 1}) "
+                           f"and train a binary network, got {cfg.float_weight_epochs}")
+    if cfg.feature_distill_weight < 0 or (cfg.feature_distill_weight
+                                          and cfg.distill_from is None):
+        raise BnnposeError("feature distillation needs a teacher (--distill-from) and a "
+                           f"weight >= 0, got {cfg.feature_distill_weight}")
     for name in (cfg.loss, cfg.distill_loss or cfg.loss):
         if name not in LOSSES:
             raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")

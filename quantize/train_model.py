@@ -106,7 +106,7 @@ def create_model(cfg: TrainConfig) -> tuple[nn.Module, dict | None]:
     head is rescaled unless the source is of the same kind: then the run is a warm start.
     """
     overrides = {k: getattr(cfg, k) for k in ("bits", "channels", "stem_channels", "pad_value",
-                                              "end_bits") if getattr(cfg, k) is not None}
+                                              "end_bits", "rsign") if getattr(cfg, k) is not None}
     overrides.update(arch_overrides(cfg.model, cfg.arch or {}))
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, binary=cfg.binary, **overrides)

@@ -73,7 +73,38 @@ def test_variants_are_built_as_configured(tiny):
 def test_maps_to_finn_follows_the_form(ablation):
     maps = {v.name: v.maps_to_finn()[0] for v in ablation.VARIANTS}
     assert maps == {"k2": True, "k3": True, "k4": True, "k0-real": False, "k2-pad0": False,
-                    "k2-ends8": True, "float": False}
+                    "k2-ends8": True, "float": False, "k2-rsign": True, "k2-approx": True,
+                    "k2-at": True, "k2-2stage": True, "k2-wd": True}
+
+
+def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation, tmp_path):
+    import shlex
+
+    from bnnpose.quantize.train_cli import build_parser
+    from bnnpose.quantize.train_config import TrainConfig
+
+    argv = ["--suite", "tricks", "--variants", "k2-rsign", "k2-2stage", "--n-train", "32",
+            "--n-val", "16", "--epochs", "3", "--work", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert ablation.main(argv) == 0
+    assert not (tmp_path / "out" / "ablation.json").exists()
+    result = json.loads((tmp_path / "out" / "ablation_tricks.json").read_text())
+    rsign, two_stage = result["variants"]
+    assert rsign["tricks"] == {"rsign": True} and rsign["model_form"]["rsign_thresholds"] > 0
+    assert two_stage["tricks"] == {"float_weight_epochs": 2}
+    assert two_stage["model_form"]["rsign_thresholds"] == 0
+    for v in result["variants"]:
+        ckpt = torch.load(tmp_path / "work" / Path(v["run_dir"]).name / "last.pt",
+                          map_location="cpu", weights_only=True)
+        # The recorded command is `bnnpose train` with the run's recipe.
+        words = shlex.split(v["command"])
+        assert words[:2] == ["bnnpose", "train"]
+        given = {k: x for k, x in vars(build_parser().parse_args(words[2:])).items()
+                 if x is not None and k != "resume"}
+        assert TrainConfig(**given).recipe() | {"init_from": None, "distill_from": None} == \
+            TrainConfig.from_dict(ckpt["train_config"]).recipe() | {
+                "init_from": None, "distill_from": None}
+    assert (tmp_path / "out" / "ablation_tricks.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_rerun_reuses_finished_runs_and_a_new_recipe_does_not(ablation, tiny, monkeypatch):

@@ -1,0 +1,32 @@
+"""RSign's learnable thresholds through the FINN flow: absorbed into the thresholds that
+compute sign(), every family mapped and bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
+from bnnpose.hw_build.models_table import random_batchnorm
+from bnnpose.models.blocks import enable_rsign
+from bnnpose.quantize.export import export_network
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["stacked hourglass", "bihrnet", "bidrn"])
+def test_rsign_maps_to_finn_bit_exactly(name, small_families, tmp_path, cpu_plan_matches_finn):
+    torch.manual_seed(0)
+    model = enable_rsign(random_batchnorm(small_families[name](True))).eval()
+    shifts = [p for n, p in model.named_parameters() if n.endswith(".shift")]
+    assert shifts
+    with torch.no_grad():
+        for p in shifts:  # between and on the integer levels of a 2-bit stream
+            p.copy_(torch.randint(-5, 5, p.shape) / 4.0)
+    x = np.random.default_rng(2).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
+    export_network(model, x, tmp_path / "export", name, {"model": name})
+    report = build(BuildConfig(model=tmp_path / "export" / "model.onnx", board="pynq-z2",
+                               out=tmp_path / "build", fps=1000, until=Until.ESTIMATE))
+    assert report["unmapped_nodes"] == []
+    assert report["bitexact"] and all(report["bitexact"].values()), report["verification"]
+    cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))
