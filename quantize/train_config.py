@@ -21,7 +21,8 @@ SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "devi
                   "time_budget_s", "stop_after", "resume")
 DEVICES = ("cpu", "cuda", "auto")
 #: recipe fields added after runs were recorded, with their neutral values
-LATER_FIELDS = {"rsign": None, "feature_distill_weight": 0.0, "sign_grad": "ste", "float_weight_epochs": 0}
+LATER_FIELDS = {"rsign": None, "feature_distill_weight": 0.0, "sign_grad": "ste",
+                "float_weight_epochs": 0}
 
 
 #: ``data`` values that render their samples rather than read a labelled set.
