@@ -22,9 +22,18 @@ class Board:
     lut_limit: float = 0.70  #: fraction FINN keeps free for routing/timing
     bram_limit: float = 0.80
 
+    def capacity(self) -> dict[str, int]:
+        """What one design may use: LUTs and BRAM18 up to the limits, all URAM and DSPs."""
+        return {"lut": int(self.lut * self.lut_limit),
+                "bram18": int(self.bram18 * self.bram_limit), "uram": self.uram, "dsp": self.dsp}
+
+    def fits(self, usage: dict[str, int]) -> bool:
+        """Whether ``usage`` (keys of :meth:`capacity`, missing ones 0) is within capacity."""
+        return all(usage.get(k, 0) <= cap for k, cap in self.capacity().items())
+
     def limits(self) -> dict:
-        return {**asdict(self), "lut_max": int(self.lut * self.lut_limit),
-                "bram18_max": int(self.bram18 * self.bram_limit)}
+        cap = self.capacity()
+        return {**asdict(self), "lut_max": cap["lut"], "bram18_max": cap["bram18"]}
 
 
 BOARDS: dict[str, Board] = {

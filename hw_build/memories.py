@@ -51,11 +51,6 @@ def _layer_cost(inst, part: str, style: str) -> tuple[int, int, int]:
         inst.set_nodeattr("ram_style", old)
 
 
-def _capacity(board: Board) -> tuple[int, int, int]:
-    limits = board.limits()
-    return limits["lut_max"], limits["bram18_max"], board.uram
-
-
 def _score(totals: list[int], cap: tuple[int, int, int]) -> tuple[float, float]:
     """(share of the fullest resource, sum of the shares): lower is better. A resource the
     board lacks counts as infinitely full once used."""
@@ -68,7 +63,7 @@ def place_memories(model: ModelWrapper, board: Board, base: dict[str, int]) -> d
     ``board`` if memory placement can make it fit. ``base``: FINN's estimated totals with every
     memory as left (``lut``, ``bram18``, ``uram``). Returns what was done, for the report."""
     part = board.part
-    cap = _capacity(board)
+    cap = tuple(board.capacity()[r] for r in RESOURCES)
     totals = [int(base[r]) for r in RESOURCES]
     summary = {"placed": False, "before": dict(zip(RESOURCES, totals))}
     score = _score(totals, cap)

@@ -243,17 +243,16 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
     macs = {k.removeprefix("op_mac_"): int(v) for k, v in counts["total"].items()
             if k.startswith("op_mac_")}
     limits = board.limits()
-    lut, bram, uram = (int(total.get(k, 0)) for k in ("LUT", "BRAM_18K", "URAM"))
+    lut, bram, uram, dsp = (int(total.get(k, 0)) for k in ("LUT", "BRAM_18K", "URAM", "DSP"))
     estimate = {
         "fps": round(fps, 1), "latency_ms": round(perf["critical_path_cycles"] / clock / 1e3, 3),
         "clock_mhz": clock, "bottleneck": perf["max_cycles_node_name"],
         "lut": lut, "bram18": bram, "uram": uram,
-        "dsp": int(total.get("DSP", 0)),
+        "dsp": dsp,
         "board": {k: limits[k] for k in ("name", "part", "lut", "bram18", "uram", "dsp",
                                          "lut_max", "bram18_max")},
         "lut_share": round(lut / board.lut, 4), "bram_share": round(bram / board.bram18, 4),
-        "fits": lut <= limits["lut_max"] and bram <= limits["bram18_max"]
-        and uram <= board.uram and int(total.get("DSP", 0)) <= board.dsp,
+        "fits": board.fits({"lut": lut, "bram18": bram, "uram": uram, "dsp": dsp}),
         "unmodelled_ops": sorted({n.op_type for n in model.graph.node
                                   if n.op_type.rsplit("_", 1)[0] in UNMODELLED_OPS}),
     }

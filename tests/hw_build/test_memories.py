@@ -52,7 +52,7 @@ def test_placement_fits_by_finns_estimate_and_computes_the_same(small_build, ura
     # The greedy's running totals are FINN's own estimate of the placed graph.
     assert summary["after"] == after
     assert after["bram18"] <= 12 and after["lut"] <= board.limits()["lut_max"]
-    assert after["uram"] <= uram
+    assert after["uram"] <= uram and board.fits(after) and not board.fits(before)
     styles = _styles(model)
     assert {s for s, _ in styles} <= {"block", "distributed", "ultra"}
     assert sum(summary["memories"].values()) == len(styles)
@@ -66,6 +66,16 @@ def test_placement_fits_by_finns_estimate_and_computes_the_same(small_build, ura
     for xi in x:
         np.testing.assert_array_equal(execute_hw_graph(str(placed), xi[None]),
                                       execute_hw_graph(str(out / "model_hw.onnx"), xi[None]))
+
+
+def test_the_fit_rule_is_the_boards():
+    cap = ZCU.capacity()
+    assert cap == {"lut": 161_280, "bram18": 499, "uram": 96, "dsp": 1_728}
+    assert ZCU.fits(cap) and ZCU.fits({})
+    for k in cap:
+        assert not ZCU.fits({**cap, k: cap[k] + 1}), k
+    assert ZCU.limits()["lut_max"] == cap["lut"] and ZCU.limits()["bram18_max"] == cap["bram18"]
+    assert not BOARDS["pynq-z2"].fits({"uram": 1})  # the Z2 has none
 
 
 def test_a_design_that_fits_is_left_as_finn_left_it(small_build):
