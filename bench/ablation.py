@@ -111,6 +111,7 @@ VARIANTS = (
             tricks=(("weight_decay", 1e-4),)),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
+BASELINE = "k2"  #: what the tricks are compared with, seed by seed
 #: suite -> (its variants, the stem of its result files)
 SUITES = {
     "streams": (("k2", "k3", "k4", "k0-real", "k2-pad0", "k2-ends8", "float"), "ablation"),
@@ -147,8 +148,13 @@ NOTES = {
                "synthetic crops (no checkpoint selection on the validation set); "
                "val_pck_best is the best epoch",
     "val_pck_mean_pose": "the same crops scored with the mean pose of the training crops",
-    "seed": "one training run per variant (seed 0); the spread between seeds is not "
-            "measured here, so differences of a few points are not significant on their own",
+    "seed": "each variant trains once per seed (0 .. seeds-1; the seed orders the samples "
+            "and draws the flips); val_pck is the mean over seeds, val_pck_std their sample "
+            "standard deviation, val_pck_per_seed each; with one seed the spread is not "
+            "measured and differences of a few points are not significant on their own",
+    "vs_baseline": "per seed, the variant's val_pck minus the baseline's (k2) with the same "
+                   "seed, so the same samples in the same order: mean and sample standard "
+                   "deviation of those differences",
     "init": "every variant starts from the same float twin (float_twin.sha256) and distils "
             "from it; the binary head is rescaled at the start as training does for a float "
             "source",
@@ -252,6 +258,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
     steps_per_epoch = cfg.n_train // cfg.batch_size
     return {
         "name": variant.name,
+        "seed": cfg.seed,
         "label": variant.label,
         "binary": variant.binary,
         "tricks": dict(variant.tricks),
@@ -293,9 +300,43 @@ def float_twin_as_given(teacher: Path, recipe: dict, cache_dir: Path) -> dict:
     return {"val_pck": r["pck"], "val_pck_mean_pose": r["pck_mean_pose"], "steps": 0}
 
 
+def _over_seeds(runs: list[dict]) -> dict:
+    """One variant's row from its runs (one per seed): the first run's record, with the
+    scores averaged over the runs and each run listed under ``runs``."""
+    pck = np.array([r["val_pck"] for r in runs])
+    row = dict(runs[0])
+    row.update(
+        seeds=[r["seed"] for r in runs],
+        val_pck=float(pck.mean()),
+        val_pck_std=float(pck.std(ddof=1)) if len(runs) > 1 else None,
+        val_pck_per_seed=pck.tolist(),
+        val_pck_best=float(np.mean([r["val_pck_best"] for r in runs])),
+        train_time_s=sum(r["train_time_s"] for r in runs),
+        wall_time_s=sum(r["wall_time_s"] for r in runs),
+        reused=all(r["reused"] for r in runs),
+        runs=[{k: r[k] for k in ("seed", "val_pck", "run_dir", "recipe_key", "reused",
+                                 "command", "source")} for r in runs],
+    )
+    return row
+
+
+def _versus(rows: list[dict], baseline: str) -> None:
+    """Add each row's paired difference from the baseline row (same seeds) as vs_baseline."""
+    base = next((r for r in rows if r["name"] == baseline), None)
+    if base is None:
+        return
+    for r in rows:
+        if r is base or r["seeds"] != base["seeds"]:
+            continue
+        d = np.subtract(r["val_pck_per_seed"], base["val_pck_per_seed"])
+        r["vs_baseline"] = {"baseline": baseline, "mean": float(d.mean()),
+                            "std": float(d.std(ddof=1)) if len(d) > 1 else None,
+                            "per_seed": d.tolist()}
+
+
 def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: Path,
-                 cache_dir: Path, num_threads: int = 1) -> dict:
-    """Train (or reuse) every variant; the result the JSON holds."""
+                 cache_dir: Path, num_threads: int = 1, seeds: int = 1) -> dict:
+    """Train (or reuse) every variant once per seed; the result the JSON holds."""
     digest = sha256_file(float_twin)
     work.mkdir(parents=True, exist_ok=True)
     # A private copy: every variant then starts from the same bytes even if the shipped
@@ -307,7 +348,10 @@ def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: 
     rows = []
     for variant in tqdm(variants, desc="ablation", unit="variant"):
         tqdm.write(f"--- {variant.name}: {' '.join(variant.label.split())}")
-        rows.append(run_variant(variant, recipe, teacher, digest, work, cache_dir, num_threads))
+        rows.append(_over_seeds([run_variant(variant, {**recipe, "seed": seed}, teacher, digest,
+                                             work, cache_dir, num_threads)
+                                 for seed in range(seeds)]))
+    _versus(rows, BASELINE)
     return {
         "metric": "PCK@0.2 (torso diagonal) on held-out synthetic crops "
                   f"(seeds from EVAL_SEED_OFFSET, n={recipe['n_val']})",
@@ -369,14 +413,19 @@ def write_results(result: dict, out: Path, stem: str = "ablation") -> Path:
 
 
 def print_table(result: dict) -> None:
-    print(f"{'variant':<10} {'bits':>4} {'pad':>4} {'FINN':>5} {'steps':>5} {'PCK':>6} "
-          f"{'best':>6} {'mean pose':>9} {'time':>7}")
+    print(f"{'variant':<10} {'bits':>4} {'pad':>4} {'FINN':>5} {'steps':>5} {'seeds':>5} "
+          f"{'PCK':>6} {'+-':>5} {'vs k2':>13} {'best':>6} {'mean pose':>9} {'time':>7}")
     for r in result["variants"]:
         bits = "-" if r["bits"] is None else r["bits"]
         finn = "yes" if r["maps_to_finn"] else "no"
+        std = "" if r.get("val_pck_std") is None else f"{r['val_pck_std']:.3f}"
+        vs = r.get("vs_baseline")
+        vs = "" if vs is None else f"{vs['mean']:+.3f}" + (
+            "" if vs["std"] is None else f" +-{vs['std']:.3f}")
         print(f"{r['name']:<10} {bits:>4} {r['pad_value']:>4g} {finn:>5} {r['steps']:>5} "
-              f"{r['val_pck']:>6.3f} {r['val_pck_best']:>6.3f} "
-              f"{r['val_pck_mean_pose']:>9.3f} {r['train_time_s'] / 60:>5.1f} m")
+              f"{len(r.get('seeds', [0])):>5} {r['val_pck']:>6.3f} {std:>5} {vs:>13} "
+              f"{r['val_pck_best']:>6.3f} {r['val_pck_mean_pose']:>9.3f} "
+              f"{r['train_time_s'] / 60:>5.1f} m")
     ft = result["float_twin"]
     print(f"float twin as given (0 steps): {ft['val_pck']:.3f}, "
           f"mean pose {ft['val_pck_mean_pose']:.3f}")
@@ -391,13 +440,19 @@ def _plot(result: dict, path: Path) -> None:
     x = range(len(rows))
     colours = ["tab:blue" if r["maps_to_finn"] else ("tab:gray" if r["binary"] else "tab:green")
                for r in rows]
-    bars = ax.bar(x, [r["val_pck"] for r in rows], color=colours)
-    ax.bar_label(bars, fmt="%.3f")
+    bars = ax.bar(x, [r["val_pck"] for r in rows], color=colours,
+                  yerr=[r.get("val_pck_std") or 0.0 for r in rows], capsize=3)
+    ax.bar_label(bars, fmt="%.3f", padding=6)
+    for i, r in enumerate(rows):  # each seed's run
+        per_seed = r.get("val_pck_per_seed", [r["val_pck"]])
+        if len(per_seed) > 1:
+            ax.plot([i] * len(per_seed), per_seed, "k.", ms=4)
     mean_pose = rows[0]["val_pck_mean_pose"] if rows else 0.0
     ax.axhline(mean_pose, color="k", ls="--", lw=1, label=f"mean pose {mean_pose:.3f}")
     ax.set(xticks=list(x), xticklabels=[r["label"] for r in rows],
            ylabel="val PCK@0.2", ylim=(0, max([0.6] + [r["val_pck"] * 1.15 for r in rows])),
-           title=f"after {rows[0]['steps'] if rows else 0} steps from the float twin "
+           title=f"after {rows[0]['steps'] if rows else 0} steps from the float twin, mean "
+                 f"of {len(rows[0].get('seeds', [0])) if rows else 0} seeds "
                  "(blue: maps to FINN)")
     ax.legend(loc="upper left")
     for r in rows:
@@ -405,7 +460,7 @@ def _plot(result: dict, path: Path) -> None:
                       marker="o", ms=3, label=r["name"])
     ax_curve.axhline(mean_pose, color="k", ls="--", lw=1)
     ax_curve.set(xlabel="step", ylabel="val PCK@0.2", ylim=(0, ax.get_ylim()[1]),
-                 title="validation per epoch")
+                 title="validation per epoch (first seed)")
     ax_curve.legend(fontsize=8, ncol=3, loc="upper left", bbox_to_anchor=(0, 0.8))
     with atomic_writer(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
@@ -425,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="initialisation and distillation teacher of every variant")
     p.add_argument("--work", type=Path, default=WORK, help="one run folder per variant")
     p.add_argument("--cache-dir", type=Path, default=CACHE)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train each variant with seeds 0 .. N-1 (default: 1)")
     p.add_argument("--num-threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
@@ -433,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     names, stem = SUITES[a.suite]
     result = run_ablation([BY_NAME[n] for n in a.variants or names], recipe, a.work,
-                          a.float_twin, a.cache_dir, a.num_threads)
+                          a.float_twin, a.cache_dir, a.num_threads, a.seeds)
     result["command"] = shlex.join(["python", "bench/ablation.py",
                                     *(sys.argv[1:] if argv is None else argv)])
     result["total_train_time_s"] = sum(r["train_time_s"] for r in result["variants"])

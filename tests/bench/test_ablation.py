@@ -83,21 +83,31 @@ def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation,
     from bnnpose.quantize.train_cli import build_parser
     from bnnpose.quantize.train_config import TrainConfig
 
-    argv = ["--suite", "tricks", "--variants", "k2-rsign", "k2-2stage", "--n-train", "32",
-            "--n-val", "16", "--epochs", "3", "--work", str(tmp_path / "work"),
+    argv = ["--suite", "tricks", "--variants", "k2", "k2-rsign", "k2-2stage", "--seeds", "2",
+            "--n-train", "32", "--n-val", "16", "--epochs", "3", "--work", str(tmp_path / "work"),
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     assert ablation.main(argv) == 0
     assert not (tmp_path / "out" / "ablation.json").exists()
     result = json.loads((tmp_path / "out" / "ablation_tricks.json").read_text())
-    rsign, two_stage = result["variants"]
+    base, rsign, two_stage = result["variants"]
     assert rsign["tricks"] == {"rsign": True} and rsign["model_form"]["rsign_thresholds"] > 0
     assert two_stage["tricks"] == {"float_weight_epochs": 2}
     assert two_stage["model_form"]["rsign_thresholds"] == 0
+    # Two seeds each: the mean, the spread and the paired difference from k2 are theirs.
+    assert "vs_baseline" not in base
     for v in result["variants"]:
-        ckpt = torch.load(tmp_path / "work" / Path(v["run_dir"]).name / "last.pt",
+        assert v["seeds"] == [0, 1] and [r["seed"] for r in v["runs"]] == [0, 1]
+        assert v["val_pck"] == pytest.approx(sum(v["val_pck_per_seed"]) / 2)
+        assert v["val_pck_std"] is not None and len({r["run_dir"] for r in v["runs"]}) == 2
+        if v is not base:
+            assert v["vs_baseline"]["per_seed"] == pytest.approx(
+                [a - b for a, b in zip(v["val_pck_per_seed"], base["val_pck_per_seed"])])
+    for run in (r for v in result["variants"] for r in v["runs"]):
+        ckpt = torch.load(tmp_path / "work" / Path(run["run_dir"]).name / "last.pt",
                           map_location="cpu", weights_only=True)
+        assert ckpt["train_config"]["seed"] == run["seed"]
         # The recorded command is `bnnpose train` with the run's recipe.
-        words = shlex.split(v["command"])
+        words = shlex.split(run["command"])
         assert words[:2] == ["bnnpose", "train"]
         given = {k: x for k, x in vars(build_parser().parse_args(words[2:])).items()
                  if x is not None and k != "resume"}
