@@ -14,17 +14,17 @@ binary step of ``models/checkpoints/bhg-tiny.json``, shortened) for each variant
   first and last layers; FINN maps them as 8-bit MVAUs);
 * ``float``: the float twin, the ceiling.
 
-and, on top of ``k2``, each trick of suite ``tricks`` alone; each maps to FINN or is
-training-only:
+and, on top of ``shipped`` (bhg-tiny's registered form: k = 3 streams, -1 padding, 8-bit
+ends), each trick of suite ``tricks`` alone; each maps to FINN or is training-only:
 
-* ``k2-rsign``: a learnable threshold per channel before every sign() (ReActNet's RSign),
+* ``rsign``: a learnable threshold per channel before every sign() (ReActNet's RSign),
   absorbed by FINN into the thresholds that compute sign();
-* ``k2-approx``: Bi-Real Net's ApproxSign gradient for sign() (training only);
-* ``k2-at``: real-to-binary attention transfer from the float twin at every block's output
+* ``approx``: Bi-Real Net's ApproxSign gradient for sign() (training only);
+* ``at``: real-to-binary attention transfer from the float twin at every block's output
   (training only);
-* ``k2-2stage``: two-stage training, binary activations with real weights for the first 2
-  of the 5 epochs (training only);
-* ``k2-wd``: Adam weight decay 1e-4 on everything but the latent 1-bit weights.
+* ``2stage``: two-stage training, binary activations with real weights for the first 2 of
+  the 5 epochs (training only);
+* ``wd``: Adam weight decay 1e-4 on everything but the latent 1-bit weights.
 
 Every variant starts from the shipped float twin and distils from it, with the same seed,
 data, steps and loss, and is scored by validation PCK@0.2 on held-out synthetic crops next to
@@ -99,24 +99,21 @@ VARIANTS = (
     Variant("k2-pad0", "k=2\npad 0", bits=2, pad_value=0.0, end_bits=1),
     Variant("k2-ends8", "k=2\n8-bit ends", bits=2, pad_value=-1.0, end_bits=8),
     Variant("float", "float\ntwin", binary=False),
-    Variant("k2-rsign", "k=2\n+RSign", bits=2, pad_value=-1.0, end_bits=1,
-            tricks=(("rsign", True),)),
-    Variant("k2-approx", "k=2\n+ApproxSign", bits=2, pad_value=-1.0, end_bits=1,
-            tricks=(("sign_grad", "approx"),)),
-    Variant("k2-at", "k=2\n+attention\ntransfer", bits=2, pad_value=-1.0, end_bits=1,
-            tricks=(("feature_distill_weight", 5.0),)),
-    Variant("k2-2stage", "k=2\ntwo-stage", bits=2, pad_value=-1.0, end_bits=1,
-            tricks=(("float_weight_epochs", 2),)),
-    Variant("k2-wd", "k=2\nweight decay", bits=2, pad_value=-1.0, end_bits=1,
-            tricks=(("weight_decay", 1e-4),)),
+    Variant("shipped", "shipped form\nk=3, 8-bit ends"),
+    Variant("rsign", "+RSign", tricks=(("rsign", True),)),
+    Variant("approx", "+ApproxSign", tricks=(("sign_grad", "approx"),)),
+    Variant("at", "+attention\ntransfer", tricks=(("feature_distill_weight", 5.0),)),
+    Variant("2stage", "two-stage", tricks=(("float_weight_epochs", 2),)),
+    Variant("wd", "+weight\ndecay", tricks=(("weight_decay", 1e-4),)),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
-BASELINE = "k2"  #: what the tricks are compared with, seed by seed
-#: suite -> (its variants, the stem of its result files)
+#: suite -> (its variants, the stem of its result files, the variant the others are
+#: compared with seed by seed)
 SUITES = {
-    "streams": (("k2", "k3", "k4", "k0-real", "k2-pad0", "k2-ends8", "float"), "ablation"),
-    "tricks": (("k2", "k2-rsign", "k2-approx", "k2-at", "k2-2stage", "k2-wd"),
-               "ablation_tricks"),
+    "streams": (("k2", "k3", "k4", "k0-real", "k2-pad0", "k2-ends8", "float"), "ablation",
+                "k2"),
+    "tricks": (("shipped", "rsign", "approx", "at", "2stage", "wd"), "ablation_tricks",
+               "shipped"),
 }
 
 #: The shipped binary step (``bhg-tiny-v6`` in bhg-tiny.json) on a budget: its loss, sigma,
@@ -152,9 +149,9 @@ NOTES = {
             "and draws the flips); val_pck is the mean over seeds, val_pck_std their sample "
             "standard deviation, val_pck_per_seed each; with one seed the spread is not "
             "measured and differences of a few points are not significant on their own",
-    "vs_baseline": "per seed, the variant's val_pck minus the baseline's (k2) with the same "
-                   "seed, so the same samples in the same order: mean and sample standard "
-                   "deviation of those differences",
+    "vs_baseline": "per seed, the variant's val_pck minus the suite's baseline's (k2 for "
+                   "streams, shipped for tricks) with the same seed, so the same samples in the "
+                   "same order: mean and sample standard deviation of those differences",
     "init": "every variant starts from the same float twin (float_twin.sha256) and distils "
             "from it; the binary head is rescaled at the start as training does for a float "
             "source",
@@ -335,7 +332,8 @@ def _versus(rows: list[dict], baseline: str) -> None:
 
 
 def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: Path,
-                 cache_dir: Path, num_threads: int = 1, seeds: int = 1) -> dict:
+                 cache_dir: Path, num_threads: int = 1, seeds: int = 1,
+                 baseline: str = "k2") -> dict:
     """Train (or reuse) every variant once per seed; the result the JSON holds."""
     digest = sha256_file(float_twin)
     work.mkdir(parents=True, exist_ok=True)
@@ -351,7 +349,7 @@ def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: 
         rows.append(_over_seeds([run_variant(variant, {**recipe, "seed": seed}, teacher, digest,
                                              work, cache_dir, num_threads)
                                  for seed in range(seeds)]))
-    _versus(rows, BASELINE)
+    _versus(rows, baseline)
     return {
         "metric": "PCK@0.2 (torso diagonal) on held-out synthetic crops "
                   f"(seeds from EVAL_SEED_OFFSET, n={recipe['n_val']})",
@@ -414,7 +412,7 @@ def write_results(result: dict, out: Path, stem: str = "ablation") -> Path:
 
 def print_table(result: dict) -> None:
     print(f"{'variant':<10} {'bits':>4} {'pad':>4} {'FINN':>5} {'steps':>5} {'seeds':>5} "
-          f"{'PCK':>6} {'+-':>5} {'vs k2':>13} {'best':>6} {'mean pose':>9} {'time':>7}")
+          f"{'PCK':>6} {'+-':>5} {'vs base':>13} {'best':>6} {'mean pose':>9} {'time':>7}")
     for r in result["variants"]:
         bits = "-" if r["bits"] is None else r["bits"]
         finn = "yes" if r["maps_to_finn"] else "no"
@@ -488,9 +486,9 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = {**RECIPE, "n_train": a.n_train, "n_val": a.n_val, "epochs": a.epochs}
     started = time.perf_counter()
-    names, stem = SUITES[a.suite]
+    names, stem, baseline = SUITES[a.suite]
     result = run_ablation([BY_NAME[n] for n in a.variants or names], recipe, a.work,
-                          a.float_twin, a.cache_dir, a.num_threads, a.seeds)
+                          a.float_twin, a.cache_dir, a.num_threads, a.seeds, baseline)
     result["command"] = shlex.join(["python", "bench/ablation.py",
                                     *(sys.argv[1:] if argv is None else argv)])
     result["total_train_time_s"] = sum(r["train_time_s"] for r in result["variants"])

@@ -73,8 +73,8 @@ def test_variants_are_built_as_configured(tiny):
 def test_maps_to_finn_follows_the_form(ablation):
     maps = {v.name: v.maps_to_finn()[0] for v in ablation.VARIANTS}
     assert maps == {"k2": True, "k3": True, "k4": True, "k0-real": False, "k2-pad0": False,
-                    "k2-ends8": True, "float": False, "k2-rsign": True, "k2-approx": True,
-                    "k2-at": True, "k2-2stage": True, "k2-wd": True}
+                    "k2-ends8": True, "float": False, "shipped": True, "rsign": True,
+                    "approx": True, "at": True, "2stage": True, "wd": True}
 
 
 def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation, tmp_path):
@@ -83,7 +83,7 @@ def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation,
     from bnnpose.quantize.train_cli import build_parser
     from bnnpose.quantize.train_config import TrainConfig
 
-    argv = ["--suite", "tricks", "--variants", "k2", "k2-rsign", "k2-2stage", "--seeds", "2",
+    argv = ["--suite", "tricks", "--variants", "shipped", "rsign", "2stage", "--seeds", "2",
             "--n-train", "32", "--n-val", "16", "--epochs", "3", "--work", str(tmp_path / "work"),
             "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
     assert ablation.main(argv) == 0
@@ -93,7 +93,8 @@ def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation,
     assert rsign["tricks"] == {"rsign": True} and rsign["model_form"]["rsign_thresholds"] > 0
     assert two_stage["tricks"] == {"float_weight_epochs": 2}
     assert two_stage["model_form"]["rsign_thresholds"] == 0
-    # Two seeds each: the mean, the spread and the paired difference from k2 are theirs.
+    assert (base["bits"], base["pad_value"]) == (3, -1.0)  # bhg-tiny as registered
+    # Two seeds each: the mean, the spread and the paired difference from the shipped form.
     assert "vs_baseline" not in base
     for v in result["variants"]:
         assert v["seeds"] == [0, 1] and [r["seed"] for r in v["runs"]] == [0, 1]
