@@ -6,6 +6,11 @@ for one target, without golden checks: a probe costs seconds where a build costs
 FINN folds to divisors of each layer's channels, so the achieved rate is a step function of
 the target; fitting is monotone in it, and a bisection in log space finds the last target that
 fits to within ``rel_tol``.
+
+A folding reached for target T at rate F >= T is also the folding of every target in [T, F]:
+FINN's ``SetFolding`` walks each layer's (SIMD, PE) choices in one order and stops at the first
+fast enough, the choices it passed for T are too slow for any higher target, and the one it
+stopped at is fast enough for F. So a fitting probe moves the search's lower end to F, not T.
 """
 
 from __future__ import annotations
@@ -57,6 +62,11 @@ def probe(model: ModelWrapper, ctx: BuildContext, steps: Sequence[Step], target:
     return Probe(target, e["fps"], e["lut_share"], e["bram_share"], e["fits"]), e
 
 
+def _reach(p: Probe) -> float:
+    """The highest target known to give ``p``'s folding."""
+    return max(p.target, p.fps)
+
+
 def fastest_fit(model: ModelWrapper, ctx: BuildContext, steps: Sequence[Step], work: Path,
                 known: Sequence[Probe] = (), rel_tol: float = 0.02
                 ) -> tuple[Probe | None, list[Probe]]:
@@ -81,8 +91,8 @@ def fastest_fit(model: ModelWrapper, ctx: BuildContext, steps: Sequence[Step], w
         hi = min(failing, key=lambda p: p.target) if failing else run(HIGHEST_TARGET)
         if hi.fits:
             return hi, probes
-        while hi.target / lo.target > 1 + rel_tol and lo.fps < hi.fps:
-            mid = run(math.sqrt(lo.target * hi.target))
+        while hi.target / _reach(lo) > 1 + rel_tol and lo.fps < hi.fps:
+            mid = run(math.sqrt(_reach(lo) * hi.target))
             if mid.fits:
                 lo = mid
             else:

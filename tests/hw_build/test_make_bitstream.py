@@ -287,6 +287,12 @@ def test_folding_is_fitted_to_the_board(small_export, tmp_path, monkeypatch):
     # Every probe above the chosen target either fails to fit or is no faster.
     assert all(not p["fits"] or p["fps"] <= e["fps"] for p in search["probes"])
     assert any(not p["fits"] for p in search["probes"])
+    # The search's shortcut: a target up to the rate reached gives that very folding.
+    again = build(BuildConfig(model=model, board="pynq-z2", out=tmp_path / "reached",
+                              fps=e["fps"], until=Until.ESTIMATE))["estimate"]
+    assert {k: again[k] for k in ("fps", "lut", "bram18")} == {k: e[k] for k in
+                                                                ("fps", "lut", "bram18")}
+    assert search["chosen_target"] < e["fps"]
 
 
 def test_a_killed_build_resumes_from_its_last_step(small_export, small_build, tmp_path):
