@@ -17,6 +17,12 @@ remaining passes with the inference (and the copy and clean-up of the graph that
 made at its start, and infers once at the end, as FINN's last pass (which finds nothing to
 change) does.
 
+``FoldQuantWeights`` folds one weight quantizer per pass and then infers shapes: the
+quantizers it folds read only initializers, and the shapes it reads (the rank of a conv's
+output) are ones no fold changes. Between its passes the graph is sorted, as the clean-up of
+FINN's inference does, so that each pass takes the same quantizer; the execution context of
+each pass holds the initializers only, read on demand, instead of a zero array per tensor.
+
 ``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
 node whose output narrows passes its datatype on; most nodes change nothing that inference
 would pass on, and after those the re-inference is skipped.
@@ -29,6 +35,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import finn.transformation.qonnx.fold_quant_weights as fold_quant_weights
 import finn.transformation.streamline.absorb as absorb
 import finn.transformation.streamline.round_thresholds as round_thresholds
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
@@ -36,14 +43,17 @@ from finn.util.fpgadataflow import is_fpgadataflow_node
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from bnnpose.quantize.qonnx_index import consumer_index
 
-#: The transformations batched, with the module whose inference names they call.
-BATCHED = ((absorb.AbsorbScalarBiasIntoMultiThreshold, absorb),
-           (round_thresholds.RoundAndClipThresholds, round_thresholds))
+#: The transformations batched, with the module whose inference names they call and whether
+#: the graph is sorted between passes (as the cleanup of FINN's shape inference there does).
+BATCHED = ((absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, False),
+           (round_thresholds.RoundAndClipThresholds, round_thresholds, False),
+           (fold_quant_weights.FoldQuantWeights, fold_quant_weights, True))
 
 
 class _Skip(Transformation):
@@ -78,7 +88,27 @@ def _consumers_of(nodes, find_consumers):
     return run
 
 
-def _batched(apply, module):
+class _Initializers(dict):
+    """An execution context holding only the graph's initializers, each read when first
+    asked for: all a weight quantizer's execution reads (its inputs are all initializers)."""
+
+    def __init__(self, model: ModelWrapper):
+        super().__init__()
+        self.model = model
+
+    def __missing__(self, name: str):
+        value = self.model.get_initializer(name)
+        if value is None:
+            raise KeyError(name)
+        self[name] = value
+        return value
+
+
+def _initializer_context(self):
+    return _Initializers(self)
+
+
+def _batched(apply, module, resort: bool):
     def run(self, model):
         model, changed = apply(self, model)
         if not changed:
@@ -86,20 +116,30 @@ def _batched(apply, module):
         names = {n: getattr(module, n) for n in ("InferDataTypes", "InferShapes")
                  if hasattr(module, n)}
         transform, find_consumers = ModelWrapper.transform, ModelWrapper.find_consumers
+        make_context = ModelWrapper.make_empty_exec_context
         for n in names:
             setattr(module, n, _Skip)
         ModelWrapper.transform = _transform_skipping(transform)
+        # Weight folding executes one quantizer per pass, on initializers only; qonnx's
+        # context would be a zero array for every tensor of the graph, made again each pass.
+        ModelWrapper.make_empty_exec_context = _initializer_context
         try:
             while changed:
                 # A pass restarts from the first node and asks every threshold node whether
                 # it forks: with qonnx's scan for consumers, a pass costs O(n^2).
                 ModelWrapper.find_consumers = _consumers_of(model.graph.node, find_consumers)
                 model, changed = apply(self, model)
+                if changed and resort:
+                    # The shape inference FINN runs between passes also sorts the graph,
+                    # and the next pass takes the first node it finds: keep that order.
+                    model = transform(model, SortGraph(), make_deepcopy=False, cleanup=False)
         finally:
             ModelWrapper.transform, ModelWrapper.find_consumers = transform, find_consumers
+            ModelWrapper.make_empty_exec_context = make_context
             for n, v in names.items():
                 setattr(module, n, v)
-        model = model.transform(InferDataTypes())
+        if "InferDataTypes" in names:
+            model = model.transform(InferDataTypes())
         if "InferShapes" in names:
             model = model.transform(InferShapes())
         return model, False
@@ -136,10 +176,10 @@ def minimize_accumulator_width(self, model: ModelWrapper):
 def batched_passes() -> Iterator[None]:
     """Within the context, the transformations of :data:`BATCHED` infer once per run and
     :class:`MinimizeAccumulatorWidth` only after the nodes it changed."""
-    saved = [(cls, cls.apply) for cls, _ in BATCHED] + [
+    saved = [(cls, cls.apply) for cls, *_ in BATCHED] + [
         (MinimizeAccumulatorWidth, MinimizeAccumulatorWidth.apply)]
-    for cls, module in BATCHED:
-        cls.apply = _batched(cls.apply, module)
+    for cls, module, resort in BATCHED:
+        cls.apply = _batched(cls.apply, module, resort)
     MinimizeAccumulatorWidth.apply = minimize_accumulator_width
     try:
         yield

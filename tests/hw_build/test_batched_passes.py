@@ -18,7 +18,7 @@ from bnnpose.hw_build.steps import step_minimize_bit_width, step_streamline_pose
 def _run(step, path, batched: bool, monkeypatch) -> tuple[bytes, dict]:
     """The graph ``step`` makes of the model at ``path`` and how often FINN's one-node
     transformations and the datatype inference ran."""
-    calls = {cls.__name__: 0 for cls, _ in BATCHED} | {"InferDataTypes": 0}
+    calls = {cls.__name__: 0 for cls, *_ in BATCHED} | {"InferDataTypes": 0}
 
     def counting(name, apply):
         def run(self, model):
@@ -27,7 +27,7 @@ def _run(step, path, batched: bool, monkeypatch) -> tuple[bytes, dict]:
         return run
 
     with monkeypatch.context() as m:
-        for cls, _ in BATCHED:
+        for cls, *_ in BATCHED:
             m.setattr(cls, "apply", counting(cls.__name__, cls.apply))
         m.setattr(InferDataTypes, "apply", counting("InferDataTypes", InferDataTypes.apply))
         random.seed(0)  # qonnx names new tensors with Python's generator
@@ -44,7 +44,8 @@ def test_batched_streamlining_gives_finns_graph(small_build, monkeypatch):
     ours, our_calls = _run(step_streamline_pose, path, True, monkeypatch)
     assert ours == finn
     # FINN re-infers after every changed node; batched, each run infers at most twice.
-    passes = {k: v for k, v in finn_calls.items() if k != "InferDataTypes"}
+    passes = {k: v for k, v in finn_calls.items()
+              if k not in ("InferDataTypes", "FoldQuantWeights")}
     assert min(passes.values()) > 2, passes
     assert our_calls["InferDataTypes"] < finn_calls["InferDataTypes"]
     assert {k: our_calls[k] for k in passes} == passes  # the same passes, fewer inferences
@@ -61,10 +62,40 @@ def test_batched_bit_width_minimization_gives_finns_graph(small_build, monkeypat
 
 
 def test_the_context_restores_finns_transformations():
-    saved = [(cls.apply, cls) for cls, _ in BATCHED] + [
+    saved = [(cls.apply, cls) for cls, *_ in BATCHED] + [
         (MinimizeAccumulatorWidth.apply, MinimizeAccumulatorWidth)]
     with batched_passes():
         assert all(cls.apply is not apply for apply, cls in saved)
     assert all(cls.apply is apply for apply, cls in saved)
     assert ModelWrapper.transform.__module__ == "qonnx.core.modelwrapper"
     assert ModelWrapper.find_consumers.__module__ == "qonnx.core.modelwrapper"
+    assert ModelWrapper.make_empty_exec_context.__module__ == "qonnx.core.modelwrapper"
+
+
+def test_batched_weight_folding_gives_finns_graph(small_export, tmp_path, monkeypatch):
+    """FINN's qonnx_to_finn step on the exported network: one weight quantizer folded per
+    pass, with a shape inference after each in FINN's, once at the end batched."""
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from finn.builder.build_dataflow_steps import step_qonnx_to_finn
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    export_dir, _ = small_export
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=10.0,
+                              generate_outputs=[])
+    results = []
+    for batched in (False, True):
+        calls = {"fold": 0, "shapes": 0}
+        with monkeypatch.context() as m:
+            for name, cls in (("fold", BATCHED[2][0]), ("shapes", InferShapes)):
+                def counting(self, model, _apply=cls.apply, _name=name):
+                    calls[_name] += 1
+                    return _apply(self, model)
+                m.setattr(cls, "apply", counting)
+            random.seed(0)
+            with batched_passes() if batched else contextlib.nullcontext():
+                model = step_qonnx_to_finn(ModelWrapper(str(export_dir / "model.onnx")), cfg)
+        results.append((model.model.SerializeToString(), calls))
+    (finn, finn_calls), (ours, our_calls) = results
+    assert ours == finn
+    assert our_calls["fold"] == finn_calls["fold"] > 3  # one pass per weight quantizer
+    assert our_calls["shapes"] < finn_calls["shapes"] - 3
