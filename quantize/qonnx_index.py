@@ -21,10 +21,11 @@ Transformations edit the protobuf lists directly, so an index is never trusted b
 
 The wrapper's own edits (``set_initializer``, ``del_initializer``, ``rename_tensor`` and
 qonnx's ``remove_by_name``) keep the indexes up to date instead of invalidating them: FINN's
-threshold rounding sets every threshold again on each pass. Four whole-graph passes are
+threshold rounding sets every threshold again on each pass. Five whole-graph passes are
 replaced by ones linear in the graph with the same result: ``SortGraph``, ``InferShapes``
-(custom ops swapped for their shape stand-ins in place) and the two renaming passes; so is the
-topological-order check ``execute_onnx`` makes before every execution.
+(custom ops swapped for their shape stand-ins in place), ``GiveUniqueParameterTensors`` and
+the two renaming passes; so is the topological-order check ``execute_onnx`` makes before
+every execution.
 
 ``indexed_lookups(verify=True)`` also runs qonnx's own method on every call and raises
 :class:`LookupMismatch` at the first difference; the tests build real networks under it.
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import random
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterator
 
@@ -44,8 +46,8 @@ from onnx import NodeProto, numpy_helper, shape_inference
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import is_custom_op
 from qonnx.transformation.infer_shapes import InferShapes, _make_shape_compatible_op
-from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueTensorNames,
-                                          SortGraph)
+from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueParameterTensors,
+                                          GiveUniqueTensorNames, SortGraph)
 
 #: Lists shorter than this are scanned: indexing them would cost more than it saves.
 MIN_INDEXED = 16
@@ -392,6 +394,27 @@ def sort_graph(self, model: ModelWrapper):
     return (model, False)
 
 
+def give_unique_parameter_tensors(self, model: ModelWrapper):
+    """qonnx's ``GiveUniqueParameterTensors.apply`` with the parameters seen kept in a set:
+    qonnx's list made it a list search per node input, and every clean-up runs it. A
+    parameter that more than one input takes gets a copy under a new name for each input
+    after its first, as in qonnx's."""
+    seen: set[str] = set()
+    for node in model.graph.node:
+        for i, name in enumerate(list(node.input)):
+            value = model.get_initializer(name)
+            if value is None:
+                continue
+            if name not in seen:
+                seen.add(name)
+                continue
+            new_name = model.make_new_valueinfo_name()
+            model.set_initializer(new_name, value)
+            model.set_tensor_datatype(new_name, model.get_tensor_datatype(name))
+            node.input[i] = new_name
+    return (model, False)
+
+
 def consumer_index(nodes) -> dict[str, list]:
     """``tensor -> the nodes that take it as an input``, in graph order and a node once per
     such input: qonnx's ``find_consumers`` for every tensor at once, valid until the nodes
@@ -446,7 +469,9 @@ _ORIGINAL["get_by_name"] = qutil.get_by_name
 _ORIGINAL["remove_by_name"] = qutil.remove_by_name
 #: The passes replaced: (class, our apply, qonnx's apply).
 _PASSES = [(SortGraph, sort_graph, SortGraph.apply),
-           (InferShapes, infer_shapes, InferShapes.apply)] + [
+           (InferShapes, infer_shapes, InferShapes.apply),
+           (GiveUniqueParameterTensors, give_unique_parameter_tensors,
+            GiveUniqueParameterTensors.apply)] + [
     (cls, _renaming_pass(cls.apply), cls.apply)
     for cls in (GiveUniqueTensorNames, GiveReadableTensorNames)]
 _ORIGINAL["sort_graph"] = SortGraph.apply
@@ -491,7 +516,9 @@ def _verified_pass(ours, theirs):
     """A transformation's ``apply`` that runs ``ours`` and checks the graph it leaves against
     the one ``theirs`` leaves on a copy."""
     def apply(self, model: ModelWrapper):
+        state = random.getstate()  # qonnx names new tensors with Python's generator
         expected, _ = theirs(self, ModelWrapper(copy.deepcopy(model.model)))
+        random.setstate(state)
         got, modified = ours(self, model)
         if got.graph.SerializeToString() != expected.graph.SerializeToString():
             raise LookupMismatch(f"{type(self).__name__}: the graph differs from qonnx's")

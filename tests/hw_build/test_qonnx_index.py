@@ -186,3 +186,26 @@ def test_the_topological_order_check_answers_as_qonnx_does(small_build):
             got = model.analysis(qonnx_index.topology.nodes_topologically_sorted)
         assert got == {"nodes_topologically_sorted": expected}
     assert expected is False  # the copy in front consumes what later nodes produce
+
+
+def test_unique_parameters_are_given_as_qonnx_gives_them(small_build):
+    """Three nodes made to share one parameter: the linear pass copies it for the second and
+    third under new names exactly as qonnx's does (verify mode compares the graphs)."""
+    import random
+
+    from qonnx.transformation.general import GiveUniqueParameterTensors
+
+    out, _ = small_build
+    model = ModelWrapper(str(out / "intermediate_models" / "02_streamline_pose.onnx"))
+    thresholds = [n for n in model.graph.node if n.op_type == "MultiThreshold"][:3]
+    shared = thresholds[0].input[1]
+    for n in thresholds[1:]:
+        n.input[1] = shared
+    random.seed(0)
+    with indexed_lookups(verify=True):
+        model = model.transform(GiveUniqueParameterTensors(), cleanup=False)
+    names = [n.input[1] for n in model.graph.node if n.op_type == "MultiThreshold"][:3]
+    assert names[0] == shared and len(set(names)) == 3
+    for name in names[1:]:
+        np.testing.assert_array_equal(model.get_initializer(name),
+                                      model.get_initializer(shared))
