@@ -25,7 +25,8 @@ each pass holds the initializers only, read on demand, instead of a zero array p
 
 ``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
 node whose output narrows passes its datatype on; most nodes change nothing that inference
-would pass on, and after those the re-inference is skipped.
+would pass on, and after those the re-inference is skipped; after the others, only the node
+and what lies downstream of its changed outputs are inferred again.
 
 The graphs that come out are byte-identical to FINN's (tested on real builds).
 """
@@ -33,6 +34,7 @@ The graphs that come out are byte-identical to FINN's (tested on real builds).
 from __future__ import annotations
 
 import contextlib
+import heapq
 from collections.abc import Iterator
 
 import finn.transformation.qonnx.fold_quant_weights as fold_quant_weights
@@ -44,7 +46,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
-from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
 from qonnx.transformation.infer_shapes import InferShapes
 
 from bnnpose.quantize.qonnx_index import consumer_index
@@ -151,12 +153,46 @@ def _fingerprint(model: ModelWrapper, node) -> tuple:
             tuple(str(model.get_tensor_datatype(t)) for t in node.output))
 
 
+class _Downstream:
+    """Datatype inference from one node on, of a settled, sorted graph whose structure does
+    not change: what qonnx's whole-graph ``InferDataTypes`` does after the node changed. The
+    nodes before it and beside it see the inputs they saw and infer what they inferred, so
+    only the node and, in graph order, the consumers of every output whose datatype changed
+    are inferred again."""
+
+    def __init__(self, model: ModelWrapper):
+        self.model = model
+        self.nodes = list(model.graph.node)
+        self.position = {id(n): i for i, n in enumerate(self.nodes)}
+        self.users = consumer_index(self.nodes)
+
+    def _push(self, queue: list[int], queued: set[int], node) -> None:
+        for t in node.output:
+            for user in self.users.get(t, ()):
+                i = self.position[id(user)]
+                if i not in queued:
+                    queued.add(i)
+                    heapq.heappush(queue, i)
+
+    def infer_from(self, node) -> None:
+        queue: list[int] = []
+        queued: set[int] = set()
+        _infer_node_datatype(self.model, node, False)
+        self._push(queue, queued, node)  # its outputs may have been set before inference
+        while queue:
+            user = self.nodes[heapq.heappop(queue)]
+            if _infer_node_datatype(self.model, user, False):
+                self._push(queue, queued, user)
+
+
 def minimize_accumulator_width(self, model: ModelWrapper):
-    """FINN's ``MinimizeAccumulatorWidth.apply``, re-inferring the graph's datatypes after a
-    node only when the node changed (its attributes or its outputs' datatypes): FINN infers
-    after every node, and an inference from the settled state with nothing changed changes
-    nothing. The first node is always followed by one, as in FINN's, which settles the graph."""
-    settled = False
+    """FINN's ``MinimizeAccumulatorWidth.apply``, re-inferring datatypes after a node only
+    when the node changed (its attributes or its outputs' datatypes), and then only from it
+    downstream (:class:`_Downstream`): FINN infers the whole graph after every node, and an
+    inference from the settled state with nothing changed changes nothing. The first node is
+    followed by FINN's whole-graph inference, as in FINN's, which settles (and sorts) the
+    graph."""
+    downstream = None
     for node_id in range(len(model.graph.node)):
         node = model.graph.node[node_id]
         if not is_fpgadataflow_node(node):
@@ -166,9 +202,11 @@ def minimize_accumulator_width(self, model: ModelWrapper):
             continue
         before = _fingerprint(model, node)
         inst.minimize_accumulator_width(model, datatype_only=self.datatype_only)
-        if not settled or _fingerprint(model, node) != before:
+        if downstream is None:
             model = model.transform(InferDataTypes())
-            settled = True
+            downstream = _Downstream(model)
+        elif _fingerprint(model, node) != before:
+            downstream.infer_from(node)
     return (model, False)
 
 
