@@ -36,7 +36,9 @@ from __future__ import annotations
 import contextlib
 import heapq
 from collections.abc import Iterator
+from typing import NamedTuple
 
+import finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operation as elementwise
 import finn.transformation.qonnx.fold_quant_weights as fold_quant_weights
 import finn.transformation.streamline.absorb as absorb
 import finn.transformation.streamline.round_thresholds as round_thresholds
@@ -47,15 +49,30 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
-from qonnx.transformation.infer_shapes import InferShapes
 
 from bnnpose.quantize.qonnx_index import consumer_index
 
-#: The transformations batched, with the module whose inference names they call and whether
-#: the graph is sorted between passes (as the cleanup of FINN's shape inference there does).
-BATCHED = ((absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, False),
-           (round_thresholds.RoundAndClipThresholds, round_thresholds, False),
-           (fold_quant_weights.FoldQuantWeights, fold_quant_weights, True))
+class _Batch(NamedTuple):
+    """A transformation batched: the module whose inference names its passes call, those
+    inferences in the order its passes run them (each once at the end, batched), whether the
+    graph is sorted between passes (as the clean-up of FINN's shape inference there does) and
+    whether the datatypes downstream of the nodes a pass adds are inferred after it."""
+
+    cls: type
+    module: object
+    inferences: tuple[str, ...]
+    resort: bool = False
+    downstream: bool = False
+
+
+BATCHED = (
+    _Batch(absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, ("InferDataTypes", "InferShapes")),
+    _Batch(round_thresholds.RoundAndClipThresholds, round_thresholds, ("InferDataTypes",)),
+    _Batch(fold_quant_weights.FoldQuantWeights, fold_quant_weights, ("InferShapes",),
+           resort=True),
+    _Batch(elementwise.InferElementwiseBinaryOperation, elementwise,
+           ("InferShapes", "InferDataTypes"), downstream=True),
+)
 
 
 class _Skip(Transformation):
@@ -110,13 +127,14 @@ def _initializer_context(self):
     return _Initializers(self)
 
 
-def _batched(apply, module, resort: bool):
+def _batched(apply, batch: _Batch):
+    module = batch.module
+
     def run(self, model):
         model, changed = apply(self, model)
         if not changed:
             return model, False
-        names = {n: getattr(module, n) for n in ("InferDataTypes", "InferShapes")
-                 if hasattr(module, n)}
+        names = {n: getattr(module, n) for n in batch.inferences}
         transform, find_consumers = ModelWrapper.transform, ModelWrapper.find_consumers
         make_context = ModelWrapper.make_empty_exec_context
         for n in names:
@@ -130,8 +148,16 @@ def _batched(apply, module, resort: bool):
                 # A pass restarts from the first node and asks every threshold node whether
                 # it forks: with qonnx's scan for consumers, a pass costs O(n^2).
                 ModelWrapper.find_consumers = _consumers_of(model.graph.node, find_consumers)
+                before = list(model.graph.node)  # held, so that their ids stay theirs
                 model, changed = apply(self, model)
-                if changed and resort:
+                if changed and batch.downstream:
+                    # A converted node's outputs may take new datatypes; FINN's whole-graph
+                    # inference passes them on before the next pass decides.
+                    known = {id(n) for n in before}
+                    downstream = _Downstream(model)
+                    for node in [n for n in model.graph.node if id(n) not in known]:
+                        downstream.infer_from(node)
+                if changed and batch.resort:
                     # The shape inference FINN runs between passes also sorts the graph,
                     # and the next pass takes the first node it finds: keep that order.
                     model = transform(model, SortGraph(), make_deepcopy=False, cleanup=False)
@@ -140,10 +166,8 @@ def _batched(apply, module, resort: bool):
             ModelWrapper.make_empty_exec_context = make_context
             for n, v in names.items():
                 setattr(module, n, v)
-        if "InferDataTypes" in names:
-            model = model.transform(InferDataTypes())
-        if "InferShapes" in names:
-            model = model.transform(InferShapes())
+        for name in batch.inferences:
+            model = model.transform(names[name]())
         return model, False
     return run
 
@@ -216,8 +240,8 @@ def batched_passes() -> Iterator[None]:
     :class:`MinimizeAccumulatorWidth` only after the nodes it changed."""
     saved = [(cls, cls.apply) for cls, *_ in BATCHED] + [
         (MinimizeAccumulatorWidth, MinimizeAccumulatorWidth.apply)]
-    for cls, module, resort in BATCHED:
-        cls.apply = _batched(cls.apply, module, resort)
+    for batch in BATCHED:
+        batch.cls.apply = _batched(batch.cls.apply, batch)
     MinimizeAccumulatorWidth.apply = minimize_accumulator_width
     try:
         yield

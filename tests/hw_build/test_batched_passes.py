@@ -44,8 +44,8 @@ def test_batched_streamlining_gives_finns_graph(small_build, monkeypatch):
     ours, our_calls = _run(step_streamline_pose, path, True, monkeypatch)
     assert ours == finn
     # FINN re-infers after every changed node; batched, each run infers at most twice.
-    passes = {k: v for k, v in finn_calls.items()
-              if k not in ("InferDataTypes", "FoldQuantWeights")}
+    passes = {k: v for k, v in finn_calls.items()  # the two passes streamlining batches
+              if k in ("AbsorbScalarBiasIntoMultiThreshold", "RoundAndClipThresholds")}
     assert min(passes.values()) > 2, passes
     assert our_calls["InferDataTypes"] < finn_calls["InferDataTypes"]
     assert {k: our_calls[k] for k in passes} == passes  # the same passes, fewer inferences
@@ -99,3 +99,23 @@ def test_batched_weight_folding_gives_finns_graph(small_export, tmp_path, monkey
     assert ours == finn
     assert our_calls["fold"] == finn_calls["fold"] > 3  # one pass per weight quantizer
     assert our_calls["shapes"] < finn_calls["shapes"] - 3
+
+
+def test_batched_elementwise_conversion_gives_finns_graph(small_build, tmp_path):
+    """FINN's convert_to_hw step: the residual Adds are converted one per pass, each followed
+    by whole-graph inference in FINN's; batched, only the datatypes downstream of each."""
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from finn.builder.build_dataflow_steps import step_convert_to_hw
+
+    out, _ = small_build
+    path = out / "intermediate_models" / "02_streamline_pose.onnx"
+    assert any(n.op_type == "Add" for n in ModelWrapper(str(path)).graph.node)
+    cfg = DataflowBuildConfig(output_dir=str(tmp_path), synth_clk_period_ns=10.0,
+                              generate_outputs=[])
+    graphs = []
+    for batched in (False, True):
+        random.seed(0)
+        with batched_passes() if batched else contextlib.nullcontext():
+            graphs.append(step_convert_to_hw(ModelWrapper(str(path)), cfg)
+                          .model.SerializeToString())
+    assert graphs[0] == graphs[1]
