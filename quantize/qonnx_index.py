@@ -372,9 +372,14 @@ def sort_graph(self, model: ModelWrapper):
         return (model, False)
     node_list = list(nodes)
     position = {id(n): i for i, n in reversed(list(enumerate(node_list)))}
+    # An omitted optional input is named "": looked up once (qonnx's lookup scans every node
+    # for a producer of it, each time).
+    empty = model.find_producer("")
     deps: dict[int, set[int]] = {}
     for i, n in enumerate(node_list):
-        preds = model.find_direct_predecessors(n)
+        # qonnx's find_direct_predecessors
+        preds = [p for p in (empty if t == "" else model.find_producer(t) for t in n.input)
+                 if p is not None] or None
         if preds is None:
             if any(qutil.get_by_name(model.graph.initializer, t)
                    or qutil.get_by_name(model.graph.input, t) for t in n.input):

@@ -154,9 +154,12 @@ def test_sort_graph_orders_as_qonnx_does(small_build):
     del g.node[:]
     g.node.extend(shuffled)
     g.node.append(onnx.helper.make_node("Relu", ["nowhere"], ["floating"]))
+    # An omitted optional input ("") beside a real one, as Resize's roi is.
+    g.node.insert(0, onnx.helper.make_node("Resize", [nodes[3].output[0], ""], ["resized"]))
     with indexed_lookups(verify=True):
         sorted_model = model.transform(SortGraph(), cleanup=False)
-    assert len(sorted_model.graph.node) == len(nodes)  # the floating node is dropped
+    assert len(sorted_model.graph.node) == len(nodes) + 1  # the floating node is dropped
+    assert [n.op_type for n in sorted_model.graph.node].index("Resize") > 0
     g.node.append(onnx.helper.make_node("Relu", ["loop_b"], ["loop_a"]))
     g.node.append(onnx.helper.make_node("Relu", ["loop_a"], ["loop_b"]))
     with indexed_lookups(), pytest.raises(CircularDependencyError):
