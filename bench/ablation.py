@@ -24,7 +24,8 @@ ends), each trick of suite ``tricks`` alone; each maps to FINN or is training-on
   (training only);
 * ``2stage``: two-stage training, binary activations with real weights for the first 2 of
   the 5 epochs (training only);
-* ``wd``: Adam weight decay 1e-4 on everything but the latent 1-bit weights.
+* ``wd``: Adam weight decay 1e-4 on everything but the latent 1-bit weights;
+* ``rsign-approx``: the two that helped alone, together.
 
 Every variant starts from the shipped float twin and distils from it, with the same seed,
 data, steps and loss, and is scored by validation PCK@0.2 on held-out synthetic crops next to
@@ -105,6 +106,8 @@ VARIANTS = (
     Variant("at", "+attention\ntransfer", tricks=(("feature_distill_weight", 5.0),)),
     Variant("2stage", "two-stage", tricks=(("float_weight_epochs", 2),)),
     Variant("wd", "+weight\ndecay", tricks=(("weight_decay", 1e-4),)),
+    Variant("rsign-approx", "+RSign\n+ApproxSign",
+            tricks=(("rsign", True), ("sign_grad", "approx"))),
 )
 BY_NAME = {v.name: v for v in VARIANTS}
 #: suite -> (its variants, the stem of its result files, the variant the others are
@@ -112,8 +115,8 @@ BY_NAME = {v.name: v for v in VARIANTS}
 SUITES = {
     "streams": (("k2", "k3", "k4", "k0-real", "k2-pad0", "k2-ends8", "float"), "ablation",
                 "k2"),
-    "tricks": (("shipped", "rsign", "approx", "at", "2stage", "wd"), "ablation_tricks",
-               "shipped"),
+    "tricks": (("shipped", "rsign", "approx", "at", "2stage", "wd", "rsign-approx"),
+               "ablation_tricks", "shipped"),
 }
 
 #: The shipped binary step (``bhg-tiny-v6`` in bhg-tiny.json) on a budget: its loss, sigma,

@@ -42,8 +42,10 @@ import finn.transformation.fpgadataflow.convert_to_hw.elementwise_binary_operati
 import finn.transformation.qonnx.fold_quant_weights as fold_quant_weights
 import finn.transformation.streamline.absorb as absorb
 import finn.transformation.streamline.round_thresholds as round_thresholds
+import qonnx.util.basic as qutil
 from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
 from finn.util.fpgadataflow import is_fpgadataflow_node
+from onnx import numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
@@ -51,6 +53,7 @@ from qonnx.transformation.general import SortGraph
 from qonnx.transformation.infer_datatypes import InferDataTypes, _infer_node_datatype
 
 from bnnpose.quantize.qonnx_index import consumer_index
+
 
 class _Batch(NamedTuple):
     """A transformation batched: the module whose inference names its passes call, those
@@ -63,11 +66,15 @@ class _Batch(NamedTuple):
     inferences: tuple[str, ...]
     resort: bool = False
     downstream: bool = False
+    #: passes set every initializer again up to the one they change: only its last pass's
+    #: re-sets (all of them, in node order) decide the initializers' and value infos' order
+    resets: bool = False
 
 
 BATCHED = (
     _Batch(absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, ("InferDataTypes", "InferShapes")),
-    _Batch(round_thresholds.RoundAndClipThresholds, round_thresholds, ("InferDataTypes",)),
+    _Batch(round_thresholds.RoundAndClipThresholds, round_thresholds, ("InferDataTypes",),
+           resets=True),
     _Batch(fold_quant_weights.FoldQuantWeights, fold_quant_weights, ("InferShapes",),
            resort=True),
     _Batch(elementwise.InferElementwiseBinaryOperation, elementwise,
@@ -127,6 +134,21 @@ def _initializer_context(self):
     return _Initializers(self)
 
 
+def _set_if_changed(set_initializer):
+    """``set_initializer`` that leaves an initializer holding the very same tensor alone
+    (qonnx's moves it and its value info to the end of their lists)."""
+    def run(self, tensor_name, tensor_value):
+        # qutil's: the indexed lookup when indexed_lookups is active
+        old = qutil.get_by_name(self._model_proto.graph.initializer, tensor_name)
+        if old is not None:
+            new = numpy_helper.from_array(tensor_value)
+            new.name = tensor_name
+            if new.SerializeToString() == old.SerializeToString():
+                return
+        set_initializer(self, tensor_name, tensor_value)
+    return run
+
+
 def _batched(apply, batch: _Batch):
     module = batch.module
 
@@ -137,6 +159,9 @@ def _batched(apply, batch: _Batch):
         names = {n: getattr(module, n) for n in batch.inferences}
         transform, find_consumers = ModelWrapper.transform, ModelWrapper.find_consumers
         make_context = ModelWrapper.make_empty_exec_context
+        set_initializer = ModelWrapper.set_initializer
+        if batch.resets:
+            ModelWrapper.set_initializer = _set_if_changed(set_initializer)
         for n in names:
             setattr(module, n, _Skip)
         ModelWrapper.transform = _transform_skipping(transform)
@@ -161,9 +186,18 @@ def _batched(apply, batch: _Batch):
                     # The shape inference FINN runs between passes also sorts the graph,
                     # and the next pass takes the first node it finds: keep that order.
                     model = transform(model, SortGraph(), make_deepcopy=False, cleanup=False)
+            if batch.resets:
+                # FINN's last pass, re-setting everything and changing nothing.
+                ModelWrapper.set_initializer = set_initializer
+                changed = True
+                while changed:
+                    ModelWrapper.find_consumers = _consumers_of(model.graph.node,
+                                                                find_consumers)
+                    model, changed = apply(self, model)
         finally:
             ModelWrapper.transform, ModelWrapper.find_consumers = transform, find_consumers
             ModelWrapper.make_empty_exec_context = make_context
+            ModelWrapper.set_initializer = set_initializer
             for n, v in names.items():
                 setattr(module, n, v)
         for name in batch.inferences:

@@ -11,6 +11,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
+from qonnx.transformation.general import SortGraph
 from qonnx.transformation.bipolar_to_xnor import ConvertBipolarMatMulToXnorPopcount
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
@@ -59,9 +60,31 @@ class AbsorbPadIntoIm2Col(Transformation):
     """
 
     def apply(self, model: ModelWrapper):
-        # One Pad per pass, as the graph is edited only just before the pass ends: the
-        # consumers are indexed once per pass rather than scanned for at every Pad.
-        consumers = consumer_index(model.graph.node)
+        # One Pad after another, the graph re-sorted after each as the clean-up of a shape
+        # inference would (the next Pad is the first left in that order), and one shape
+        # inference at the end. The consumers are indexed once per sort: an absorption
+        # rewires only its own Pad's Transposes, from the Pad's output to its input.
+        changed = False
+        while True:
+            pad, chains = self._next(model, consumer_index(model.graph.node))
+            if pad is None:
+                break
+            pads, value = _const_pad(model, pad)
+            n, c, h, w = model.get_tensor_shape(pad.input[0])
+            for trans, inst in chains:
+                inst.set_nodeattr("pad_amount", [pads[2], pads[3], pads[6], pads[7]])
+                inst.set_nodeattr("pad_value", int(value))
+                inst.set_nodeattr("input_shape", str((n, h, w, c)))
+                trans.input[0] = pad.input[0]
+                model.set_tensor_shape(trans.output[0], [n, h, w, c])
+            model.graph.node.remove(pad)
+            model = model.transform(SortGraph(), make_deepcopy=False, cleanup=False)
+            changed = True
+        return (model.transform(InferShapes()) if changed else model), False
+
+    @staticmethod
+    def _next(model: ModelWrapper, consumers: dict) -> tuple[object, list]:
+        """The first Pad that folds into the window generators it feeds, and those."""
         for pad in model.graph.node:
             if pad.op_type != "Pad":
                 continue
@@ -83,19 +106,9 @@ class AbsorbPadIntoIm2Col(Transformation):
                     break
                 chains.append((trans, getCustomOp(im2col)))
             else:
-                if not chains:
-                    continue
-                n, c, h, w = model.get_tensor_shape(pad.input[0])
-                for trans, inst in chains:
-                    inst.set_nodeattr("pad_amount", [pads[2], pads[3], pads[6], pads[7]])
-                    inst.set_nodeattr("pad_value", int(value))
-                    inst.set_nodeattr("input_shape", str((n, h, w, c)))
-                    trans.input[0] = pad.input[0]
-                    model.set_tensor_shape(trans.output[0], [n, h, w, c])
-                model.graph.node.remove(pad)
-                model = model.transform(InferShapes())
-                return model, True
-        return model, False
+                if chains:
+                    return pad, chains
+        return None, []
 
 
 def _unshare_bipolar_thresholds(model: ModelWrapper) -> None:

@@ -74,7 +74,8 @@ def test_maps_to_finn_follows_the_form(ablation):
     maps = {v.name: v.maps_to_finn()[0] for v in ablation.VARIANTS}
     assert maps == {"k2": True, "k3": True, "k4": True, "k0-real": False, "k2-pad0": False,
                     "k2-ends8": True, "float": False, "shipped": True, "rsign": True,
-                    "approx": True, "at": True, "2stage": True, "wd": True}
+                    "approx": True, "at": True, "2stage": True, "wd": True,
+                    "rsign-approx": True}
 
 
 def test_tricks_suite_trains_each_trick_and_records_a_runnable_command(ablation, tmp_path):

@@ -48,7 +48,10 @@ def test_batched_streamlining_gives_finns_graph(small_build, monkeypatch):
               if k in ("AbsorbScalarBiasIntoMultiThreshold", "RoundAndClipThresholds")}
     assert min(passes.values()) > 2, passes
     assert our_calls["InferDataTypes"] < finn_calls["InferDataTypes"]
-    assert {k: our_calls[k] for k in passes} == passes  # the same passes, fewer inferences
+    # The same passes, fewer inferences; threshold rounding re-runs FINN's last pass, which
+    # sets every threshold again, after passes that set only the thresholds they change.
+    assert {k: our_calls[k] for k in passes} == {
+        **passes, "RoundAndClipThresholds": passes["RoundAndClipThresholds"] + 1}
 
 
 @pytest.mark.parametrize("before", ["04_check_mapped.onnx", "10_apply_folding_config.onnx"])
