@@ -88,7 +88,7 @@ class Variant:
             return False, "a zero border is not a bipolar value (see notes)"
         if dict(self.tricks).get("rsign"):
             return True, ("k-bit integer streams and -1 (bipolar) padding; RSign's thresholds "
-                          "join FINN's (tests/hw_build/test_rsign_finn.py)")
+                          "join FINN's (tests/hw_build/test_families_finn.py)")
         return True, "k-bit integer streams and -1 (bipolar) padding"
 
 

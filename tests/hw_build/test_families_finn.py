@@ -1,4 +1,5 @@
-"""Every multi-branch family through the FINN flow (small sizes): all mapped, all bit-exact."""
+"""Every multi-branch family through the FINN flow (small sizes), with and without RSign's
+thresholds: all mapped, all bit-exact."""
 
 from __future__ import annotations
 
@@ -8,14 +9,27 @@ import torch
 
 from bnnpose.hw_build.make_bitstream import BuildConfig, Until, build
 from bnnpose.hw_build.models_table import random_batchnorm
+from bnnpose.models.blocks import enable_rsign
 from bnnpose.quantize.export import export_network
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rsign", [False, True], ids=["sign", "rsign"])
 @pytest.mark.parametrize("name", ["stacked hourglass", "bihrnet", "bidrn"])
-def test_family_maps_to_finn_bit_exactly(name, small_families, tmp_path, cpu_plan_matches_finn):
+def test_family_maps_to_finn_bit_exactly(name, rsign, small_families, tmp_path,
+                                         cpu_plan_matches_finn):
     torch.manual_seed(0)
     model = random_batchnorm(small_families[name](True)).eval()
+    if rsign:
+        # RSign's learnable thresholds before sign(), between and on the integer levels of
+        # a 2-bit stream: FINN absorbs them into the thresholds that compute sign(), some
+        # of which are then exactly {-1, 0} (hw_build/threshold_types.py).
+        enable_rsign(model)
+        shifts = [p for n, p in model.named_parameters() if n.endswith(".shift")]
+        assert shifts
+        with torch.no_grad():
+            for p in shifts:
+                p.copy_(torch.randint(-5, 5, p.shape) / 4.0)
     x = np.random.default_rng(2).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
     export_network(model, x, tmp_path / "export", name, {"model": name})
     report = build(BuildConfig(model=tmp_path / "export" / "model.onnx", board="pynq-z2",

@@ -18,13 +18,6 @@ from bnnpose.quantize.train_config import TrainConfig, check_config, recipe_dige
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> TrainConfig:
-    root = tmp_path_factory.mktemp("tricks")
-    return TrainConfig(n_train=64, n_val=32, epochs=2, batch_size=16, warmup_steps=2,
-                       out_dir=str(root / "run"), cache_dir=str(root / "cache"))
-
-
-@pytest.fixture(scope="module")
 def float_teacher(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "float"
     return train(replace(tiny, binary=False, epochs=1, out_dir=str(out))) / "best.pt"

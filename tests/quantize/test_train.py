@@ -23,13 +23,6 @@ CODEC = HeatmapCodec()
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> TrainConfig:
-    root = tmp_path_factory.mktemp("train")
-    return TrainConfig(n_train=64, n_val=32, epochs=2, batch_size=16, warmup_steps=2,
-                       out_dir=str(root / "full"), cache_dir=str(root / "cache"))
-
-
-@pytest.fixture(scope="module")
 def full_run(tiny) -> Path:
     return train(tiny)
 
