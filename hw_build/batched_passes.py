@@ -15,13 +15,20 @@ Neither decides anything from what the re-inference changes:
 remaining passes with the inference (and the copy and clean-up of the graph that qonnx's
 ``transform`` does around it) skipped and each pass's consumer lookups answered from an index
 made at its start, and infers once at the end, as FINN's last pass (which finds nothing to
-change) does.
+change) does. Threshold rounding also sets every threshold again, each pass, up to the one it
+changes, and each set moves the tensor to the end of the graph's lists (a list removal):
+between the first and the last pass only changed thresholds are set, and FINN's last pass,
+which sets them all in node order, decides the lists' order as in FINN.
 
 ``FoldQuantWeights`` folds one weight quantizer per pass and then infers shapes: the
 quantizers it folds read only initializers, and the shapes it reads (the rank of a conv's
 output) are ones no fold changes. Between its passes the graph is sorted, as the clean-up of
 FINN's inference does, so that each pass takes the same quantizer; the execution context of
 each pass holds the initializers only, read on demand, instead of a zero array per tensor.
+
+``InferElementwiseBinaryOperation`` converts one Add (or other elementwise op) per pass and
+re-infers shapes and datatypes: a conversion changes no shape, and the datatypes it may change
+are those downstream of the converted node, which are inferred again after each pass.
 
 ``MinimizeAccumulatorWidth`` re-infers the whole graph after every hardware node, so that a
 node whose output narrows passes its datatype on; most nodes change nothing that inference
