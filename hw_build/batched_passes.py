@@ -180,7 +180,8 @@ def _batched(apply, batch: _Batch):
                 # A pass restarts from the first node and asks every threshold node whether
                 # it forks: with qonnx's scan for consumers, a pass costs O(n^2).
                 ModelWrapper.find_consumers = _consumers_of(model.graph.node, find_consumers)
-                before = list(model.graph.node)  # held, so that their ids stay theirs
+                # held, so that their ids stay theirs
+                before = list(model.graph.node) if batch.downstream else []
                 model, changed = apply(self, model)
                 if changed and batch.downstream:
                     # A converted node's outputs may take new datatypes; FINN's whole-graph

@@ -31,8 +31,9 @@ class BlockTaps:
         self.names = [n for n, m in model.named_modules() if isinstance(m, FEATURE_BLOCKS)]
         self._outputs: list[torch.Tensor] = []
         self._on = False
-        self._handles = [m.register_forward_hook(self._hook) for m in model.modules()
-                         if isinstance(m, FEATURE_BLOCKS)]
+        for m in model.modules():
+            if isinstance(m, FEATURE_BLOCKS):
+                m.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output) -> None:
         if self._on:
@@ -49,10 +50,6 @@ class BlockTaps:
     def take(self) -> list[torch.Tensor]:
         out, self._outputs = self._outputs, []
         return out
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
 
 
 def check_same_blocks(student: BlockTaps, teacher: BlockTaps) -> None:
