@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -76,12 +77,16 @@ class _Batch(NamedTuple):
     #: passes set every initializer again up to the one they change: only its last pass's
     #: re-sets (all of them, in node order) decide the initializers' and value infos' order
     resets: bool = False
+    #: a pass changes only the node it stops at and what follows it, and would find the
+    #: nodes before it again as it left them: the next pass starts at that node
+    resumes: bool = False
 
 
 BATCHED = (
-    _Batch(absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, ("InferDataTypes", "InferShapes")),
+    _Batch(absorb.AbsorbScalarBiasIntoMultiThreshold, absorb, ("InferDataTypes", "InferShapes"),
+           resumes=True),
     _Batch(round_thresholds.RoundAndClipThresholds, round_thresholds, ("InferDataTypes",),
-           resets=True),
+           resets=True, resumes=True),
     _Batch(fold_quant_weights.FoldQuantWeights, fold_quant_weights, ("InferShapes",),
            resort=True),
     _Batch(elementwise.InferElementwiseBinaryOperation, elementwise,
@@ -110,15 +115,36 @@ def _transform_skipping(transform):
 
 def _consumers_of(nodes, find_consumers):
     """``ModelWrapper.find_consumers`` answered, for the graph whose node list is ``nodes``,
-    from an index of it made now: valid until the graph is edited, which the batched
-    transformations do only at the end of a pass, after their last lookup."""
-    index = consumer_index(nodes)
+    from an index of it made at the first lookup: valid until the graph is edited, which the
+    batched transformations do only at the end of a pass, after their last lookup."""
+    index = None
 
     def run(self, tensor_name):
+        nonlocal index
         if self._model_proto.graph.node is not nodes:
             return find_consumers(self, tensor_name)
+        if index is None:
+            index = consumer_index(nodes)
         return list(index.get(tensor_name, ()))
     return run
+
+
+class _Resume:
+    """``enumerate`` as the module of a resuming transformation sees it between its first
+    pass and its end: from the node the previous pass stopped at. FINN's pass would visit the
+    nodes before it again and find each as the previous passes left it: a threshold rounded
+    and clipped to the same input datatype, which no rounding changes (and FINN's last pass
+    of the rounding, run as it is, visits them all); a threshold whose consumer is no Add
+    with a constant scalar bias it can absorb (a bias absorption rewires only the node it
+    stops at and removes that node's consumer)."""
+
+    def __init__(self):
+        self.at = 0
+
+    def __call__(self, nodes):
+        for i, node in enumerate(itertools.islice(nodes, self.at, None), self.at):
+            self.at = i
+            yield i, node
 
 
 class _Initializers(dict):
@@ -169,6 +195,8 @@ def _batched(apply, batch: _Batch):
         set_initializer = ModelWrapper.set_initializer
         if batch.resets:
             ModelWrapper.set_initializer = _set_if_changed(set_initializer)
+        if batch.resumes:
+            module.enumerate = _Resume()
         for n in names:
             setattr(module, n, _Skip)
         ModelWrapper.transform = _transform_skipping(transform)
@@ -197,6 +225,7 @@ def _batched(apply, batch: _Batch):
             if batch.resets:
                 # FINN's last pass, re-setting everything and changing nothing.
                 ModelWrapper.set_initializer = set_initializer
+                vars(module).pop("enumerate", None)
                 changed = True
                 while changed:
                     ModelWrapper.find_consumers = _consumers_of(model.graph.node,
@@ -206,6 +235,7 @@ def _batched(apply, batch: _Batch):
             ModelWrapper.transform, ModelWrapper.find_consumers = transform, find_consumers
             ModelWrapper.make_empty_exec_context = make_context
             ModelWrapper.set_initializer = set_initializer
+            vars(module).pop("enumerate", None)
             for n, v in names.items():
                 setattr(module, n, v)
         for name in batch.inferences:

@@ -53,7 +53,10 @@ def _load_qonnx(path: Path):
     if len(proto.graph.input) != 1 or len(proto.graph.output) != 1:
         raise BnnposeError(f"{path}: expected one input and one output, got "
                            f"{len(proto.graph.input)} and {len(proto.graph.output)}")
-    return ModelWrapper(proto)
+    from bnnpose.quantize.qonnx_index import indexed_lookups
+
+    with indexed_lookups():  # the wrapper checks every tensor's shape: a lookup each
+        return ModelWrapper(proto)
 
 
 def _load_golden(cfg: BuildConfig, model) -> object:

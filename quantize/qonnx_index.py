@@ -371,22 +371,22 @@ def sort_graph(self, model: ModelWrapper):
     if len(nodes) == 1:
         return (model, False)
     node_list = list(nodes)
-    position = {id(n): i for i, n in reversed(list(enumerate(node_list)))}
-    # An omitted optional input is named "": looked up once (qonnx's lookup scans every node
-    # for a producer of it, each time).
-    empty = model.find_producer("")
+    # qonnx's find_producer: the first node, in graph order, with the tensor among its
+    # outputs (an omitted optional input, "", included); one map for the whole sort.
+    producer: dict[str, int] = {}
+    for i, n in enumerate(node_list):
+        for t in n.output:
+            producer.setdefault(t, i)
     deps: dict[int, set[int]] = {}
     for i, n in enumerate(node_list):
         # qonnx's find_direct_predecessors
-        preds = [p for p in (empty if t == "" else model.find_producer(t) for t in n.input)
-                 if p is not None] or None
-        if preds is None:
+        preds = {producer[t] for t in n.input if t in producer}
+        if not preds:
             if any(qutil.get_by_name(model.graph.initializer, t)
                    or qutil.get_by_name(model.graph.input, t) for t in n.input):
                 deps[i] = set()
             continue
-        deps[i] = {position[id(p)] if id(p) in position else node_list.index(p)
-                   for p in preds} - {i}
+        deps[i] = preds - {i}
     for d in list(deps.values()):
         for j in d:
             deps.setdefault(j, set())
