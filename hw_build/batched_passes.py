@@ -18,7 +18,10 @@ made at its start, and infers once at the end, as FINN's last pass (which finds 
 change) does. Threshold rounding also sets every threshold again, each pass, up to the one it
 changes, and each set moves the tensor to the end of the graph's lists (a list removal):
 between the first and the last pass only changed thresholds are set, and FINN's last pass,
-which sets them all in node order, decides the lists' order as in FINN.
+which sets them all in node order, decides the lists' order as in FINN. Both restart every
+pass from the first node, and would find the nodes before the one the last pass changed as
+that pass left them: the remaining passes start at that node (:class:`_Resume`), so a run
+visits each node a few times instead of once per changed node.
 
 ``FoldQuantWeights`` folds one weight quantizer per pass and then infers shapes: the
 quantizers it folds read only initializers, and the shapes it reads (the rank of a conv's

@@ -72,3 +72,8 @@ def cpu_plan_matches_finn():
     """``check(model_hw, xs)``: the cpu engine's plan of a built graph gives FINN's own
     integers on NHWC inputs ``xs``, numpy and native path alike."""
     return _cpu_plan_matches_finn
+
+
+@pytest.fixture(scope="session")
+def small_net() -> torch.nn.Module:
+    return small_network()

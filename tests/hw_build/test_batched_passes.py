@@ -73,6 +73,8 @@ def test_the_context_restores_finns_transformations():
     assert ModelWrapper.transform.__module__ == "qonnx.core.modelwrapper"
     assert ModelWrapper.find_consumers.__module__ == "qonnx.core.modelwrapper"
     assert ModelWrapper.make_empty_exec_context.__module__ == "qonnx.core.modelwrapper"
+    # resumed passes see their own enumerate only between their first pass and their end
+    assert not any("enumerate" in vars(batch.module) for batch in BATCHED)
 
 
 def test_batched_weight_folding_gives_finns_graph(small_export, tmp_path, monkeypatch):
