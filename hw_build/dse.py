@@ -119,12 +119,15 @@ def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
             parsed = [[int(p) for p in v.split("x")] if "x" in v else _number(v)
                       for v in values.split(",")]
         except ValueError:
-            raise BnnposeError(f"--knob {spec!r}: values must be numbers") from None
+            raise BnnposeError(f"--knob {spec!r}: values must be numbers, or true/false") \
+                from None
         knobs[name] = [arch_overrides(base, {name: v})[name] for v in parsed]
     return knobs
 
 
-def _number(text: str) -> int | float:
+def _number(text: str) -> int | float | bool:
+    if text.lower() in ("true", "false"):  # switches such as rsign
+        return text.lower() == "true"
     value = float(text)
     return int(value) if value == int(value) and "." not in text else value
 

@@ -86,12 +86,14 @@ def test_grid_drops_knobs_equal_to_the_base_and_adds_the_shipped_point():
     assert [p.name() for p in points] == ["bhg-tiny @300", "bhg-tiny @1000", "channels=64 @300",
                                           "channels=64 @1000"]
     assert dse.parse_knobs("bihrnet-z2", ["widths=16x32x64"]) == {"widths": [(16, 32, 64)]}
+    assert dse.parse_knobs("bhg-tiny", ["rsign=false,True"]) == {"rsign": [False, True]}
 
 
 @pytest.mark.parametrize("argv, needle", [
     (["--board", "pynq-z2", "--family", "resnet"], "unknown family 'resnet'; known: hourglass"),
     (["--board", "pynq-z2", "--knob", "colour=3"], "no architecture knob 'colour'; knobs:"),
     (["--board", "pynq-z2", "--knob", "channels=wide"], "values must be numbers"),
+    (["--board", "pynq-z2", "--knob", "rsign=1"], "rsign: expected bool values like False"),
     (["--board", "pynq-z2", "--knob", "channels=1.5"], "channels: expected int values like 32"),
     (["--board", "nexys"], "nexys"),
     (["--board", "pynq-z2", "--fps", "fast"], "--fps 'fast'"),
