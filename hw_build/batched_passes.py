@@ -139,13 +139,15 @@ class _Resume:
     and clipped to the same input datatype, which no rounding changes (and FINN's last pass
     of the rounding, run as it is, visits them all); a threshold whose consumer is no Add
     with a constant scalar bias it can absorb (a bias absorption rewires only the node it
-    stops at and removes that node's consumer)."""
+    stops at and removes that node's consumer). A pass starts one node early: had the removed
+    consumer stood before the node, the node moved up by one."""
 
     def __init__(self):
         self.at = 0
 
     def __call__(self, nodes):
-        for i, node in enumerate(itertools.islice(nodes, self.at, None), self.at):
+        first = max(self.at - 1, 0)
+        for i, node in enumerate(itertools.islice(nodes, first, None), first):
             self.at = i
             yield i, node
 
