@@ -116,7 +116,7 @@ def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
         if not sep or not values:
             raise BnnposeError(f"--knob {spec!r}: expected NAME=V1,V2,... (tuples as 24x48x96)")
         try:
-            parsed = [[int(p) for p in v.split("x")] if "x" in v else _number(v)
+            parsed = [[int(p) for p in v.split("x")] if "x" in v else _scalar(v)
                       for v in values.split(",")]
         except ValueError:
             raise BnnposeError(f"--knob {spec!r}: values must be numbers, or true/false") \
@@ -125,7 +125,7 @@ def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
     return knobs
 
 
-def _number(text: str) -> int | float | bool:
+def _scalar(text: str) -> int | float | bool:
     if text.lower() in ("true", "false"):  # switches such as rsign
         return text.lower() == "true"
     value = float(text)
