@@ -21,7 +21,8 @@ Writes ``bench/results/realism.json`` and ``realism.png`` and prints a table. Ru
 ``--work`` in folders named by their recipe; a finished run is reused.
 
     .venv/bin/python bench/realism.py [--data stick mesh mesh+footage] [--n-train 8000]
-        [--epochs 4] [--render-workers 2] [--work out/bench/realism] [--num-threads 1]
+        [--epochs 4] [--model bhg-tiny] [--render-workers 2] [--work out/bench/realism]
+        [--num-threads 1]
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.common import BnnposeError, atomic_writer, versions, write_json
+from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions, write_json
 from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.models.registry import model_entry
 from bnnpose.quantize import datasets, mesh_render, synthetic
 from bnnpose.quantize.evaluate import evaluate_dataset, oks_ap, train_mean_pose
 from bnnpose.quantize.train import trained_run
-from bnnpose.quantize.train_data import renderer_digest
 from bnnpose.quantize.train_config import TrainConfig
+from bnnpose.quantize.train_data import renderer_digest
 
 REPO = Path(__file__).resolve().parents[1]
 REALSETS = REPO / "out" / "realset"
@@ -52,7 +54,9 @@ DATA = ("stick", "mesh", "mesh+footage")
 RECIPE = {"model": MODEL, "n_val": 256, "batch_size": 32, "warmup_steps": 50, "sigma": 2.0,
           "loss": "softmax", "head_affine": True, "rotate": 15.0, "scale": 0.15, "seed": 0}
 FLOAT_STEP = {"binary": False, "lr": 2e-3}
-BINARY_STEP = {"binary": True, "lr": 1e-3, "distill_weight": 1.0}
+#: RSign's learnt thresholds: +4.0 PCK points on the binary step in
+#: bench/results/ablation_tricks.json (3 seeds), and FINN absorbs them.
+BINARY_STEP = {"binary": True, "lr": 1e-3, "distill_weight": 1.0, "rsign": True}
 MIX_REPEAT = 4
 #: Goals: float twin and binary network above the mean pose on every real eval split.
 GOAL_FLOAT, GOAL_BINARY = 0.20, 0.10
@@ -81,6 +85,8 @@ def data_recipe(name: str) -> dict:
 def trained_pair(name: str, budget: dict, session: dict, work: Path) -> dict[str, Path]:
     """``{"float": best.pt, "binary": best.pt}`` trained on data ``name``."""
     common = {**RECIPE, **budget, **data_recipe(name), **session}
+    if common["model"] != MODEL:
+        name = f"{common['model']}-{name}"
     # A changed renderer is a new run.
     identity = {"renderer": renderer_digest(common["data"])}
     float_run = trained_run(TrainConfig(**common, **FLOAT_STEP), work, f"{name}-float",
@@ -123,8 +129,14 @@ def throughput(n: int = 192) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "realism.py")
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="*", default=list(DATA), choices=DATA)
+    p.add_argument("--model", default=MODEL, help="registry name of the network (default: "
+                   "%(default)s, the network the goals are set for)")
     p.add_argument("--n-train", type=int, default=8000)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--n-render", type=int, default=256, help="held-out renders per renderer")
@@ -134,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=CACHE)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
+    model_entry(a.model)  # an unknown name is one line, before anything runs
 
     started = time.perf_counter()
     speed = throughput()
-    budget = {"n_train": a.n_train, "epochs": a.epochs}
+    budget = {"model": a.model, "n_train": a.n_train, "epochs": a.epochs}
     session = {"cache_dir": str(a.cache_dir), "num_threads": a.num_threads,
                "render_workers": a.render_workers}
     # Train everything first: the eval splits are listed afterwards, so a split labelled
@@ -164,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             row["mean_pose"] = max(f for f in floors if f is not None)
             for kind, r in scored.items():
                 row[kind] = r["pck"]
+                # As `bnnpose run --flip-test` deploys it: each crop and its mirror image.
+                row[f"{kind}_flip_test"] = evaluate_dataset(nets[kind], data, mean_pose=own,
+                                                            flip_test=True)["pck"]
                 row[f"{kind}_per_joint"] = {j: v["pck"] for j, v in r["per_joint"].items()}
                 # Every person (the box normaliser), upper vs full bodies, and OKS AP.
                 row[f"{kind}_pck_box"] = r["pck_box"]
@@ -182,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         "metric": "PCK@0.2 of the torso diagonal, joints shared by name; mean_pose is the "
                   "higher of the stick renders' and the run's own training mean pose; "
                   "*_pck_box: PCK@0.1 of the person box, every person; *_by_extent: "
-                  "upper-body (no ankle labelled) and full-body people; *_coco_ap: OKS AP",
+                  "upper-body (no ankle labelled) and full-body people; *_coco_ap: OKS AP; "
+                  "*_flip_test: PCK@0.2 with flip-test (`bnnpose run --flip-test`), beside "
+                  "the goals, which are on the plain networks",
         "teacher_labels": "real eval splits are labelled by MediaPipe: agreement with the "
                           "teacher, not accuracy",
         "goal": {"float_margin": GOAL_FLOAT, "binary_margin": GOAL_BINARY,
@@ -194,17 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     a.out.mkdir(parents=True, exist_ok=True)
     write_json(a.out / "realism.json", result)
-    _plot(rows, a.out / "realism.png")
-    print(f"{'train':<13} {'eval':<22} {'people':>6} {'float':>6} {'binary':>6} {'mean':>6}")
+    _plot(rows, a.out / "realism.png", a.model)
+    print(f"{'train':<13} {'eval':<22} {'people':>6} {'float':>6} {'binary':>6} {'mean':>6}"
+          f" {'float+flip':>10} {'binary+flip':>11}")
     for r in rows:
         print(f"{r['train_data']:<13} {r['eval_data']:<22} {r['n_people']:>6} "
-              f"{r['float']:>6.3f} {r['binary']:>6.3f} {r['mean_pose']:>6.3f}")
+              f"{r['float']:>6.3f} {r['binary']:>6.3f} {r['mean_pose']:>6.3f} "
+              f"{r['float_flip_test']:>10.3f} {r['binary_flip_test']:>11.3f}")
     print(f"renderers (crops/s, one core): {speed['crops_per_s_one_core']}")
     print(f"-> {a.out / 'realism.json'}")
     return 0
 
 
-def _plot(rows: list[dict], path: Path) -> None:
+def _plot(rows: list[dict], path: Path, model: str) -> None:
     from matplotlib.figure import Figure
 
     evals = list(dict.fromkeys(r["eval_data"] for r in rows))
@@ -224,7 +244,7 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set(title=f"{'float twin' if kind == 'float' else 'binary network'}",
                ylabel="PCK@0.2", ylim=(0, 1))
         ax.legend(fontsize=7)
-    fig.suptitle("bhg-tiny trained on stick figures, mesh bodies, mesh bodies + footage "
+    fig.suptitle(f"{model} trained on stick figures, mesh bodies, mesh bodies + footage "
                  "(real splits: teacher labels)", fontsize=9)
     with atomic_writer(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)

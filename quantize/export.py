@@ -45,7 +45,10 @@ def export(checkpoint: str | Path, out: str | Path, n_golden: int = 16) -> dict:
         raise BnnposeError(f"--n-golden must be at least 1, got {n_golden}")
     size = int(cfg["input_size"])
     x = golden_images(n_golden, size).transpose(0, 3, 1, 2).astype(np.float32)
-    name = f"{ckpt['model']}_w1a1-k{cfg['bits']}-in8_synthetic-{size}x{size}"
+    # Named like finn-examples' networks: model, precisions, training data, input size.
+    data = (ckpt.get("train_config") or {}).get("data", "synthetic")
+    data = data if data in ("synthetic", "mesh") else "real"
+    name = f"{ckpt['model']}_w1a1-k{cfg['bits']}-in8_{data}-{size}x{size}"
     return export_network(model, x, out, name, {
         "model": ckpt["model"], "config": cfg, "checkpoint": str(checkpoint),
         "checkpoint_sha256": sha256_file(checkpoint), "metrics": ckpt.get("metrics", {})})

@@ -16,6 +16,10 @@ from test_eval import SEEDS, write_coco  # noqa: E402
 sys.path.pop(0)
 
 
+def test_unknown_model_is_one_line(bench, capsys):
+    assert bench.main(["--model", "nosuch"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "unknown model 'nosuch'" in err and len(err.splitlines()) == 1
 
 
 def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, capsys):
@@ -42,9 +46,12 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
         assert r["float_margin"] == pytest.approx(r["float"] - r["mean_pose"])
         assert 0 <= r["binary_pck_box"] <= 1 and 0 <= r["float_coco_ap"] <= 1
         assert set(r["float_by_extent"]) == {"upper_body", "full_body"}
+        assert 0 <= r["float_flip_test"] <= 1 and 0 <= r["binary_flip_test"] <= 1
     config = json.loads(next((tmp_path / "work").glob("mesh+footage-float-*/config.json"))
                         .read_text())
     assert config["data"] == "mesh" and config["mix"][0].endswith("toy-train/annotations.json")
+    binary = json.loads(next((tmp_path / "work").glob("mesh-binary-*/config.json")).read_text())
+    assert binary["rsign"] is True and binary["init_from"].endswith("best.pt")
     assert set(result["goals_met"]) == set(bench.DATA)
     speed = result["renderers"]["crops_per_s_one_core"]
     assert speed["stick"] > 0 and speed["mesh"] > 0
