@@ -22,7 +22,7 @@ Writes ``bench/results/realism.json`` and ``realism.png`` and prints a table. Ru
 
     .venv/bin/python bench/realism.py [--data stick mesh mesh+footage] [--n-train 8000]
         [--epochs 4] [--model bhg-tiny] [--render-workers 2] [--work out/bench/realism]
-        [--num-threads 1]
+        [--num-threads 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from bnnpose.models.registry import model_entry
 from bnnpose.quantize import datasets, mesh_render, synthetic
 from bnnpose.quantize.evaluate import evaluate_dataset, oks_ap, train_mean_pose
 from bnnpose.quantize.train import trained_run
-from bnnpose.quantize.train_config import TrainConfig
+from bnnpose.quantize.train_config import DEVICES, TrainConfig, resolve_device
 from bnnpose.quantize.train_data import renderer_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,17 +142,20 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--n-render", type=int, default=256, help="held-out renders per renderer")
     p.add_argument("--render-workers", type=int, default=2)
     p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="where the networks train (not part of a run's recipe)")
     p.add_argument("--work", type=Path, default=WORK)
     p.add_argument("--cache-dir", type=Path, default=CACHE)
     p.add_argument("--out", type=Path, default=RESULTS)
     a = p.parse_args(argv)
-    model_entry(a.model)  # an unknown name is one line, before anything runs
+    model_entry(a.model)  # an unknown name or a missing GPU is one line, before anything runs
+    resolve_device(a.device)
 
     started = time.perf_counter()
     speed = throughput()
     budget = {"model": a.model, "n_train": a.n_train, "epochs": a.epochs}
     session = {"cache_dir": str(a.cache_dir), "num_threads": a.num_threads,
-               "render_workers": a.render_workers}
+               "render_workers": a.render_workers, "device": a.device}
     # Train everything first: the eval splits are listed afterwards, so a split labelled
     # meanwhile is scored too.
     pairs = {name: trained_pair(name, budget, session, a.work) for name in a.data}

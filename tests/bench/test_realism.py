@@ -16,10 +16,17 @@ from test_eval import SEEDS, write_coco  # noqa: E402
 sys.path.pop(0)
 
 
-def test_unknown_model_is_one_line(bench, capsys):
-    assert bench.main(["--model", "nosuch"]) != 0
+@pytest.mark.parametrize("argv, says", [(["--model", "nosuch"], "unknown model 'nosuch'"),
+                                        (["--device", "cuda"], "sees no CUDA GPU")])
+def test_bad_model_or_device_is_one_line(bench, capsys, argv, says):
+    if argv[0] == "--device":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    assert bench.main(argv) != 0
     err = capsys.readouterr().err.strip()
-    assert "unknown model 'nosuch'" in err and len(err.splitlines()) == 1
+    assert says in err and len(err.splitlines()) == 1
 
 
 def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, capsys):
