@@ -17,8 +17,9 @@ run's own), the floor a network must clear to have learnt anything about the ima
 The renderers' throughput (crops per second on one core, both measured in this run, one after
 the other) goes into the same JSON.
 
-Writes ``bench/results/realism.json`` and ``realism.png`` and prints a table. Runs live under
-``--work`` in folders named by their recipe; a finished run is reused.
+Writes ``bench/results/realism.json`` and ``realism.png`` (``realism-MODEL.*`` for another
+``--model``) and prints a table. Runs live under ``--work`` in folders named by their recipe; a
+finished run is reused.
 
     .venv/bin/python bench/realism.py [--data stick mesh mesh+footage] [--n-train 8000]
         [--epochs 4] [--model bhg-tiny] [--render-workers 2] [--work out/bench/realism]
@@ -214,8 +215,9 @@ def _main(argv: list[str]) -> int:
         "wall_time_s": round(time.perf_counter() - started, 1), "versions": versions(),
     }
     a.out.mkdir(parents=True, exist_ok=True)
-    write_json(a.out / "realism.json", result)
-    _plot(rows, a.out / "realism.png", a.model)
+    stem = "realism" if a.model == MODEL else f"realism-{a.model}"
+    write_json(a.out / f"{stem}.json", result)
+    _plot(rows, a.out / f"{stem}.png", a.model)
     print(f"{'train':<13} {'eval':<22} {'people':>6} {'float':>6} {'binary':>6} {'mean':>6}"
           f" {'float+flip':>10} {'binary+flip':>11}")
     for r in rows:
@@ -223,7 +225,7 @@ def _main(argv: list[str]) -> int:
               f"{r['float']:>6.3f} {r['binary']:>6.3f} {r['mean_pose']:>6.3f} "
               f"{r['float_flip_test']:>10.3f} {r['binary_flip_test']:>11.3f}")
     print(f"renderers (crops/s, one core): {speed['crops_per_s_one_core']}")
-    print(f"-> {a.out / 'realism.json'}")
+    print(f"-> {a.out / stem}.json")
     return 0
 
 
