@@ -22,7 +22,7 @@ Writes ``bench/results/realism.json`` and ``realism.png`` (``realism-MODEL.*`` f
 finished run is reused.
 
     .venv/bin/python bench/realism.py [--data stick mesh mesh+footage] [--n-train 8000]
-        [--epochs 4] [--model bhg-tiny] [--render-workers 2] [--work out/bench/realism]
+        [--epochs 16] [--model bhg-tiny] [--render-workers 2] [--work out/bench/realism]
         [--num-threads 1] [--device cpu]
 """
 
@@ -139,7 +139,7 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--model", default=MODEL, help="registry name of the network (default: "
                    "%(default)s, the network the goals are set for)")
     p.add_argument("--n-train", type=int, default=8000)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=16)
     p.add_argument("--n-render", type=int, default=256, help="held-out renders per renderer")
     p.add_argument("--render-workers", type=int, default=2)
     p.add_argument("--num-threads", type=int, default=1)
