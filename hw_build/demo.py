@@ -38,39 +38,25 @@ N_MEAN_POSE = 512
 def score_renders(checkpoint: Path, n_eval: int) -> dict:
     """PCK@0.2 of the network and of the training mean pose on held-out renders of the kind
     the checkpoint was trained on: mesh bodies, or stick figures."""
-    from bnnpose.quantize import synthetic
+    from dataclasses import replace
+
     from bnnpose.quantize.evaluate import evaluate
     from bnnpose.quantize.train_config import TrainConfig
-    from bnnpose.quantize.train_data import cached_renders
+    from bnnpose.quantize.train_data import rendered_arrays
 
     model, ckpt = load_checkpoint(checkpoint)
     tc = TrainConfig.from_dict(ckpt["train_config"])
-    size, cache = tc_size(ckpt), REPO / "out" / "cache" / "synthetic"
-    if tc.data == "mesh":
-        from bnnpose.quantize import mesh_render
-
-        def renders(n: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            r = mesh_render.cached_renders(n, offset, size, cache)
-            return r["images"], r["keypoints"], r["visible"]
-
-        kind, offsets = "mesh bodies", (mesh_render.TRAIN_SEED_OFFSET,
-                                        mesh_render.EVAL_SEED_OFFSET)
-    else:
-        def renders(n: int, offset: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return cached_renders(n, offset, size, cache)
-
-        kind, offsets = "stick figures", (synthetic.TRAIN_SEED_OFFSET, synthetic.EVAL_SEED_OFFSET)
-    train_kp = renders(min(tc.n_train, N_MEAN_POSE), offsets[0])[1]
-    images, kp, vis = renders(n_eval, offsets[1])
+    # Training's own renders, cut to N_MEAN_POSE training and n_eval held-out samples.
+    tc = replace(tc, n_train=min(tc.n_train, N_MEAN_POSE), n_val=n_eval,
+                 cache_dir=str(REPO / "out" / "cache" / "synthetic"))
+    train_kp = rendered_arrays(tc, False, model.cfg)[1]
+    images, kp, vis = rendered_arrays(tc, True, model.cfg)
     res = evaluate(model, images, kp, vis, train_kp)
     res["pck_flip_test"] = evaluate(model, images, kp, vis, train_kp, flip_test=True)["pck"]
-    res["n_images"], res["renders"] = n_eval, kind
+    res["n_images"] = n_eval
+    res["renders"] = "mesh bodies" if tc.data == "mesh" else "stick figures"
     res["images"] = images[:7]
     return res
-
-
-def tc_size(ckpt: dict) -> int:
-    return int(ckpt["config"]["input_size"])
 
 
 def real_photo() -> np.ndarray:

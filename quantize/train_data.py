@@ -90,7 +90,7 @@ def cached_renders(
     return images, keypoints, visible
 
 
-def _rendered_arrays(cfg: TrainConfig, val: bool, model_cfg) -> tuple[np.ndarray, ...]:
+def rendered_arrays(cfg: TrainConfig, val: bool, model_cfg) -> tuple[np.ndarray, ...]:
     """Renders for a model: faces for a face layout, else stick or mesh bodies (``cfg.data``)
     with their MPII joints put where the model's layout names them (the rest unlabelled)."""
     size, n = model_cfg.input_size, cfg.n_val if val else cfg.n_train
@@ -124,8 +124,8 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
              for spec, images in mix_sets(cfg)]
     mixed = tuple(np.concatenate(a) for a in zip(*parts, strict=True)) if parts else None
     if cfg.data in RENDERED:
-        train = _rendered_arrays(cfg, False, model_cfg)
-        val = _rendered_arrays(cfg, True, model_cfg)
+        train = rendered_arrays(cfg, False, model_cfg)
+        val = rendered_arrays(cfg, True, model_cfg)
     else:
         arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
         held: set[str] = set()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = "realism"
@@ -16,14 +17,12 @@ from test_eval import SEEDS, write_coco  # noqa: E402
 sys.path.pop(0)
 
 
-@pytest.mark.parametrize("argv, says", [(["--model", "nosuch"], "unknown model 'nosuch'"),
-                                        (["--device", "cuda"], "sees no CUDA GPU")])
+@pytest.mark.parametrize("argv, says", [
+    (["--model", "nosuch"], "unknown model 'nosuch'"),
+    pytest.param(["--device", "cuda"], "sees no CUDA GPU", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a GPU")),
+])
 def test_bad_model_or_device_is_one_line(bench, capsys, argv, says):
-    if argv[0] == "--device":
-        import torch
-
-        if torch.cuda.is_available():
-            pytest.skip("this machine has a GPU")
     assert bench.main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1
