@@ -15,7 +15,7 @@ stands next to the mean pose of the training data (the higher of the stick rende
 run's own), the floor a network must clear to have learnt anything about the image.
 
 The renderers' throughput (crops per second on one core, both measured in this run, one after
-the other) goes into the same JSON.
+the other, each pinned to one CPU: ``quantize/render_speed.py``) goes into the same JSON.
 
 Writes ``bench/results/realism.json`` and ``realism.png`` (``realism-MODEL.*`` for another
 ``--model``) and prints a table. Runs live under ``--work`` in folders named by their recipe; a
@@ -38,8 +38,9 @@ import numpy as np
 from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions, write_json
 from bnnpose.models.checkpoint_io import load_checkpoint
 from bnnpose.models.registry import model_entry
-from bnnpose.quantize import datasets, mesh_render, synthetic
+from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset, oks_ap, train_mean_pose
+from bnnpose.quantize.render_speed import crops_per_second
 from bnnpose.quantize.train import trained_run
 from bnnpose.quantize.train_config import DEVICES, TrainConfig, resolve_device
 from bnnpose.quantize.train_data import renderer_digest
@@ -117,18 +118,6 @@ def run_mean_pose(run_dir: Path, model_cfg) -> np.ndarray:
     return np.nanmean(np.where(vis[..., None], kp, np.nan), axis=0)
 
 
-def throughput(n: int = 192) -> dict:
-    """Crops per second on one core of each renderer, measured one after the other."""
-    out = {}
-    mesh_render.crop_samples(range(16))  # load anny and the GL context outside the clock
-    for name, render in (("stick", lambda s: synthetic.render_batch(s, 128, crop=True)),
-                         ("mesh", lambda s: mesh_render.render_batch(s, 128))):
-        t = time.perf_counter()
-        render(range(50_000, 50_000 + n))
-        out[name] = round(n / (time.perf_counter() - t), 1)
-    return {"crops_per_s_one_core": out, "crops": n, "size": 128}
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_main(_main, argv, "realism.py")
 
@@ -153,7 +142,7 @@ def _main(argv: list[str]) -> int:
     resolve_device(a.device)
 
     started = time.perf_counter()
-    speed = throughput()
+    speed = crops_per_second()
     budget = {"model": a.model, "n_train": a.n_train, "epochs": a.epochs}
     session = {"cache_dir": str(a.cache_dir), "num_threads": a.num_threads,
                "render_workers": a.render_workers, "device": a.device}

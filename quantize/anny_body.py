@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,7 +49,6 @@ _PART_OF_BONE = {
     "metacarpal": "hand", "upperleg01": "upperleg01", "upperleg02": "upperleg02",
     "lowerleg01": "lowerleg01", "lowerleg02": "lowerleg02", "foot": "foot", "toe": "foot",
 }
-_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -148,7 +146,7 @@ def load_body() -> Body:
         # Without NVIDIA Warp anny skins with torch, at the same speed on a CPU.
         warnings.filterwarnings("ignore", message="Fallback to lbs skinning")
         try:
-            with _LOCK, torch.no_grad():
+            with torch.no_grad():
                 model = anny.Anny()
                 regressor = anny.KeypointsRegressor.coco(model)
         except (OSError, RuntimeError, ValueError, KeyError) as e:
@@ -170,12 +168,14 @@ def load_body() -> Body:
     shin = coco["left_ankle"] - coco["left_knee"]
     # A hinge turns the child limb towards the body's front (elbow) or back (knee): its axis
     # is the limb direction crossed with that way.
-    hinge = {"elbow": _unit(np.cross(upper, forward)), "knee": _unit(np.cross(shin, -forward))}
+    hinge = {"elbow": unit(np.cross(upper, forward)), "knee": unit(np.cross(shin, -forward))}
     faces = model.get_triangular_faces().numpy().astype(np.int32)
     return Body(model, regressor, faces, part, rest, crown, bone, hinge)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v) -> np.ndarray:
+    """``v`` scaled to length 1, as a float64 array."""
+    v = np.asarray(v, np.float64)
     return v / np.linalg.norm(v)
 
 

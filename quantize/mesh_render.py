@@ -4,7 +4,8 @@ photographs, labelled with COCO's 17 and MPII's 16 joints.
 
 A scene is framed as photographs frame people: the whole body, knees up, waist up, chest up,
 or cut by an edge of the frame; other people stand in front of or behind the person, tables and
-poles hide parts of them; two lights and ambient light them; blur, noise, colour jitter and JPEG
+poles hide parts of them; two lights and ambient light them, the key light casting shadows in
+some scenes and shining from behind the person in others; blur, noise, colour jitter and JPEG
 artefacts come last. Labels are exact: the joints of the posed mesh, projected by the camera
 that drew it. A joint is ``labelled`` when it falls inside the frame (hidden joints stay
 labelled, as in MPII and COCO) and ``hidden`` when the depth test finds something in front of
@@ -34,10 +35,15 @@ from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions,
 from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.host.skeleton import COCO_JOINTS, MPII_JOINTS
 from bnnpose.quantize import anny_body, backgrounds, body_poses
-from bnnpose.quantize.anny_body import PARTS, Body, load_body, pose_bodies
+from bnnpose.quantize.anny_body import PARTS, Body, load_body, pose_bodies, unit
 from bnnpose.quantize.mesh_raster import Camera, Lights, Mesh, rasterize
 from bnnpose.quantize.paint import (
-    HAIR_TONES, SKIN_TONES, degrade, fabric_pattern, photos, scene_background,
+    HAIR_TONES,
+    SKIN_TONES,
+    degrade,
+    fabric_pattern,
+    photos,
+    scene_background,
 )
 
 TRAIN_SEED_OFFSET = 0
@@ -45,7 +51,6 @@ EVAL_SEED_OFFSET = 10_000_000
 #: Side of the frame a crop is cut from (as the stick renderer's ``CROP_CANVAS``).
 CANVAS = 192
 NUM_COCO = len(COCO_JOINTS)
-NUM_MPII = len(MPII_JOINTS)
 #: A joint lies inside the body; a surface nearer than this in front of it hides it.
 HIDDEN_DEPTH = 0.15
 #: Framings and their shares: upper bodies (waist and chest up) are over a third of samples.
@@ -58,6 +63,11 @@ SHARD = 512  #: samples per cache shard
 #: Share of scenes whose background is a cut of a real photograph (the package library of
 #: ``backgrounds`` and scikit-image's); the rest get a drawn scene.
 PHOTO_SHARE = 0.8
+#: Share of scenes whose key light casts shadows. A shadow pass costs llvmpipe about as much as
+#: the picture itself, so not every scene gets one.
+SHADOW_SHARE = 0.4
+#: Share of scenes lit from behind the person.
+BACKLIT_SHARE = 0.12
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,8 @@ class Scene:
     cut: float  #: "knees"/"waist"/"chest": where the frame's lower edge cuts, metres offset
     lights: Lights
     occluders: list[Box] = field(default_factory=list)
+    backlit: bool = False  #: key light behind the person, background brighter
     seed: int = 0  #: background, box jitter and degradations draw from [seed, 1..3]
-
-
-def _unit(v) -> np.ndarray:
-    v = np.asarray(v, np.float64)
-    return v / np.linalg.norm(v)
 
 
 def _outfit(rng: np.random.Generator) -> Outfit:
@@ -156,9 +162,15 @@ def sample_scene(seed: int, body: Body | None = None) -> Scene:
     if framing == "cut":
         axis = int(rng.integers(2))
         shift[axis] = rng.choice([-1, 1]) * rng.uniform(0.35, 0.8)
-    key = _unit([rng.uniform(-1, 1), rng.uniform(0.2, 1), rng.uniform(0.3, 1)])
-    fill = _unit([-key[0], rng.uniform(-0.3, 0.5), rng.uniform(0.3, 1)])
+    # View space, towards the lights: x right, y up, z towards the camera. A backlit person
+    # (key light behind them, as against a window or the sun) shows the camera its shaded
+    # side in front of a bright background.
+    backlit = bool(rng.random() < BACKLIT_SHARE)
+    key = unit([rng.uniform(-1, 1), rng.uniform(0.2, 1),
+                rng.uniform(0.3, 1) * (-1 if backlit else 1)])
+    fill = unit([-key[0], rng.uniform(-0.3, 0.5), rng.uniform(0.3, 1)])
     strengths = (rng.uniform(0.5, 0.9), rng.uniform(0.1, 0.35), rng.uniform(0.2, 0.45))
+    shadows = bool(rng.random() < SHADOW_SHARE)
     occluders = []
     upper = framing in UPPER_BODY or people[0].family == "sitting"
     if rng.random() < (0.45 if upper else 0.12):  # a table (a slab) or a desk in front
@@ -180,7 +192,8 @@ def sample_scene(seed: int, body: Body | None = None) -> Scene:
                  fov=float(rng.uniform(35, 60)), roll=float(np.clip(rng.normal(0, 8), -25, 25)),
                  fill=float(rng.uniform(0.6, 0.92)), shift=shift,
                  cut=float(rng.uniform(-0.06, 0.12)),
-                 lights=Lights(key, fill, strengths), occluders=occluders, seed=seed)
+                 lights=Lights(key, fill, strengths, shadows), occluders=occluders,
+                 backlit=backlit, seed=seed)
 
 
 # Parts each sleeve / leg length covers, cumulatively.
@@ -244,7 +257,8 @@ def _place(vertices: np.ndarray, joints: np.ndarray, person: Person
 
 def _camera(scene: Scene, vertices: np.ndarray, joints: np.ndarray) -> Camera:
     """Frame the main person as the scene's framing asks."""
-    top = vertices[:, 2].max() + 0.03
+    # Headroom: perspective lifts a head leaning towards the camera above its height.
+    top = vertices[:, 2].max() + 0.06
     lo, hi = vertices.min(0), vertices.max(0)
     j = {name: joints[NUM_COCO + i] for i, name in enumerate(MPII_JOINTS)}
     if scene.framing in ("full", "cut"):
@@ -313,7 +327,7 @@ def _frame(scene: Scene, camera: Camera, colour, ident, depth, joints, size: int
     xy, jdepth = camera.project(joints, size)
     labelled = inside_image(xy, (size, size))
     hidden = _hidden(xy, jdepth, labelled, ident, depth)
-    background = _background(np.random.default_rng([scene.seed, 1]), size)
+    background = _background(np.random.default_rng([scene.seed, 1]), size, scene.backlit)
     drawn = ident > 0
     image = background.copy()
     image[drawn] = np.clip(colour[drawn] * 255 + 0.5, 0, 255).astype(np.uint8)
@@ -323,7 +337,9 @@ def _frame(scene: Scene, camera: Camera, colour, ident, depth, joints, size: int
                  labelled, hidden, ident, depth, jdepth.astype(np.float32), background)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, backlit: bool = False) -> np.ndarray:
+    if backlit:  # exposed for the person in front: the light behind them burns out
+        return _overexpose(_background(rng, size), rng)
     if rng.random() >= PHOTO_SHARE:
         return scene_background(rng, size)
     library = backgrounds.library() + photos()
@@ -336,6 +352,11 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         cut = cut[:, ::-1]
     img = cv2.resize(cut, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     return np.clip(img * rng.uniform(0.7, 1.25) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
+
+
+def _overexpose(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    gain, lift = rng.uniform(1.3, 1.8), rng.uniform(10, 50)
+    return np.clip(image.astype(np.float32) * gain + lift, 0, 255).astype(np.uint8)
 
 
 def _hidden(xy, jdepth, labelled, ident, depth) -> np.ndarray:

@@ -161,3 +161,14 @@ def test_bad_render_counts_are_one_line(capsys):
         assert mesh_render.run_main(mesh_render.main, argv, "mesh_render") == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == ["mesh_render: error: --n and --workers must be positive"]
+
+
+def test_shadow_and_backlight_shares_over_many_scenes(body):
+    scenes = [mesh_render.sample_scene(s, body) for s in range(2000)]
+    shadows = np.mean([s.lights.shadows for s in scenes])
+    backlit = np.array([s.backlit for s in scenes])
+    assert abs(shadows - mesh_render.SHADOW_SHARE) < 0.04
+    assert abs(backlit.mean() - mesh_render.BACKLIT_SHARE) < 0.03
+    # A backlit scene's key light is behind the person (away from the camera), else in front.
+    key_z = np.array([s.lights.key[2] for s in scenes])
+    assert (key_z[backlit] < 0).all() and (key_z[~backlit] > 0).all()
