@@ -172,3 +172,24 @@ def test_shadow_and_backlight_shares_over_many_scenes(body):
     # A backlit scene's key light is behind the person (away from the camera), else in front.
     key_z = np.array([s.lights.key[2] for s in scenes])
     assert (key_z[backlit] < 0).all() and (key_z[~backlit] > 0).all()
+
+
+def test_person_boxes_are_as_loose_as_a_detectors(body):
+    """Around the person's pixels, grown by a factor in BOX_GROWTH: as tight as the pixels and
+    as loose as HOG's boxes on the footage both occur."""
+    seeds = range(200, 240)
+    frames = mesh_render.render_scenes([mesh_render.sample_scene(s, body) for s in seeds],
+                                       clean=True, body=body)
+    growth = []
+    for seed, frame in zip(seeds, frames, strict=True):
+        rows, cols = np.nonzero(frame.ident == PERSON)
+        if len(rows) < 30:
+            continue
+        box = mesh_render.person_box(frame, seed)
+        pixels = np.array([cols.max() - cols.min() + 1, rows.max() - rows.min() + 1])
+        ratio = (box[2:] - box[:2]) / pixels
+        assert abs(ratio[0] - ratio[1]) < 1e-6  # one factor for both sides
+        growth.append(ratio[0])
+    low, high = mesh_render.BOX_GROWTH
+    assert min(growth) >= low - 1e-6 and max(growth) <= high + 1e-6
+    assert min(growth) < 1.0 and max(growth) > 1.45
