@@ -119,8 +119,13 @@ class Scene:
     cut: float  #: "knees"/"waist"/"chest": where the frame's lower edge cuts, metres offset
     lights: Lights
     occluders: list[Box] = field(default_factory=list)
-    backlit: bool = False  #: key light behind the person, background brighter
     seed: int = 0  #: background, box jitter and degradations draw from [seed, 1..3]
+
+    @property
+    def backlit(self) -> bool:
+        """The key light is behind the person (view space z away from the camera): the
+        background is overexposed."""
+        return bool(self.lights.key[2] < 0)
 
 
 def _outfit(rng: np.random.Generator) -> Outfit:
@@ -196,8 +201,7 @@ def sample_scene(seed: int, body: Body | None = None) -> Scene:
                  fov=float(rng.uniform(35, 60)), roll=float(np.clip(rng.normal(0, 8), -25, 25)),
                  fill=float(rng.uniform(0.6, 0.92)), shift=shift,
                  cut=float(rng.uniform(-0.06, 0.12)),
-                 lights=Lights(key, fill, strengths, shadows), occluders=occluders,
-                 backlit=backlit, seed=seed)
+                 lights=Lights(key, fill, strengths, shadows), occluders=occluders, seed=seed)
 
 
 # Parts each sleeve / leg length covers, cumulatively.
