@@ -120,14 +120,6 @@ def judge_views(cams: list[Camera], people: list[tuple[tl.Box, np.ndarray] | Non
     return out, why
 
 
-def joint_box(kp: np.ndarray, width: int, height: int, pad: float = BOX_PAD) -> tl.Box:
-    """The labelled joints' box grown by ``pad`` of its size on each side, clipped to the
-    frame: the person's box when the detector's box was the whole frame."""
-    xy = kp[kp[:, 2] > 0, :2]
-    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
-    return tl.clip_box(tl.grow((float(x0), float(y0), float(x1), float(y1)), pad), width, height)
-
-
 def label_views(videos: list[Path], cams: list[Camera], out: Path, frames: slice, split: str,
                 pose: tl.PoseFn, detect: tl.DetectFn, max_median: float, joint_limit: float,
                 ) -> tuple[dict, Counter, Counter, list[int], np.ndarray]:
@@ -163,7 +155,7 @@ def label_views(videos: list[Path], cams: list[Camera], out: Path, frames: slice
             box, kp, med = person
             h, w = frame.shape[:2]
             if isinstance(detect, tl.WholeFrame):
-                box = joint_box(kp, w, h)
+                box = tl.joint_box(kp, w, h, BOX_PAD)
             name = f"{video.stem}_frame_{index:04d}.png"
             if not cv2.imwrite(str(out / "images" / name), frame):
                 raise LabelError(f"cannot write {out / 'images' / name}")

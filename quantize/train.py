@@ -39,7 +39,7 @@ from bnnpose.quantize.losses import LOSSES, teacher_heatmaps
 from bnnpose.quantize.train_config import (
     TrainConfig, check_config, recipe_digest, resolve_device,
 )
-from bnnpose.quantize.train_data import make_batch, training_arrays
+from bnnpose.quantize.train_data import make_batch, mix_digest, training_arrays
 from bnnpose.quantize.train_model import HeadAffine, WithAffine, create_model
 
 #: Keys of a model checkpoint (``best.pt`` and the shipped ones); ``last.pt`` adds RESUME_KEYS.
@@ -330,6 +330,7 @@ def trained_run(cfg: TrainConfig, work: Path, label: str, identity: dict | None 
     """The run folder of ``cfg`` under ``work``, named ``label-<key>`` by the digest of its
     recipe (and of ``identity``, e.g. the renderer's code), trained unless it holds the
     finished run with that key; an interrupted one resumes. Benches reuse runs this way."""
+    identity = {**(identity or {}), **({"mix": mix} if (mix := mix_digest(cfg)) else {})}
     key = recipe_digest({**cfg.recipe(), **identity} if identity else cfg.recipe())
     run_dir = Path(work) / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from bnnpose.host import preprocess
 from bnnpose.host.codec import HeatmapCodec
-from bnnpose.host.common import atomic_writer
+from bnnpose.host.common import atomic_writer, sha256_file
 from bnnpose.host.skeleton import FACE68_JOINTS, MPII_JOINTS, flip_permutation
 from bnnpose.models.registry import model_joints
 from bnnpose.quantize import crops, datasets, face_shape, paint, synthetic, synthetic_face
@@ -144,6 +144,23 @@ def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
     return train, val
 
 
+def mix_digest(cfg: TrainConfig) -> str | None:
+    """Digest of the annotation files of ``cfg``'s mixed-in sets (None without any): part of
+    run identities, since footage relabelled at the same path is new training data."""
+    specs = mix_sets(cfg)
+    if not specs:
+        return None
+    digest = hashlib.sha256()
+    for spec, _ in specs:
+        digest.update(_annotation_digest(spec).encode())
+    return digest.hexdigest()[:16]
+
+
+def _annotation_digest(spec: str) -> str:
+    path = Path(spec.partition(":")[2])
+    return sha256_file(path) if path.is_file() else spec
+
+
 def _people(spec: str, images: str | None, cache_dir: str, model_cfg
             ) -> tuple[tuple[np.ndarray, ...], list[str]]:
     """Crops of every person of a real set (see :func:`crops.people_arrays`), cached by the
@@ -153,7 +170,8 @@ def _people(spec: str, images: str | None, cache_dir: str, model_cfg
         tqdm.write(f"{spec}: skipped {n} people ({reason})")
     joints = model_joints(model_cfg)
     key = hashlib.sha256(sources_digest(preprocess, crops).encode())
-    key.update(f"{spec}|{model_cfg.input_size}|{','.join(joints)}".encode())
+    key.update(f"{spec}|{_annotation_digest(spec)}|{model_cfg.input_size}|"
+               f"{','.join(joints)}".encode())
     sources = [i.source for i in data.instances]
     for path in sorted(set(sources)):
         st = os.stat(path)

@@ -146,3 +146,18 @@ def test_a_mixed_in_set_joins_the_synthetic_training_samples(tmp_path):
     assert np.array_equal(train[0][16:21], train[0][21:26])  # the repeats
     # The mixed-in people are the renders of those seeds, cut by the same host crop.
     assert np.isnan(train[1][16:]).any() and not np.isnan(train[1][:16]).any()
+
+    # Relabelled at the same path, the set is new data: a new run key (mix_digest goes into
+    # trained_run's) and no stale crops from the cache.
+    import json
+
+    from bnnpose.quantize.train_data import mix_digest
+
+    before = mix_digest(cfg)
+    assert before is not None and mix_digest(replace(cfg, mix=None, mix_images=None)) is None
+    coco = json.loads(ann.read_text())
+    coco["annotations"] = coco["annotations"][:-1]
+    ann.write_text(json.dumps(coco))
+    assert mix_digest(cfg) != before
+    relabelled, _ = training_arrays(cfg, MODELS["bhg-tiny"].config)
+    assert len(relabelled[0]) == 16 + 3 * 4

@@ -371,6 +371,62 @@ def test_licence_archive_and_detector_go_into_the_info(tmp_path, capsys):
     assert "archive not found" in capsys.readouterr().err
 
 
+FIGURES = ((30, 50, 80, 190), (180, 30, 240, 200))  # dark people, x0 y0 x1 y1
+
+
+def leftmost_figure_pose(rgb: np.ndarray) -> np.ndarray | None:
+    """A stand-in teacher that, like BlazePose, labels one person in view: the leftmost dark
+    blob, or no pose when none is left."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats((rgb.max(axis=2) < 40).astype(np.uint8))
+    blobs = [s for s in stats[1:] if s[cv2.CC_STAT_AREA] > 50]
+    if not blobs:
+        return None
+    x, y, w, h = min(blobs, key=lambda s: s[0])[:4]
+    return figure_landmarks(x + w / 2, y + h / 2, h / 0.95)
+
+
+def test_the_teacher_search_finds_each_person_and_greys_it_out(tmp_path):
+    frame = np.full((H, W, 3), 90, np.uint8)
+    for x0, y0, x1, y1 in FIGURES:
+        frame[y0:y1, x0:x1] = 15
+    looked = []
+
+    def teacher(rgb):
+        looked.append(rgb.copy())
+        return leftmost_figure_pose(rgb)
+
+    boxes, scores = tl.TeacherSearch(teacher)(frame)
+    # One search per person and a last one that finds nobody.
+    assert len(looked) == 3 and boxes.shape == (2, 4) and scores.tolist() == [1, 1]
+    for box, (x0, y0, x1, y1) in zip(boxes, FIGURES, strict=True):
+        kp = tl.to_coco(leftmost_figure_pose(np.where(
+            np.arange(W)[None, :, None] >= x0 - 5, frame, 90).astype(np.uint8)), W, H)
+        assert np.allclose(box, tl.joint_box(kp, W, H, tl.SEARCH_BOX_PAD))
+        # The box is looser than the joints (about 1.4 times their height) and holds them.
+        assert box[0] < x0 + 15 and box[2] > x1 - 15 and box[1] < y0 and box[3] > y1
+    # The second search saw the first person greyed out and nobody else touched.
+    first = tl.clip_box(tl.grow(tuple(boxes[0]), tl.MASK_PAD), W, H)
+    x0, y0, x1, y1 = (int(round(v)) for v in first)
+    assert (looked[1][y0:y1, x0:x1] == tl.GREY).all()
+    assert (looked[1][FIGURES[1][1]:FIGURES[1][3], FIGURES[1][0]:FIGURES[1][2]] == 15).all()
+    assert len(tl.TeacherSearch(leftmost_figure_pose, max_people=1)(frame)[0]) == 1
+    with pytest.raises(tl.LabelError, match="needs the teacher"):
+        tl.make_detector("teacher")(frame)
+
+    # Through label_video: the teacher it labels with is the one that searches.
+    video = tmp_path / "two.avi"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+    for _ in range(3):
+        vw.write(frame)
+    vw.release()
+    summary = tl.label_video(video, tmp_path / "set", slice(None), "train",
+                             pose=leftmost_figure_pose, detect=tl.make_detector("teacher"),
+                             teacher_info={"name": "leftmost figure"})
+    assert summary["people"] == 6 and summary["rejected"] == {}
+    info = json.loads((tmp_path / "set" / "annotations.json").read_text())["info"]
+    assert info["detector"]["name"].startswith("the teacher, searching the whole frame")
+
+
 @pytest.mark.slow
 def test_real_teacher_labels_two_vtest_frames(tmp_path):
     if not TEACHER_PYTHON.is_file():
