@@ -8,16 +8,17 @@ recipe; a finished run is reused, an interrupted one resumes.
 Both of a pair are scored with ``bnnpose eval``'s code (host crop, shared codec, joints matched
 by name) on the same people: bodies by PCK@0.2, faces by NME (inter-ocular), on
 
-* held-out renders (seeds from EVAL_SEED_OFFSET), exact labels;
-* the teacher-labelled footage of ``make realset`` (people, MediaPipe) and ``make
-  realset-faces`` (faces, dlib) when built. Those labels come from a teacher network, so the
-  numbers there measure agreement with that teacher, not accuracy.
+* held-out renders (seeds from EVAL_SEED_OFFSET) of the kind the pair was trained on (stick
+  figures or mesh bodies), exact labels;
+* every teacher-labelled eval split of ``make realset`` (people, MediaPipe) and the carphone
+  splits of ``make realset-faces`` (faces, dlib) when built. Those labels come from a
+  teacher network, so the numbers there measure agreement with that teacher, not accuracy.
 
 Writes ``bench/results/binary_vs_float.json`` and a bar chart ``binary_vs_float.png`` beside
 it, and prints a table. The goal is a gap of at most 3 PCK points.
 
     .venv/bin/python bench/binary_vs_float.py [--families MODEL...] [--pair NAME BIN.pt FLOAT.pt]...
-        [--n-synthetic 512] [--work out/bench/families] [--num-threads 1]
+        [--n-render 512] [--work out/bench/families] [--num-threads 1]
 """
 
 from __future__ import annotations
@@ -70,31 +71,33 @@ def trained_pair(model: str, recipe: dict, work: Path, cache_dir: Path,
     return binary_run / "last.pt", float_run / "last.pt"
 
 
-def eval_sets(face: bool, n_synthetic: int) -> dict:
-    """The held-out renders and the teacher-labelled real sets that exist, by name."""
+def eval_sets(face: bool, rendered: str | None, n_render: int) -> dict:
+    """The held-out renders of the kind the pair was trained on (``rendered``: synthetic or
+    mesh) and every teacher-labelled real eval split that exists, by name."""
     if face:
-        sets = {f"synthetic-face:{n_synthetic}": datasets.synthetic_face(n_synthetic)}
+        sets = {f"synthetic-face:{n_render}": datasets.synthetic_face(n_render)}
         for split in ("carphone-eval", "carphone-train"):
             if (REALSETS / split / "info.json").is_file():
                 sets[f"{split} (dlib labels)"] = datasets.w300(REALSETS / split)
         return sets
-    sets = {f"synthetic:{n_synthetic}": datasets.synthetic(n_synthetic)}
-    for split in ("vtest-eval", "vtest-train"):
-        if (REALSETS / split / "annotations.json").is_file():
-            sets[f"{split} (MediaPipe labels)"] = datasets.coco(
-                REALSETS / split / "annotations.json", REALSETS / split / "images")
+    spec = f"{'mesh' if rendered == 'mesh' else 'synthetic'}:{n_render}"
+    sets = {spec: datasets.from_spec(spec)}
+    for ann in sorted(REALSETS.glob("*-eval/annotations.json")):
+        sets[f"{ann.parent.name} (MediaPipe labels)"] = datasets.coco(ann, ann.parent / "images")
     return sets
 
 
-def score_pair(name: str, binary_path: Path, float_path: Path, sets: dict) -> list[dict]:
+def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) -> list[dict]:
     nets = {}
     for kind, path in (("binary", binary_path), ("float", float_path)):
         model, meta = load_checkpoint(path)
         if meta["config"]["binary"] != (kind == "binary"):
             raise BnnposeError(f"{path} is not a {kind} checkpoint")
         nets[kind] = model
+    face = name in MODELS and MODELS[name].family == "face"
     rows = []
-    for set_name, data in sets.items():
+    rendered = (meta.get("train_config") or {}).get("data")
+    for set_name, data in eval_sets(face, rendered, n_render).items():
         results = {kind: evaluate_dataset(net, data) for kind, net in nets.items()}
         metric = "pck" if results["float"]["pck"] is not None else "nme"
         family = MODELS[name].family if name in MODELS else "hourglass"
@@ -122,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"models to train and score by RECIPE (default: {' '.join(FAMILY_MODELS)})")
     p.add_argument("--pair", nargs=3, action="append", metavar=("NAME", "BINARY", "FLOAT"),
                    help="checkpoint pairs to score as they are (default: the shipped bhg-tiny)")
-    p.add_argument("--n-synthetic", type=int, default=512)
+    p.add_argument("--n-render", type=int, default=512,
+                   help="held-out renders, of the kind each pair was trained on")
     p.add_argument("--work", type=Path, default=WORK)
     p.add_argument("--cache-dir", type=Path, default=CACHE)
     p.add_argument("--num-threads", type=int, default=1)
@@ -140,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs.append((m, *trained_pair(m, recipe, a.work, a.cache_dir, a.num_threads)))
     rows = []
     for name, binary_path, float_path in pairs:
-        face = name in MODELS and MODELS[name].family == "face"
-        rows += score_pair(name, binary_path, float_path, eval_sets(face, a.n_synthetic))
+        rows += score_pair(name, binary_path, float_path, a.n_render)
     result = {"metric": {"pck": "PCK@0.2 (torso diagonal), joints shared by name",
                          "nme": "mean error / inter-ocular distance (faces; lower is better)"},
               "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
