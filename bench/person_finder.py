@@ -7,20 +7,24 @@ are the boxes to find; people the benchmark neither asks for nor punishes (stati
 people on vehicles, distractors, reflections: classes 7, 2, 8, 12) are COCO crowd regions, so
 a detection on them is neither a hit nor a false alarm; cars and other objects are left out.
 
-What is scored: the HOG people detector exactly as ``PersonFinder`` runs it (frame shrunk to
-``PersonFinder.HOG_MAX_SIDE``, same window stride, padding and scale):
+What is scored: the HOG people detector exactly as ``PersonFinder`` runs it (same window
+stride, padding and scale), at each ``--sides`` value of ``--hog-side`` (the longest side HOG
+sees the frame at; the host's default is ``PersonFinder.HOG_SIDE``), each with its time per frame
+(median over the frames, one thread):
 
 * ``all_detections``: every box HOG returns, scored like a detector: recall at IoU 0.5 (each
   pedestrian matched by at most one box, best scores first) and COCO's AP (pycocotools
   ``COCOeval``, ``iouType="bbox"``: AP at IoU 0.5 and AP over IoU 0.5:0.95);
   and the same recall over the pedestrians tall enough for HOG's 128-px window once the frame
-  is shrunk (``pedestrians_window_tall``; the others it cannot find at any threshold);
+  is scaled (``pedestrians_window_tall``; the others it cannot find at any threshold);
 * ``host_top1``: the one box ``--person hog`` crops per frame (HOG's most confident): the share
   of frames where it is a pedestrian (IoU >= 0.5), and the share of pedestrians so found.
 
-Writes ``bench/results/person_finder.json`` and prints a summary.
+Writes ``bench/results/person_finder.json`` and ``person_finder.png`` (recall and AP against
+milliseconds per frame, one point per side) and prints a table.
 
     .venv/bin/python bench/person_finder.py [--data out/footage/mot17-mini] [--out DIR]
+        [--sides 640 1280 1920 2880]
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import configparser
 import contextlib
 import io
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.common import BnnposeError, run_main, sha256_file, versions, write_json
+from bnnpose.host.common import (
+    BnnposeError, atomic_writer, run_main, sha256_file, versions, write_json,
+)
 from bnnpose.host.preprocess import load_image
 from bnnpose.host.sources import PersonFinder
 
@@ -43,6 +50,7 @@ DEFAULT_DATA = REPO / "out" / "footage" / "mot17-mini"
 ARCHIVE = REPO / "out" / "downloads" / "boxmot-15.0.4.tar.gz"
 RESULTS = REPO / "bench" / "results"
 COMMAND = ".venv/bin/python bench/person_finder.py"
+SIDES = (640, 1280, 1920, 2880)
 
 PEDESTRIAN = 1
 #: MOT17 classes that are people but neither required nor false alarms: person on vehicle,
@@ -148,7 +156,7 @@ def read_sequence(seq: Path) -> list[dict]:
     return frames
 
 
-def score(data: Path) -> dict:
+def read_frames(data: Path) -> list[dict]:
     seqs = sorted(p.parent for p in data.glob("**/seqinfo.ini"))
     if not seqs:
         raise BnnposeError(f"no MOT17 sequence under {data} (make realset unpacks MOT17-mini "
@@ -156,24 +164,42 @@ def score(data: Path) -> dict:
     frames = [fr for s in seqs for fr in read_sequence(s)]
     if not frames:
         raise BnnposeError(f"no labelled frame with its image under {data}")
-    finder = PersonFinder("hog")
     for fr in frames:
-        image = load_image(fr["image"])  # RGB, as the pipeline hands PersonFinder its frames
-        fr["height"], fr["width"] = image.shape[:2]
-        fr["dets"], fr["scores"] = finder.detections(image)
-        fr["top1"] = finder.box(image)
-    out = {"all_detections": _scores(frames), "host_top1": _top1(frames), "sequences": {}}
-    for s in seqs:
-        sub = [fr for fr in frames if fr["sequence"] == s.name]
-        out["sequences"][s.name] = {"all_detections": _scores(sub), "host_top1": _top1(sub)}
+        fr["rgb"] = load_image(fr["image"])  # RGB, as the pipeline hands PersonFinder its frames
+        fr["height"], fr["width"] = fr["rgb"].shape[:2]
+    return frames
+
+
+def score(frames: list[dict], side: int) -> dict:
+    """HOG's boxes on ``frames`` at ``--hog-side side``: scores overall and per sequence."""
+    import cv2
+
+    finder = PersonFinder("hog", hog_side=side)
+    times = []
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for fr in frames:
+            t0 = time.perf_counter()
+            fr["dets"], fr["scores"] = finder.detections(fr["rgb"])
+            times.append(time.perf_counter() - t0)
+            fr["top1"] = finder.box(fr["rgb"])
+            fr["scale"] = finder.hog_scale(fr["rgb"].shape)
+    finally:
+        cv2.setNumThreads(threads)
+    out = {"hog_side": side, "ms_per_frame": round(1000 * float(np.median(times)), 1),
+           "all_detections": _scores(frames), "host_top1": _top1(frames), "sequences": {}}
+    for name in sorted({fr["sequence"] for fr in frames}):
+        sub = [fr for fr in frames if fr["sequence"] == name]
+        out["sequences"][name] = {"all_detections": _scores(sub), "host_top1": _top1(sub)}
     return out
 
 
 def _scores(frames: list[dict]) -> dict:
     n_gt = sum(len(fr["gt"]) for fr in frames)
     hit = sum(matched(fr["gt"], fr["dets"], fr["scores"]) for fr in frames)
-    # HOG's window is 128 px tall on the shrunk frame: a shorter pedestrian cannot be found.
-    tall = [fr["gt"][fr["gt"][:, 3] - fr["gt"][:, 1] >= HOG_WINDOW_H / _shrink(fr)]
+    # HOG's window is 128 px tall on the scaled frame: a shorter pedestrian cannot be found.
+    tall = [fr["gt"][fr["gt"][:, 3] - fr["gt"][:, 1] >= HOG_WINDOW_H / fr["scale"]]
             for fr in frames]
     n_tall = sum(len(t) for t in tall)
     hit_tall = sum(matched(t, fr["dets"], fr["scores"]) for t, fr in zip(tall, frames))
@@ -184,10 +210,6 @@ def _scores(frames: list[dict]) -> dict:
                                for fr in frames if len(fr["gt"])), default=0.0),
             "pedestrians_window_tall": n_tall,
             "recall_iou50_window_tall": round(hit_tall / n_tall, 4) if n_tall else None}
-
-
-def _shrink(fr: dict) -> float:
-    return min(1.0, PersonFinder.HOG_MAX_SIDE / max(fr["height"], fr["width"]))
 
 
 def _top1(frames: list[dict]) -> dict:
@@ -208,35 +230,68 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="MOT17-style folder (default: out/footage/mot17-mini)")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for person_finder.json")
+    p.add_argument("--sides", type=int, nargs="+", default=list(SIDES), metavar="PX",
+                   help="--hog-side values to score (default: %(default)s)")
     a = p.parse_args(argv)
     if not a.data.is_dir():
         raise BnnposeError(f"no folder {a.data} (make realset unpacks MOT17-mini there)")
+    for side in a.sides:
+        PersonFinder("hog", hog_side=side)  # an impossible side is one line, before any work
+    frames = read_frames(a.data)
+    sides = [score(frames, side) for side in a.sides]
+    command = COMMAND + ("" if a.data.resolve() == DEFAULT_DATA else f" --data {a.data}")
+    if list(a.sides) != list(SIDES):
+        command += " --sides " + " ".join(map(str, a.sides))
     result = {
-        "command": COMMAND + ("" if a.data.resolve() == DEFAULT_DATA else f" --data {a.data}"),
+        "command": command,
         "data": {"name": "MOT17-mini (MOT17-02-FRCNN frames 1-4, MOT17-04-FRCNN frames 1-8)",
                  "source": "boxmot==15.0.4 sdist, assets/MOT17-mini",
                  "archive_sha256": sha256_file(ARCHIVE) if ARCHIVE.is_file() else None,
                  "licence": "MOT17: CC BY-NC-SA 3.0 (motchallenge.net)",
                  "ground_truth": "pedestrians (class 1, flag 1); classes 2, 7, 8, 12 as crowd "
                                  "regions (neither hits nor false alarms)"},
-        "finder": {"mode": "hog", "max_side": PersonFinder.HOG_MAX_SIDE,
+        "finder": {"mode": "hog", "host_default_side": PersonFinder.HOG_SIDE,
                    "win_stride": list(PersonFinder.HOG_STRIDE),
-                   "padding": list(PersonFinder.HOG_PADDING), "scale": PersonFinder.HOG_SCALE},
+                   "padding": list(PersonFinder.HOG_PADDING), "scale": PersonFinder.HOG_SCALE,
+                   "ms_per_frame": "median wall time of one frame's detection, OpenCV on one "
+                                   "thread, on the machine named in versions"},
         "iou": IOU,
-        **score(a.data),
+        "sides": sides,
         "versions": versions(),
     }
     write_json(a.out / "person_finder.json", result)
-    s, t = result["all_detections"], result["host_top1"]
-    print(f"HOG, all boxes: recall@0.5 {s['recall_iou50']:.3f} of {s['pedestrians']} pedestrians "
-          f"({s['detections']} boxes in {s['frames']} frames), AP@0.5 {s['ap50']:.3f}, "
-          f"AP@[.5:.95] {s['ap']:.3f}")
-    print(f"{s['pedestrians_window_tall']} pedestrians are tall enough for HOG's window on the "
-          f"frame shrunk to {PersonFinder.HOG_MAX_SIDE} px (tallest: {s['tallest_px']:.0f} px)")
-    print(f"--person hog (best box a frame): a pedestrian in {t['box_is_a_pedestrian']:.0%} of "
-          f"frames, {t['pedestrians_found']:.1%} of pedestrians")
+    _plot(sides, a.out / "person_finder.png")
+    print(f"{'hog side':>8} {'ms/frame':>9} {'recall@0.5':>10} {'AP@0.5':>7} {'AP':>6} "
+          f"{'window-tall':>11} {'top-1 is a pedestrian':>22}")
+    for r in sides:
+        s, t = r["all_detections"], r["host_top1"]
+        print(f"{r['hog_side']:>8} {r['ms_per_frame']:>9.1f} {s['recall_iou50']:>10.3f} "
+              f"{s['ap50']:>7.3f} {s['ap']:>6.3f} {s['pedestrians_window_tall']:>11} "
+              f"{t['box_is_a_pedestrian']:>22.0%}")
+    n = sides[0]["all_detections"]
+    print(f"{n['pedestrians']} pedestrians in {n['frames']} frames (tallest: "
+          f"{n['tallest_px']:.0f} px); window-tall: pedestrians HOG's 128-px window can find at "
+          "that side")
     print(f"-> {a.out / 'person_finder.json'}")
     return 0
+
+
+def _plot(sides: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ms = [r["ms_per_frame"] for r in sides]
+    for key, label in (("recall_iou50", "recall at IoU 0.5"), ("ap50", "AP at IoU 0.5")):
+        ax.plot(ms, [r["all_detections"][key] for r in sides], "o-", label=label)
+    for r in sides:
+        ax.annotate(f"{r['hog_side']} px", (r["ms_per_frame"], r["all_detections"]["recall_iou50"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xlabel="ms per frame (one thread)", ylabel="MOT17-mini pedestrians",
+           xscale="log", ylim=(0, 1), title="OpenCV HOG as the host's person finder, by --hog-side")
+    ax.legend()
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
                           "track the previous frame's keypoints (default: full, or roi with "
                           "--roi)")
     run.add_argument("--roi", type=_box, metavar="X0,Y0,X1,Y1", help="fixed person box")
+    run.add_argument("--hog-side", type=int, default=640, metavar="PX",
+                     help="hog/track: HOG sees the frame scaled to this longest side; it finds "
+                          "people at least 128 px tall there (default: %(default)s; 1920 and "
+                          "up for distant people, at a cost growing with the area)")
     run.add_argument("--threshold", type=float, default=0.3,
                      help="draw joints scoring below this faded (default: %(default)s)")
     run.add_argument("--engine", choices=ENGINES, default="native",
@@ -156,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
     from bnnpose.host.sources import PersonFinder, open_inputs
 
     mode = args.person or ("roi" if args.roi is not None else "full")
-    person = PersonFinder(mode, args.roi, args.threshold)
+    person = PersonFinder(mode, args.roi, args.threshold, args.hog_side)
     # Inputs first: programming an FPGA only to fail on a typo wastes seconds.
     sources = open_inputs(args.inputs)
     try:

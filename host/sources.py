@@ -142,8 +142,11 @@ class PersonFinder:
     frame's confident keypoints, falling back to HOG when too few joints were confident.
     """
 
-    #: Detection runs on frames shrunk to this longest side: HOG costs grow with the area.
-    HOG_MAX_SIDE = 640
+    #: HOG runs on the frame scaled to this longest side (``--hog-side``): its cost grows with
+    #: the area, and its 128-px window finds people no shorter than 128 px at that scale, so a
+    #: 1080p street scene needs 1920 or more for its far pedestrians
+    #: (bench/results/person_finder.json).
+    HOG_SIDE = 640
     HOG_STRIDE, HOG_PADDING, HOG_SCALE = (8, 8), (8, 8), 1.05
     #: Tracking needs this many confident joints to trust the previous frame's box.
     TRACK_MIN_JOINTS = 4
@@ -155,16 +158,18 @@ class PersonFinder:
     TRACK_MAX_SHRINK = 0.9
 
     def __init__(self, mode: str = "full", roi: Sequence[float] | None = None,
-                 threshold: float = 0.3) -> None:
+                 threshold: float = 0.3, hog_side: int = HOG_SIDE) -> None:
         if mode not in PERSON_MODES:
             raise BnnposeError(f"unknown person mode {mode!r}; known: {', '.join(PERSON_MODES)}")
+        if not 128 <= hog_side <= 8192:
+            raise BnnposeError(f"--hog-side must be 128-8192 px, got {hog_side}")
         if (mode == "roi") != (roi is not None):
             raise BnnposeError("--roi X0,Y0,X1,Y1 goes with person mode 'roi' (and only it)")
         if roi is not None:
             x0, y0, x1, y1 = (float(v) for v in roi)
             if not (x1 > x0 and y1 > y0):
                 raise BnnposeError(f"invalid --roi {tuple(roi)}: need x0 < x1 and y0 < y1")
-        self.mode, self.roi, self.threshold = mode, roi, threshold
+        self.mode, self.roi, self.threshold, self.hog_side = mode, roi, threshold, hog_side
         self._last: tuple[float, float, float, float] | None = None
         self._hog: cv2.HOGDescriptor | None = None
         self.depends_on_previous = mode == "track"
@@ -207,10 +212,11 @@ class PersonFinder:
         if self._hog is None:
             self._hog = cv2.HOGDescriptor()
             self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        f = self.hog_scale(image.shape)
         h, w = image.shape[:2]
-        f = min(1.0, self.HOG_MAX_SIDE / max(h, w))
-        small = cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA) \
-            if f < 1 else image
+        small = image if f == 1 else cv2.resize(
+            image, (round(w * f), round(h * f)),
+            interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
         rects, weights = self._hog.detectMultiScale(small, winStride=self.HOG_STRIDE,
                                                     padding=self.HOG_PADDING, scale=self.HOG_SCALE)
         if len(rects) == 0:
@@ -218,6 +224,10 @@ class PersonFinder:
         r = np.asarray(rects, dtype=np.float64).reshape(-1, 4) / f
         boxes = np.column_stack([r[:, 0], r[:, 1], r[:, 0] + r[:, 2], r[:, 1] + r[:, 3]])
         return boxes, np.asarray(weights, dtype=np.float64).reshape(-1)
+
+    def hog_scale(self, shape: Sequence[int]) -> float:
+        """The factor HOG's input is scaled by for a frame of ``shape`` (h, w, ...)."""
+        return self.hog_side / max(shape[0], shape[1])
 
     def _detect(self, image: np.ndarray) -> tuple[float, float, float, float] | None:
         boxes, scores = self.detections(image)

@@ -97,12 +97,38 @@ def test_mot17_rules_and_the_result_file(tmp_path, capsys):
     assert [f["frame"] for f in frames] == [1, 2]
     assert frames[0]["gt"].tolist() == [[270, 90, 330, 390]]
     assert frames[0]["ignore"].tolist() == [[600, 100, 640, 180]]
-    assert pf.main(["--data", str(tmp_path / "mot"), "--out", str(tmp_path / "res")]) == 0
+    assert pf.main(["--data", str(tmp_path / "mot"), "--out", str(tmp_path / "res"),
+                    "--sides", "320", "960"]) == 0
     res = json.loads((tmp_path / "res" / "person_finder.json").read_text())
-    s = res["all_detections"]
-    assert s["frames"] == 2 and s["pedestrians"] == 2 and 0 <= s["recall_iou50"] <= 1
-    assert set(res["sequences"]) == {"SEQ-01"} and res["iou"] == 0.5
+    assert [r["hog_side"] for r in res["sides"]] == [320, 960]
+    assert res["command"].endswith("--sides 320 960") and res["iou"] == 0.5
+    for r in res["sides"]:
+        s = r["all_detections"]
+        assert s["frames"] == 2 and s["pedestrians"] == 2 and 0 <= s["recall_iou50"] <= 1
+        assert set(r["sequences"]) == {"SEQ-01"} and r["ms_per_frame"] > 0
+    # The 300-px pedestrian of a 960-px frame: under HOG's 128-px window at 320 (a third of
+    # its size), within it at 960.
+    assert [r["all_detections"]["pedestrians_window_tall"] for r in res["sides"]] == [0, 2]
+    assert (tmp_path / "res" / "person_finder.png").read_bytes()[:4] == b"\x89PNG"
     assert "recall@0.5" in capsys.readouterr().out
+
+
+def test_hog_sees_the_frame_at_its_side_up_or_down(capsys):
+    from bnnpose.host.cli import build_parser
+    from bnnpose.host.common import BnnposeError
+
+    img = person_image()  # 960 x 480
+    assert PersonFinder("hog").hog_scale(img.shape) == PersonFinder.HOG_SIDE / 960
+    assert PersonFinder("hog", hog_side=1920).hog_scale(img.shape) == 2.0
+    # Boxes come back in frame pixels whatever the scale.
+    for side in (480, 1920):
+        boxes, _ = PersonFinder("hog", hog_side=side).detections(img)
+        assert boxes.size == 0 or (boxes[:, 2].max() <= 960 * 1.2 and boxes[:, 0].min() > -200)
+    for bad in (64, 10_000):
+        with pytest.raises(BnnposeError, match="--hog-side must be 128-8192 px"):
+            PersonFinder("hog", hog_side=bad)
+    args = build_parser().parse_args(["run", "--backend", "cpu", "x.jpg"])
+    assert args.hog_side == PersonFinder.HOG_SIDE
 
 
 def test_bad_input_is_one_line(tmp_path, capsys):
