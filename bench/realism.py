@@ -62,6 +62,7 @@ BINARY_STEP = {"binary": True, "lr": 1e-3, "distill_weight": 1.0, "rsign": True}
 MIX_REPEAT = 4
 #: Goals: float twin and binary network above the mean pose on every real eval split.
 GOAL_FLOAT, GOAL_BINARY = 0.20, 0.10
+EPS = 1e-9
 
 
 def real_splits(kind: str) -> dict[str, Path]:
@@ -107,6 +108,19 @@ def eval_sets(n_render: int) -> dict:
     sets[f"stick renders:{n_render}"] = datasets.synthetic(n_render)
     sets[f"mesh renders:{n_render}"] = datasets.mesh(n_render)
     return sets
+
+
+def goals_met(real_rows: list[dict], data: list[str]) -> dict:
+    """Per training data: whether the float twin and the binary network clear the mean pose by
+    their goals on every real eval split."""
+    goals = {}
+    for name in data:
+        mine = [r for r in real_rows if r["train_data"] == name]
+        # PCKs are shares of joint counts: a margin of exactly the goal (e.g. 63 of 630
+        # joints) comes out of the subtraction a rounding error below it.
+        goals[name] = {"float": all(r["float_margin"] >= GOAL_FLOAT - EPS for r in mine),
+                       "binary": all(r["binary_margin"] >= GOAL_BINARY - EPS for r in mine)}
+    return goals
 
 
 def run_mean_pose(run_dir: Path, model_cfg) -> np.ndarray:
@@ -182,11 +196,7 @@ def _main(argv: list[str]) -> int:
             row["binary_margin"] = row["binary"] - row["mean_pose"]
             rows.append(row)
     real = [r for r in rows if r["teacher_labels"]]
-    goals = {}
-    for name in a.data:
-        mine = [r for r in real if r["train_data"] == name]
-        goals[name] = {"float": all(r["float_margin"] >= GOAL_FLOAT for r in mine),
-                       "binary": all(r["binary_margin"] >= GOAL_BINARY for r in mine)}
+    goals = goals_met(real, a.data)
     result = {
         "metric": "PCK@0.2 of the torso diagonal, joints shared by name; mean_pose is the "
                   "higher of the stick renders' and the run's own training mean pose; "

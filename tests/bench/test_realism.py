@@ -67,3 +67,14 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert bench.main(argv) == 0  # finished runs are reused
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_goals_count_a_margin_of_exactly_the_goal(bench):
+    # pose2sim-eval's 630 joints: 181 found against the mean pose's 118 is exactly +0.10.
+    row = {"train_data": "mesh+footage", "float_margin": 0.25,
+           "binary_margin": 181 / 630 - 118 / 630}
+    assert row["binary_margin"] < 0.10  # what the subtraction gives
+    assert bench.goals_met([row], ["mesh+footage"]) == {
+        "mesh+footage": {"float": True, "binary": True}}
+    short = {**row, "binary_margin": 180 / 630 - 118 / 630}
+    assert bench.goals_met([row, short], ["mesh+footage"])["mesh+footage"]["binary"] is False
