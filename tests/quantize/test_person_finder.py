@@ -35,6 +35,16 @@ def test_recall_matches_each_box_once_best_score_first():
     assert pf.matched(GT, np.zeros((0, 4)), np.zeros(0)) == 0
 
 
+def test_the_person_inside_a_hog_window():
+    # A pedestrian 60 x 150 px and the HOG window that frames it as INRIA's training windows
+    # do: twice its width, 4/3 its height.
+    ped = np.array([[100, 50, 160, 200]], float)
+    window = np.array([[70, 25, 190, 225]], float)
+    assert pf.iou(window, ped)[0, 0] < 0.5  # a perfect detection, missed at IoU 0.5 as a window
+    assert np.allclose(pf.person_boxes(window), ped)
+    assert pf.matched(ped, pf.person_boxes(window), np.ones(1)) == 1
+
+
 def frame(dets, scores, ignore=()):
     return {"gt": GT, "ignore": np.array(ignore, float).reshape(-1, 4), "dets": np.array(dets),
             "scores": np.array(scores), "width": 320, "height": 240}
@@ -98,16 +108,17 @@ def test_mot17_rules_and_the_result_file(tmp_path, capsys):
     assert frames[0]["gt"].tolist() == [[270, 90, 330, 390]]
     assert frames[0]["ignore"].tolist() == [[600, 100, 640, 180]]
     assert pf.main(["--data", str(tmp_path / "mot"), "--out", str(tmp_path / "res"),
-                    "--sides", "320", "960"]) == 0
+                    "--sides", "240", "960"]) == 0
     res = json.loads((tmp_path / "res" / "person_finder.json").read_text())
-    assert [r["hog_side"] for r in res["sides"]] == [320, 960]
-    assert res["command"].endswith("--sides 320 960") and res["iou"] == 0.5
+    assert [r["hog_side"] for r in res["sides"]] == [240, 960]
+    assert res["command"].endswith("--sides 240 960") and res["iou"] == 0.5
     for r in res["sides"]:
-        s = r["all_detections"]
-        assert s["frames"] == 2 and s["pedestrians"] == 2 and 0 <= s["recall_iou50"] <= 1
+        for s in (r["all_detections"], r["person_boxes"]):
+            assert s["frames"] == 2 and s["pedestrians"] == 2 and 0 <= s["recall_iou50"] <= 1
+        assert r["person_boxes"]["detections"] == r["all_detections"]["detections"]
         assert set(r["sequences"]) == {"SEQ-01"} and r["ms_per_frame"] > 0
-    # The 300-px pedestrian of a 960-px frame: under HOG's 128-px window at 320 (a third of
-    # its size), within it at 960.
+    # The 300-px pedestrian of a 960-px frame: 75 px at 240, shorter than the 96-px person in
+    # HOG's 128-px window; 300 px at 960.
     assert [r["all_detections"]["pedestrians_window_tall"] for r in res["sides"]] == [0, 2]
     assert (tmp_path / "res" / "person_finder.png").read_bytes()[:4] == b"\x89PNG"
     assert "recall@0.5" in capsys.readouterr().out
