@@ -59,8 +59,8 @@ def build_parser(commands: Mapping[str, Command] | None = None) -> argparse.Argu
     run.add_argument("--roi", type=_box, metavar="X0,Y0,X1,Y1", help="fixed person box")
     run.add_argument("--hog-side", type=int, default=640, metavar="PX",
                      help="hog/track: HOG sees the frame scaled to this longest side; it finds "
-                          "people at least 128 px tall there (default: %(default)s; 1920 and "
-                          "up for distant people, at a cost growing with the area)")
+                          "people about 96 px tall there and taller (default: %(default)s; "
+                          "1920 for distant people in 1080p, at a cost growing with the area)")
     run.add_argument("--threshold", type=float, default=0.3,
                      help="draw joints scoring below this faded (default: %(default)s)")
     run.add_argument("--engine", choices=ENGINES, default="native",

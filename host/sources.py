@@ -143,8 +143,8 @@ class PersonFinder:
     """
 
     #: HOG runs on the frame scaled to this longest side (``--hog-side``): its cost grows with
-    #: the area, and its 128-px window finds people no shorter than 128 px at that scale, so a
-    #: 1080p street scene needs 1920 or more for its far pedestrians
+    #: the area, and the person in its smallest window (64x128) is about 96 px tall at that
+    #: scale, so a 1080p street scene needs 1920 for its far pedestrians
     #: (bench/results/person_finder.json).
     HOG_SIDE = 640
     HOG_STRIDE, HOG_PADDING, HOG_SCALE = (8, 8), (8, 8), 1.05
