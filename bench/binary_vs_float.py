@@ -88,15 +88,15 @@ def eval_sets(face: bool, rendered: str | None, n_render: int) -> dict:
 
 
 def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) -> list[dict]:
-    nets = {}
+    nets, metas = {}, {}
     for kind, path in (("binary", binary_path), ("float", float_path)):
-        model, meta = load_checkpoint(path)
-        if meta["config"]["binary"] != (kind == "binary"):
+        nets[kind], metas[kind] = load_checkpoint(path)
+        if metas[kind]["config"]["binary"] != (kind == "binary"):
             raise BnnposeError(f"{path} is not a {kind} checkpoint")
-        nets[kind] = model
     face = name in MODELS and MODELS[name].family == "face"
+    # Both of a pair train on one kind of render; the float twin's record says which.
+    rendered = (metas["float"].get("train_config") or {}).get("data")
     rows = []
-    rendered = (meta.get("train_config") or {}).get("data")
     for set_name, data in eval_sets(face, rendered, n_render).items():
         results = {kind: evaluate_dataset(net, data) for kind, net in nets.items()}
         metric = "pck" if results["float"]["pck"] is not None else "nme"

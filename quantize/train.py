@@ -330,8 +330,8 @@ def trained_run(cfg: TrainConfig, work: Path, label: str, identity: dict | None 
     """The run folder of ``cfg`` under ``work``, named ``label-<key>`` by the digest of its
     recipe (and of ``identity``, e.g. the renderer's code), trained unless it holds the
     finished run with that key; an interrupted one resumes. Benches reuse runs this way."""
-    identity = {**(identity or {}), **({"mix": mix} if (mix := mix_digest(cfg)) else {})}
-    key = recipe_digest({**cfg.recipe(), **identity} if identity else cfg.recipe())
+    mix = mix_digest(cfg)
+    key = recipe_digest({**cfg.recipe(), **(identity or {}), **({"mix": mix} if mix else {})})
     run_dir = Path(work) / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"
     if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):
