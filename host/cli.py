@@ -23,7 +23,7 @@ from bnnpose.host.common import USER_ERRORS, print_error
 #: The overlay `make demo` builds, beside the host package in a source checkout (a deployed
 #: folder's entry script points BNNPOSE_OVERLAY at its own copy).
 DEFAULT_OVERLAY = Path(os.environ.get("BNNPOSE_OVERLAY") or Path(__file__).resolve().parents[1]
-                       / "overlays" / "pynq-z2" / "bhg-tiny")
+                       / "overlays" / "pynq-z2" / "bhg-c64-z2")
 
 
 

@@ -1,10 +1,11 @@
 """``make demo``: the shipped binary hourglass from checkpoint to simulated PYNQ-Z2 accelerator.
 
-    bnnpose demo [--out out/demo] [--board pynq-z2] [--fps 1000] [--n-eval 512]
+    bnnpose demo [--model NAME] [--out out/demo] [--board pynq-z2] [--fps 1000] [--n-eval 512]
 
-1. export the shipped ``bhg-tiny`` checkpoint to QONNX with 16 golden vectors;
+1. export the shipped checkpoint ``models/checkpoints/NAME.pt`` (default: the PYNQ-Z2's
+   default network) to QONNX with 16 golden vectors;
 2. compile it with ``hw_build/make_bitstream.py`` (FINN; bitstream only where Vivado is);
-3. package ``overlays/<board>/bhg-tiny/``;
+3. package ``overlays/<board>/NAME/``;
 4. push the golden inputs through the host's packed-byte path into the simulated accelerator;
 5. score PCK@0.2 on held-out renders of the kind the network was trained on (mesh bodies or
    stick figures) beside the mean-pose baseline, and run the host pipeline on renders and a
@@ -24,7 +25,7 @@ import numpy as np
 
 from bnnpose.host.common import BnnposeError, sha256_file, write_json
 from bnnpose.hw_build.config import DEFAULT_FPS
-from bnnpose.models.checkpoint_io import DEFAULT_MODEL as MODEL
+from bnnpose.models.checkpoint_io import DEFAULT_MODEL
 from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,8 @@ def _reusable(path: Path, **expected) -> dict | None:
     return data
 
 
-def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> dict:
+def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False,
+        model_name: str = DEFAULT_MODEL) -> dict:
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.host.pipeline import PosePipeline
     from bnnpose.hw_build.config import BuildConfig
@@ -91,7 +93,7 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
     from bnnpose.quantize.export import export
 
     t0 = time.perf_counter()
-    ckpt = shipped_checkpoint(MODEL)
+    ckpt = shipped_checkpoint(model_name)
     out.mkdir(parents=True, exist_ok=True)
     info = _reusable(out / "export" / "export.json", checkpoint_sha256=sha256_file(ckpt))
     if info is None or force:
@@ -108,9 +110,9 @@ def run(out: Path, board: str, fps: float, n_eval: int, force: bool = False) -> 
     else:
         print(f"[2/5] FINN build: {out / 'build'} is up to date")
     print("      " + summary_line(report))
-    overlay = REPO / "overlays" / board / MODEL
+    overlay = REPO / "overlays" / board / model_name
     print(f"[3/5] overlay -> {overlay}")
-    package_overlay(out / "build", overlay, MODEL, joints=info["output"]["joints"])
+    package_overlay(out / "build", overlay, model_name, joints=info["output"]["joints"])
     print("[4/5] golden vectors through the host's packed-byte path (simulated accelerator, "
           "cpu engine)")
     host_sim = check_host(overlay, out / "export", "sim")
@@ -186,6 +188,8 @@ def _print_table(s: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bnnpose demo", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME",
+                   help="shipped network (models/checkpoints/NAME.pt; default %(default)s)")
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.add_argument("--board", default="pynq-z2")
     p.add_argument("--fps", type=float, default=DEFAULT_FPS)
@@ -195,5 +199,5 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.n_eval < 1:
         raise BnnposeError(f"--n-eval must be positive, got {a.n_eval}")
-    run(a.out, a.board, a.fps, a.n_eval, a.force)
+    run(a.out, a.board, a.fps, a.n_eval, a.force, a.model)
     return 0

@@ -46,6 +46,8 @@ DEFAULT_BUDGET_S = 600.0
 
 def _network(name: str):
     """``(binary network in eval mode, weights label, bytes identifying the weights)``."""
+    from dataclasses import replace
+
     import torch
 
     from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
@@ -55,7 +57,9 @@ def _network(name: str):
     if ckpt is not None:
         model, meta = load_checkpoint(ckpt)
         # Compared as rebuilt, so fields added since the checkpoint count at their defaults.
-        if model.cfg == MODELS[name].config:
+        # RSign is the training recipe's choice, not the architecture's: its thresholds fold
+        # into the MultiThresholds FINN builds anyway.
+        if replace(model.cfg, rsign=MODELS[name].config.rsign) == MODELS[name].config:
             return model, "checkpoint", ckpt.read_bytes()
     torch.manual_seed(0)
     model = random_batchnorm(build_model(name))

@@ -18,7 +18,7 @@ from bnnpose.host.common import BnnposeError, one_line
 from bnnpose.models.registry import build_model
 
 #: The network ``make demo``, ``bnnpose eval`` and ``bnnpose run`` use unless told otherwise.
-DEFAULT_MODEL = "bhg-tiny"
+DEFAULT_MODEL = "bhg-c64-z2"
 
 
 def checkpoint_dir() -> Path:

@@ -400,11 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     from bnnpose.host.draw import keypoints_grid
     from bnnpose.models.registry import model_joints
     from bnnpose.quantize import datasets
-    from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
+    from bnnpose.models.checkpoint_io import DEFAULT_MODEL, load_checkpoint, shipped_checkpoint
 
     p = argparse.ArgumentParser(prog="bnnpose eval", description=main.__doc__)
     p.add_argument("--checkpoint", type=Path, default=None,
-                   help="default: the shipped models/checkpoints/bhg-tiny.pt")
+                   help=f"default: the shipped models/checkpoints/{DEFAULT_MODEL}.pt")
     p.add_argument("--data", default="synthetic:512", help=datasets.DATA_SPECS)
     p.add_argument("--images", type=Path, help="image folder of coco: and mpii: data")
     p.add_argument("--headboxes", type=Path,
