@@ -25,8 +25,7 @@ import numpy as np
 
 from bnnpose.host.common import BnnposeError, sha256_file, write_json
 from bnnpose.hw_build.config import DEFAULT_FPS
-from bnnpose.models.checkpoint_io import DEFAULT_MODEL
-from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
+from bnnpose.models.checkpoint_io import DEFAULT_MODEL, load_checkpoint, shipped_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

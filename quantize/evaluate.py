@@ -224,6 +224,8 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
                 per_joint[n][key] = _finite(v)
         result["by_extent"] = _by_extent(pred, pred_base, gt, visible, norm, box, names, thr)
 
+    result["n_people_mirrored"] = mirrored_people(pred, gt, visible, names)
+
     heads = [i.head_size for i in data.instances]
     if None in heads:
         result["n_people_without_head_box"] = heads.count(None)
@@ -256,6 +258,10 @@ def _layout(joints: tuple[str, ...]) -> str:
 BOX_THR = 0.1
 #: A person is "upper body" when none of these joints is labelled (ankles out of view).
 FULL_BODY_JOINTS = ("left_ankle", "right_ankle")
+#: A prediction is "mirrored" when its mean joint error against the labels with left and right
+#: swapped is below this share of its error against the labels: the network took a person
+#: facing the camera for one seen from behind, or the reverse.
+MIRROR_RATIO = 0.7
 
 
 def box_side(inst) -> float:
@@ -290,6 +296,30 @@ def _by_extent(pred, base, gt, visible, norm, box, names, thr) -> dict:
                           else _finite(pck(p[rows], gt[rows], visible[rows], n[rows], t)[0]))
         out[group] = entry
     return out
+
+
+def mirrored_people(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
+                    names: list[str]) -> int | None:
+    """How many people's predictions lie nearer their labels mirrored left for right than
+    the labels themselves (:data:`MIRROR_RATIO`); None when no joint has a left-right partner
+    among ``names`` (faces)."""
+    from bnnpose.host.skeleton import canonical
+
+    order = {canonical(n): k for k, n in enumerate(names)}
+    partner = np.arange(len(names))
+    for c, k in order.items():
+        for side, other in (("left_", "right_"), ("right_", "left_")):
+            if c.startswith(side) and other + c[len(side):] in order:
+                partner[k] = order[other + c[len(side):]]
+    if (partner == np.arange(len(names))).all():
+        return None
+    err = np.linalg.norm(pred - gt, axis=-1)
+    err_mirrored = np.linalg.norm(pred[:, partner] - gt, axis=-1)
+    n = visible.sum(axis=1)
+    scored = n > 0
+    mean = (err * visible).sum(axis=1)[scored] / n[scored]
+    mean_mirrored = (err_mirrored * visible).sum(axis=1)[scored] / n[scored]
+    return int((mean_mirrored < MIRROR_RATIO * mean).sum())
 
 
 #: Torso diagonals by canonical joint name; where both exist, the last one wins, as in
@@ -440,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         "coco_ap": "OKS over the shared joints with COCO sigmas; area = COCO area, else the "
                    "person box's area",
         "by_extent": "upper_body: no ankle labelled; full_body: an ankle labelled"}
+    metrics["mirrored_rule"] = (f"n_people_mirrored: people whose predictions lie nearer their "
+                                f"labels mirrored left for right (mean joint error below "
+                                f"{MIRROR_RATIO} of that against the labels)")
     metrics["coco_ap"] = oks_ap(data, result)
     with atomic_dir(a.out) as tmp:
         write_json(tmp / "metrics.json", metrics)
@@ -464,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
           f"people -> {a.out}"
           + (f"; every person: PCK@{BOX_THR:g} of the box {_number(metrics['pck_box'])} "
              f"({metrics['n_people_box']} people)" if "pck_box" in metrics else "")
-          + (f"; COCO AP {metrics['coco_ap']:.3f}" if metrics["coco_ap"] is not None else ""))
+          + (f"; COCO AP {metrics['coco_ap']:.3f}" if metrics["coco_ap"] is not None else "")
+          + (f"; left-right mirrored: {metrics['n_people_mirrored']} of "
+             f"{len(data.instances)} people" if metrics["n_people_mirrored"] else ""))
     return 0
 
 
