@@ -12,7 +12,8 @@ import pytest
 
 from bnnpose.host.common import manifest, write_json
 
-REAL_OVERLAY = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2" / "bhg-tiny"
+OVERLAYS = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2"
+REAL_OVERLAY = OVERLAYS / "bhg-tiny"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -48,13 +49,25 @@ def small_families() -> dict:
 @pytest.fixture(scope="session")
 def real_overlay(tmp_path_factory) -> Path:
     """A copy of the built bhg-tiny overlay with its cpu plan, as package_overlay writes it."""
+    return _overlay_copy(REAL_OVERLAY, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def default_overlay(tmp_path_factory) -> Path:
+    """The same for the PYNQ-Z2's default network, the overlay `make demo` builds."""
+    from bnnpose.models.checkpoint_io import DEFAULT_MODEL
+
+    return _overlay_copy(OVERLAYS / DEFAULT_MODEL, tmp_path_factory)
+
+
+def _overlay_copy(overlay: Path, tmp_path_factory) -> Path:
     from bnnpose.host.cpu_engine import PLAN_FILE
     from bnnpose.hw_build.cpu_plan import compile_plan
 
-    if not (REAL_OVERLAY / "model_hw.onnx").is_file():
-        pytest.skip("no built overlay yet (make demo builds it)")
-    folder = tmp_path_factory.mktemp("overlay") / "bhg-tiny"
-    shutil.copytree(REAL_OVERLAY, folder)
+    if not (overlay / "model_hw.onnx").is_file():
+        pytest.skip(f"no built overlay {overlay.name} yet (make demo builds it)")
+    folder = tmp_path_factory.mktemp("overlay") / overlay.name
+    shutil.copytree(overlay, folder)
     compile_plan(folder / "model_hw.onnx").save(folder / PLAN_FILE)
     old = json.loads((folder / "manifest.json").read_text())
     write_json(folder / "manifest.json", manifest(

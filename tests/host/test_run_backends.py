@@ -56,8 +56,11 @@ def run_both(overlay, tmp_path, inputs: list[Path]) -> dict[str, list[dict]]:
 
 
 @pytest.mark.skipif(not (OPENCV_DATA / "vtest.avi").is_file(), reason="needs Debian's opencv-doc")
-def test_sim_and_cpu_agree_on_real_photos_and_footage(real_overlay, tmp_path):
+@pytest.mark.parametrize("overlay", ["real_overlay", "default_overlay"])
+def test_sim_and_cpu_agree_on_real_photos_and_footage(overlay, request, tmp_path):
     from skimage import data
+
+    real_overlay = request.getfixturevalue(overlay)
 
     photos = [tmp_path / "astronaut.png", OPENCV_DATA / "messi5.jpg",
               OPENCV_DATA / "basketball1.png"]
