@@ -132,10 +132,31 @@ def _scalar(text: str) -> int | float | bool:
     return int(value) if value == int(value) and "." not in text else value
 
 
+def shipped_knobs(base: str, order: list[str] = ()) -> tuple[tuple[str, object], ...] | None:
+    """The shipped default network (``DEFAULT_MODEL``) as knobs on ``base``, the knobs of
+    ``order`` first: the architecture fields where their configs differ. None when it is not
+    ``base`` with other knob values (another family, other joints)."""
+    from dataclasses import fields
+
+    from bnnpose.models.checkpoint_io import DEFAULT_MODEL
+    from bnnpose.models.registry import MODELS, NOT_ARCH
+
+    cfg, shipped = MODELS[base].config, MODELS[DEFAULT_MODEL].config
+    if type(cfg) is not type(shipped) or any(getattr(cfg, k) != getattr(shipped, k)
+                                             for k in NOT_ARCH):
+        return None
+    changed = [(f.name, getattr(shipped, f.name)) for f in fields(cfg)
+               if getattr(cfg, f.name) != getattr(shipped, f.name)]
+    rank = {k: i for i, k in enumerate(order)}
+    return tuple(sorted(changed, key=lambda kv: rank.get(kv[0], len(rank))))
+
+
 def grid(base: str, board: str, knobs: dict[str, list], fps: list[float], proxy: Proxy,
          golden: int, with_shipped: bool = True) -> list[Point]:
     """Every combination of the knobs' values and the FPS targets, knobs equal to the base's
-    dropped (so the base itself is one point), plus the shipped network at its target."""
+    dropped (so the base itself is one point), plus the shipped network at its target when
+    it is the base with other knobs."""
+    from bnnpose.models.checkpoint_io import DEFAULT_MODEL
     from bnnpose.models.registry import MODELS
 
     cfg = MODELS[base].config
@@ -143,9 +164,17 @@ def grid(base: str, board: str, knobs: dict[str, list], fps: list[float], proxy:
     for values in itertools.product(*knobs.values()):
         changed = tuple((k, v) for k, v in zip(knobs, values) if getattr(cfg, k) != v)
         points += [Point(base, board, changed, f, proxy, golden) for f in fps]
-    if with_shipped and board in MODELS[base].boards:
-        points.append(Point(base, board, (), SHIPPED_FPS, proxy, golden))
+    shipped = shipped_knobs(base, list(knobs))
+    if with_shipped and shipped is not None and board in MODELS[DEFAULT_MODEL].boards:
+        points.append(Point(base, board, shipped, SHIPPED_FPS, proxy, golden))
     return list(dict.fromkeys(points))
+
+
+def is_shipped(row: dict, base: str) -> bool:
+    """Whether a sweep's row is the shipped default network at its folding target."""
+    shipped = shipped_knobs(base)
+    return (shipped is not None and row["target_fps"] == SHIPPED_FPS
+            and row["knobs"] == Point(base, "", shipped, SHIPPED_FPS).arch())
 
 
 def estimate(point: Point, work: str) -> dict:
@@ -309,9 +338,10 @@ def connect(address: str):
         raise BnnposeError(f"scheduler {address} does not answer ({one_line(e, 200)})") from None
 
 
-def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: float,
-         path: Path) -> None:
-    """Accuracy (proxy) against estimated FPS: size by LUT share, colour by BRAM share."""
+def plot(rows: list[dict], front: list[dict], board: str, family: str, base: str,
+         min_fps: float, path: Path) -> None:
+    """Accuracy (proxy) against estimated FPS: size by LUT share, colour by BRAM share; the
+    shipped network (a sweep from ``base`` may reach it) starred."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,11 +361,13 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, min_fps: 
     if front:
         ax.plot([r["fps"] for r in front], [r["proxy"]["pck"] for r in front], "-",
                 color="tab:red", lw=1.5, zorder=2, label="frontier")
-    shipped = [r for r in ok if not r["knobs"] and r["target_fps"] == SHIPPED_FPS]
+    shipped = [r for r in ok if is_shipped(r, base)]
     if shipped:
+        from bnnpose.models.checkpoint_io import DEFAULT_MODEL
+
         ax.scatter([r["fps"] for r in shipped], [r["proxy"]["pck"] for r in shipped],
                    marker="*", s=320, facecolors="none", edgecolors="tab:red", linewidths=1.5,
-                   zorder=4, label=f"shipped ({shipped[0]['base']})")
+                   zorder=4, label=f"shipped ({DEFAULT_MODEL})")
     for r in ok:
         ax.annotate(r["point"], (r["fps"], r["proxy"]["pck"]), fontsize=7,
                     xytext=(5, 4), textcoords="offset points")
@@ -431,12 +463,12 @@ def sweep(board: str, family: str, knob_specs: list[str] | None, fps: list[float
         "min_fps": min_fps, "proxy": {**vars(proxy), "label": proxy.label()},
         "final": None if final is None else {**vars(final), "label": final.label()},
         "points": rows, "frontier": [r["point"] for r in front],
-        "shipped": next((r["point"] for r in rows if not r["knobs"]
-                         and r["target_fps"] == SHIPPED_FPS), None),
+        "shipped": next((r["point"] for r in rows if "error" not in r
+                         and is_shipped(r, base)), None),
         "versions": versions(),
     }
     write_json(out / "dse.json", result)
-    plot(rows, front, board, family, min_fps, out / f"dse_{board}.png")
+    plot(rows, front, board, family, base, min_fps, out / f"dse_{board}.png")
     report(table(rows, front))
     report(f"-> {out / 'dse.json'}, {out / f'dse_{board}.png'}")
     reached = [r["fps"] for r in rows if "error" not in r and r["fits"]]

@@ -85,6 +85,16 @@ def test_grid_drops_knobs_equal_to_the_base_and_adds_the_shipped_point():
     points = dse.grid("bhg-tiny", "pynq-z2", knobs, [300.0, 1000.0], dse.Proxy(), 4)
     assert [p.name() for p in points] == ["bhg-tiny @300", "bhg-tiny @1000", "channels=64 @300",
                                           "channels=64 @1000"]
+    # The shipped default network (bhg-c64-z2) is bhg-tiny at 64 channels: a point of its own
+    # at the shipped folding target when the sweep does not reach it, and the one starred.
+    assert dse.shipped_knobs("bhg-tiny") == (("channels", 64),)
+    narrow = dse.grid("bhg-tiny", "zcu104", {"channels": [32]}, [2000.0], dse.Proxy(), 4)
+    assert [p.name() for p in narrow] == ["bhg-tiny @2000", "channels=64 @1000"]
+    rows = [{"target_fps": p.fps, "knobs": p.arch()} for p in narrow]
+    assert [dse.is_shipped(r, "bhg-tiny") for r in rows] == [False, True]
+    # Other families and the face model (other joints) have no shipped network to mark.
+    assert dse.shipped_knobs("bihrnet-z2") is None
+    assert dse.shipped_knobs("face-bhg-z2") is None
     assert dse.parse_knobs("bihrnet-z2", ["widths=16x32x64"]) == {"widths": [(16, 32, 64)]}
     assert dse.parse_knobs("bhg-tiny", ["rsign=false,True"]) == {"rsign": [False, True]}
 
