@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from bnnpose.models.checkpoint_io import DEFAULT_MODEL
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
-OVERLAY = REPO / "overlays" / "pynq-z2" / "bhg-tiny"
+#: The overlay `make demo` builds, which the notebooks open by default.
+OVERLAY = REPO / "overlays" / "pynq-z2" / DEFAULT_MODEL
 KERNEL = "bnnpose-test"
 
 
