@@ -35,7 +35,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -132,7 +132,7 @@ def _scalar(text: str) -> int | float | bool:
     return int(value) if value == int(value) and "." not in text else value
 
 
-def shipped_knobs(base: str, order: list[str] = ()) -> tuple[tuple[str, object], ...] | None:
+def shipped_knobs(base: str, order: Sequence[str] = ()) -> tuple[tuple[str, object], ...] | None:
     """The shipped default network (``DEFAULT_MODEL``) as knobs on ``base``, the knobs of
     ``order`` first: the architecture fields where their configs differ. None when it is not
     ``base`` with other knob values (another family, other joints)."""
