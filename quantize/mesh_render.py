@@ -1,6 +1,7 @@
 """Seeded renderer of realistic people: Anny bodies (``anny_body``) posed by ``body_poses``,
-dressed by painting their vertices, rasterised with OpenGL (``mesh_raster``) over real
-photographs, labelled with COCO's 17 and MPII's 16 joints.
+dressed by painting their vertices (clothes, hair, and the face, neckline and chest print that
+tell a front from a back), rasterised with OpenGL (``mesh_raster``) over real photographs,
+labelled with COCO's 17 and MPII's 16 joints.
 
 A scene is framed as photographs frame people: the whole body, knees up, waist up, chest up,
 or cut by an edge of the frame; other people stand in front of or behind the person, tables and
@@ -72,6 +73,12 @@ PHOTO_SHARE = 0.8
 SHADOW_SHARE = 0.4
 #: Share of scenes lit from behind the person.
 BACKLIT_SHARE = 0.12
+#: What tells a person's front from their back when the light is poor: a face with brows,
+#: lips and sometimes a beard; a top open lower at the front than at the back (NECKLINES:
+#: depth at the middle in metres below the neck's base, half width, V-shaped); a print on
+#: the front of some tops (PRINT_SHARE).
+NECKLINES = ((0.01, 0.07, False), (0.04, 0.08, False), (0.09, 0.07, True), (0.07, 0.11, False))
+PRINT_SHARE = 0.35
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,10 @@ class Outfit:
     hair_length: float  #: metres below the crown the hair reaches at the back
     top_seed: int  #: fabric patterns
     bottom_seed: int
+    beard: float  #: 0 clean-shaven ... 1 a full beard in the hair's colour
+    neckline: int  #: the top's front opening, an index into NECKLINES
+    chest_print: tuple[np.ndarray, np.ndarray] | None  #: a print's two colours, or none
+    print_seed: int  #: its pattern, place and size
 
 
 @dataclass(frozen=True)
@@ -144,7 +155,11 @@ def _outfit(rng: np.random.Generator) -> Outfit:
         sleeves=int(rng.choice(5, p=[0.12, 0.05, 0.33, 0.1, 0.4])),
         legs=int(rng.choice(5, p=[0.03, 0.1, 0.17, 0.1, 0.6])),
         hair_length=float(rng.choice([0.0, 0.08, 0.16, 0.3], p=[0.1, 0.45, 0.25, 0.2])),
-        top_seed=int(rng.integers(2**31)), bottom_seed=int(rng.integers(2**31)))
+        top_seed=int(rng.integers(2**31)), bottom_seed=int(rng.integers(2**31)),
+        beard=float(rng.uniform(0.3, 1.0) if rng.random() < 0.25 else 0.0),
+        neckline=int(rng.integers(len(NECKLINES))),
+        chest_print=(colour(), colour()) if rng.random() < PRINT_SHARE else None,
+        print_seed=int(rng.integers(2**31)))
 
 
 def _person(rng: np.random.Generator, body: Body, offset) -> Person:
@@ -227,6 +242,7 @@ def paint_body(body: Body, outfit: Outfit) -> np.ndarray:
         w = fabric_pattern(np.random.default_rng(seed), x, z, plain=False)
         colours[mask] = first + (second - first) * w[:, None]
     colours[part == _P["foot"]] = outfit.shoes
+    _front_details(body, outfit, top, colours)
     colours[part == _P["eyes"]] = 0.08
     if outfit.hair_length > 0:
         crown = rest[body.crown]
@@ -238,6 +254,49 @@ def paint_body(body: Body, outfit: Outfit) -> np.ndarray:
         hair |= (part == _P["neck"]) & back & (rest[:, 2] > crown[2] - 0.1 - outfit.hair_length)
         colours[hair] = outfit.hair
     return colours
+
+
+def _front_details(body: Body, outfit: Outfit, top: np.ndarray, colours: np.ndarray) -> None:
+    """Paint the face (brows, lips, beard), the top's neckline and its chest print onto
+    ``colours``. Places are in the rest mesh's metres, from its eyes: x to the body's left,
+    y towards its back, z up."""
+    part, rest = body.part, body.rest
+    x, y, z = rest[:, 0], rest[:, 1], rest[:, 2]
+    eyes = rest[part == _P["eyes"]]
+    ez, ey = eyes[:, 2].mean(), eyes[:, 1].mean()
+    head = part == _P["head"]
+    face = head & (y < ey + 0.02)
+    ax = np.abs(x)
+    if outfit.beard:
+        beard = face & (z < ez - 0.045) & (y < ey + 0.04)
+        colours[beard] += (outfit.hair * 0.8 - colours[beard]) * outfit.beard
+    arch = 0.005 * np.clip(1 - ((ax - 0.03) / 0.025) ** 2, 0, 1)
+    brows = face & (ax > 0.008) & (ax < 0.055) & (z > ez + 0.011 + arch) & (z < ez + 0.02 + arch)
+    colours[brows] = np.minimum(outfit.hair, outfit.skin * 0.45)
+    mouth_z = ez - 0.073
+    lips = face & (y < ey - 0.015) & (np.abs(z - mouth_z) < 0.009 * np.sqrt(
+        np.clip(1 - (x / 0.025) ** 2, 0, 1)))
+    colours[lips] = outfit.skin * np.array([0.72, 0.45, 0.45], np.float32)
+    colours[lips & (np.abs(z - mouth_z) < 0.0015)] = outfit.skin * 0.25
+
+    depth, half, v_shape = NECKLINES[outfit.neckline]
+    neck_base = z[part == _P["neck"]].min()
+    front = y < rest[part == _P["chest"], 1].mean()
+    reach = depth * (1 - ax / half) if v_shape else depth * np.sqrt(
+        np.clip(1 - (x / half) ** 2, 0, 1))
+    opening = top & front & (ax < half) & (z > neck_base + 0.02 - reach)
+    colours[opening] = outfit.skin
+    if outfit.chest_print is not None:
+        rng = np.random.default_rng(outfit.print_seed)
+        cx, cz = rng.uniform(-0.04, 0.04), neck_base - rng.uniform(0.1, 0.17)
+        hx, hz = rng.uniform(0.04, 0.09), rng.uniform(0.03, 0.08)
+        round_ = rng.random() < 0.4
+        d = ((x - cx) / hx) ** 2 + ((z - cz) / hz) ** 2 if round_ else np.maximum(
+            np.abs(x - cx) / hx, np.abs(z - cz) / hz)
+        mark = top & front & ~opening & (d < 1)
+        w = fabric_pattern(rng, x[mark] * 200, z[mark] * 200, plain=False)
+        first, second = outfit.chest_print
+        colours[mark] = first + (second - first) * w[:, None]
 
 
 def _box_mesh(box: Box, hips: float, ident: int) -> Mesh:
