@@ -193,3 +193,34 @@ def test_person_boxes_are_as_loose_as_a_detectors(body):
     low, high = mesh_render.BOX_GROWTH
     assert min(growth) >= low - 1e-6 and max(growth) <= high + 1e-6
     assert min(growth) < 1.0 and max(growth) > 1.45
+
+
+def test_face_neckline_and_print_are_painted_on_the_front_only(body):
+    """What tells a front from a back: brows, lips, a beard, the neckline's skin and the chest
+    print all land on the body's front (-y in the rest mesh), and its back stays plain."""
+    red, blue = np.float32([0.8, 0.1, 0.1]), np.float32([0.1, 0.1, 0.9])
+    outfit = dataclasses.replace(
+        mesh_render._outfit(np.random.default_rng(0)), top=(red, red), sleeves=4,
+        hair_length=0.3, beard=1.0, neckline=2, chest_print=(blue, blue))
+    colours = mesh_render.paint_body(body, outfit)
+    part, rest = body.part, body.rest
+    is_part = {name: part == anny_body.PARTS.index(name) for name in ("head", "eyes", "chest")}
+    chest_front = rest[:, 1] < rest[is_part["chest"], 1].mean()
+    face_front = rest[:, 1] < rest[is_part["eyes"], 1].mean() + 0.02
+
+    def coloured(c):
+        return np.isclose(colours, c, atol=1e-6).all(axis=1)
+
+    for mark in (is_part["chest"] & coloured(outfit.skin), coloured(blue)):  # neckline, print
+        assert mark.sum() > 20 and chest_front[mark].all()
+    assert coloured(red)[is_part["chest"] & ~chest_front].all()
+    eyes_z = rest[is_part["eyes"], 2].mean()
+    details = (is_part["head"] & ~coloured(outfit.skin) & ~coloured(outfit.hair)
+               & ~coloured(np.float32([0.08] * 3)))
+    assert face_front[details].all()
+    assert (rest[details, 2] > eyes_z).any() and (rest[details, 2] < eyes_z - 0.06).any()
+    # Clean-shaven, the face below the eyes keeps the skin's colour but for the lips.
+    plain = mesh_render.paint_body(body, dataclasses.replace(outfit, beard=0.0))
+    chin = is_part["head"] & face_front & (rest[:, 2] < eyes_z - 0.09)
+    assert np.isclose(plain[chin], outfit.skin, atol=1e-6).all(axis=1).mean() > 0.9
+    assert not np.isclose(colours[chin], outfit.skin, atol=1e-6).all(axis=1).any()
