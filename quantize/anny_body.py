@@ -102,9 +102,10 @@ def _one_thread():
         torch.set_num_threads(before)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Body:
-    """The loaded Anny model and the tables derived from its rest mesh."""
+    """The loaded Anny model and the tables derived from its rest mesh. Compared and hashed by
+    identity (one per process, :func:`load_body`), so caches of further tables can key on it."""
 
     model: object  #: ``anny.Anny``
     regressor: object  #: ``anny.KeypointsRegressor`` (COCO's 17 + 6 foot points)
