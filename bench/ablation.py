@@ -58,7 +58,7 @@ from tqdm import tqdm
 from bnnpose.host.common import BnnposeError, atomic_writer, sha256_file, versions, write_json
 from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 from bnnpose.quantize.train import train
-from bnnpose.quantize.train_config import recipe_digest, TrainConfig
+from bnnpose.quantize.train_config import recipe_digest, train_command, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT_TWIN = shipped_checkpoint("bhg-tiny-float")
@@ -183,29 +183,6 @@ def recipe_key(cfg: TrainConfig, teacher_sha256: str) -> str:
     return recipe_digest(recipe)
 
 
-def train_command(cfg: TrainConfig) -> str:
-    """The ``bnnpose train`` command line that trains the same run."""
-    defaults = TrainConfig()
-    args = ["bnnpose", "train"]
-    if not cfg.binary:
-        args.append("--float")
-    for field in ("bits", "pad_value", "end_bits", "n_train", "n_val", "epochs", "batch_size",
-                  "lr", "weight_decay", "warmup_steps", "sigma", "seed", "init_from",
-                  "distill_from", "distill_weight", "feature_distill_weight", "sign_grad",
-                  "float_weight_epochs", "loss", "cache_dir", "num_threads", "out_dir"):
-        value = getattr(cfg, field)
-        if value is not None and (value != getattr(defaults, field)
-                                  or field in ("out_dir", "num_threads")):
-            flag = "--out" if field == "out_dir" else "--" + field.replace("_", "-")
-            if field in ("init_from", "distill_from", "cache_dir", "out_dir"):
-                value = _shown(Path(value))  # relative to the repository, where it is run
-            args += [flag, str(value)]
-    for flag in ("head_affine", "rsign"):
-        if getattr(cfg, flag):
-            args.append("--" + flag.replace("_", "-"))
-    return shlex.join(args)
-
-
 def _history(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
@@ -280,7 +257,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
         "run_dir": _shown(run_dir),
         "recipe_key": key,
         "reused": reused,
-        "command": train_command(cfg),
+        "command": train_command(cfg, REPO),
         "source": finished.get("source"),
     }
 

@@ -1,9 +1,10 @@
 """Accuracy cost of binarization: each family's binary network against its float twin.
 
-The pairs are the shipped ``bhg-tiny`` and its float twin, plus every family's PYNQ-Z2 size
-trained here by one recipe (``RECIPE``): the float twin from scratch, then the binary network
-initialised from it and distilled from it. Runs live under ``--work`` in folders named by their
-recipe; a finished run is reused, an interrupted one resumes.
+The pairs are every network shipped with its float twin (``models/checkpoints``), plus, for
+each family that ships none, its PYNQ-Z2 size trained here by one recipe (``RECIPE``): the
+float twin from scratch, then the binary network initialised from it and distilled from it.
+Runs live under ``--work`` in folders named by their recipe; a finished run is reused, an
+interrupted one resumes.
 
 Both of a pair are scored with ``bnnpose eval``'s code (host crop, shared codec, joints matched
 by name) on the same people: bodies by PCK@0.2, faces by NME (inter-ocular), on
@@ -42,7 +43,7 @@ from bnnpose.quantize.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = checkpoint_dir()
-SHIPPED_PAIRS = [("bhg-tiny", CHECKPOINTS / "bhg-tiny.pt", CHECKPOINTS / "bhg-tiny-float.pt")]
+#: Trained by RECIPE for a family that ships no pair.
 FAMILY_MODELS = ("bhg-s2-z2", "bihrnet-z2", "bidrn-z2", "face-bhg-z2")
 REALSETS = REPO / "out" / "realset"
 RESULTS = REPO / "bench" / "results"
@@ -56,6 +57,20 @@ RECIPE = {"n_train": 4096, "n_val": 256, "epochs": 4, "batch_size": 32, "warmup_
           "sigma": 2.0, "loss": "softmax", "head_affine": True, "seed": 0}
 FLOAT_STEP = {"lr": 2e-3}
 BINARY_STEP = {"lr": 1e-3, "distill_weight": 1.0}
+
+
+def shipped_pairs() -> list[tuple[str, Path, Path]]:
+    """``(name, binary, float twin)`` of every registered network shipped with its float twin
+    (``models/checkpoints/NAME.pt`` and ``NAME-float.pt``)."""
+    return [(name, CHECKPOINTS / f"{name}.pt", CHECKPOINTS / f"{name}-float.pt")
+            for name in MODELS if (CHECKPOINTS / f"{name}.pt").is_file()
+            and (CHECKPOINTS / f"{name}-float.pt").is_file()]
+
+
+def unshipped_families(pairs: list[tuple[str, Path, Path]]) -> list[str]:
+    """The models of FAMILY_MODELS whose family has no pair among ``pairs``."""
+    shipped = {MODELS[name].family for name, _, _ in pairs if name in MODELS}
+    return [m for m in FAMILY_MODELS if MODELS[m].family not in shipped]
 
 
 def trained_pair(model: str, recipe: dict, work: Path, cache_dir: Path,
@@ -121,10 +136,11 @@ def _shown(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--families", nargs="*", default=list(FAMILY_MODELS),
-                   help=f"models to train and score by RECIPE (default: {' '.join(FAMILY_MODELS)})")
+    p.add_argument("--families", nargs="*",
+                   help="models to train and score by RECIPE (default: those of "
+                   f"{' '.join(FAMILY_MODELS)} whose family ships no pair)")
     p.add_argument("--pair", nargs=3, action="append", metavar=("NAME", "BINARY", "FLOAT"),
-                   help="checkpoint pairs to score as they are (default: the shipped bhg-tiny)")
+                   help="checkpoint pairs to score as they are (default: every shipped pair)")
     p.add_argument("--n-render", type=int, default=512,
                    help="held-out renders, of the kind each pair was trained on")
     p.add_argument("--work", type=Path, default=WORK)
@@ -134,12 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", type=json.loads, default={},
                    help="JSON overriding RECIPE fields (e.g. a short run)")
     a = p.parse_args(argv)
+    given = [(n, Path(b), Path(f)) for n, b, f in a.pair] if a.pair else shipped_pairs()
+    if a.families is None:
+        a.families = unshipped_families(given)
     for m in a.families:
         model_entry(m)  # an unknown name fails before any training
     recipe = {**RECIPE, **a.recipe}
 
     started = time.perf_counter()
-    pairs = [(n, Path(b), Path(f)) for n, b, f in (a.pair or SHIPPED_PAIRS)]
+    pairs = list(given)
     for m in tqdm(a.families, desc="families", unit="model", disable=None):
         pairs.append((m, *trained_pair(m, recipe, a.work, a.cache_dir, a.num_threads)))
     rows = []

@@ -326,12 +326,18 @@ def train(cfg: TrainConfig) -> Path:
     return out
 
 
+def run_key(cfg: TrainConfig, identity: dict | None = None) -> str:
+    """The digest a finished run records: its recipe, the content of its mixed-in sets and
+    ``identity`` (e.g. the renderer's code)."""
+    mix = mix_digest(cfg)
+    return recipe_digest({**cfg.recipe(), **(identity or {}), **({"mix": mix} if mix else {})})
+
+
 def trained_run(cfg: TrainConfig, work: Path, label: str, identity: dict | None = None) -> Path:
     """The run folder of ``cfg`` under ``work``, named ``label-<key>`` by the digest of its
     recipe (and of ``identity``, e.g. the renderer's code), trained unless it holds the
     finished run with that key; an interrupted one resumes. Benches reuse runs this way."""
-    mix = mix_digest(cfg)
-    key = recipe_digest({**cfg.recipe(), **(identity or {}), **({"mix": mix} if mix else {})})
+    key = run_key(cfg, identity)
     run_dir = Path(work) / f"{label}-{key[:10]}"
     marker = run_dir / "finished.json"
     if not (marker.is_file() and json.loads(marker.read_text()).get("key") == key):

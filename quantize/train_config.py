@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -158,6 +159,46 @@ def mix_sets(cfg: TrainConfig) -> list[tuple[str, str | None]]:
     if not specs:
         return []
     return list(zip(specs, folders or [None] * len(specs), strict=True))
+
+
+#: Fields a ``bnnpose train`` command line does not carry: how one session ended or went on.
+_NOT_IN_COMMAND = ("resume", "time_budget_s", "stop_after")
+#: Flags that take no value: given when the field is True (``binary`` appears as ``--float``).
+_SWITCHES = ("rsign", "head_affine")
+#: Fields that hold paths (``mix``: a spec ``FORMAT:PATH``), shown relative to ``root``.
+_PATHS = ("images", "mix", "mix_images", "init_from", "distill_from", "smplx_model", "out_dir",
+          "cache_dir")
+
+
+def train_command(cfg: TrainConfig, root: Path | None = None) -> str:
+    """The ``bnnpose train`` command line that trains ``cfg`` again: every field that differs
+    from the default, plus the run folder and the thread count. Paths under ``root`` are
+    written relative to it, where the command is meant to run."""
+    def shown(value: str) -> str:
+        form, sep, path = value.rpartition(":") if ":" in value else ("", "", value)
+        path = Path(path)
+        if root is not None and path.is_absolute() and path.is_relative_to(root):
+            path = path.relative_to(root)
+        return f"{form}{sep}{path}"
+
+    if cfg.arch:
+        raise BnnposeError("bnnpose train has no flag for architecture overrides (arch); "
+                           f"got {cfg.arch}")
+    defaults = TrainConfig()
+    args = ["bnnpose", "train"] + ([] if cfg.binary else ["--float"])
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if (f.name in (*_NOT_IN_COMMAND, "binary", "arch") or value is None
+                or (value == getattr(defaults, f.name)
+                    and f.name not in ("out_dir", "num_threads"))):
+            continue
+        flag = "--out" if f.name == "out_dir" else "--" + f.name.replace("_", "-")
+        if f.name in _SWITCHES:
+            args += [flag] if value else []
+            continue
+        for item in _listed(value) if f.name in ("mix", "mix_images") else [value]:
+            args += [flag, shown(item) if f.name in _PATHS else str(item)]
+    return shlex.join(args)
 
 
 def resolve_device(name: str):

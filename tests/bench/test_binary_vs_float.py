@@ -19,7 +19,10 @@ def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkey
     assert bench.main(argv) == 0
     result = json.loads((tmp_path / "out" / "binary_vs_float.json").read_text())
     rows = {r["model"]: r for r in result["rows"]}
-    assert set(rows) == {"bhg-tiny", "face-bhg-z2"}
+    # Every shipped pair is scored as it is, beside the family trained here.
+    shipped = {name for name, _, _ in bench.shipped_pairs()}
+    assert {"bhg-tiny", "bhg-c64-z2"} <= shipped
+    assert set(rows) == shipped | {"face-bhg-z2"}
     face, body = rows["face-bhg-z2"], rows["bhg-tiny"]
     assert face["metric"] == "nme" and face["family"] == "face" and face["goal_met"] is None
     # Held-out renders of the kind the shipped pair was trained on: mesh bodies.
@@ -37,3 +40,14 @@ def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkey
     assert {r: (tmp_path / "work" / r / "last.pt").stat().st_mtime_ns for r in runs} == stamps
     assert json.loads((tmp_path / "out" / "binary_vs_float.json").read_text())["rows"] == \
         result["rows"]
+
+
+def test_families_that_ship_a_pair_are_not_trained_again(bench, tmp_path, monkeypatch):
+    for name in ("bhg-tiny.pt", "bhg-tiny-float.pt", "bidrn-z2.pt"):  # bidrn-z2: no twin
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(bench, "CHECKPOINTS", tmp_path)
+    pairs = bench.shipped_pairs()
+    assert pairs == [("bhg-tiny", tmp_path / "bhg-tiny.pt", tmp_path / "bhg-tiny-float.pt")]
+    # bhg-tiny stands for the hourglass family; a binary network without its twin does not.
+    assert bench.unshipped_families(pairs) == ["bihrnet-z2", "bidrn-z2", "face-bhg-z2"]
+

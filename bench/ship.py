@@ -1,0 +1,182 @@
+"""Ship a pair that ``bench/realism.py`` trained as a registered network's checkpoints.
+
+Copies the binary network and its float twin of one training data's row set (their
+``best.pt``) to ``models/checkpoints/MODEL.pt`` and ``MODEL-float.pt`` and writes the record
+``MODEL.json`` beside them: the architecture, the parameter count, the data, the ``bnnpose
+train`` commands that train both again, every epoch's held-out score, the wall times, whether
+this checkout's renderer code and labels trained them, and the benchmark's scores on every eval
+split (the real splits' labels come from a teacher: agreement, not accuracy). Files are
+written under temporary names and renamed, so a failure leaves the shipped ones as they were.
+
+    .venv/bin/python bench/ship.py MODEL [--results bench/results/realism-MODEL.json]
+        [--train-data mesh+footage] [--to models/checkpoints]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, sha256_file, versions,
+                                 write_json)
+from bnnpose.models.checkpoint_io import checkpoint_dir, load_checkpoint
+from bnnpose.models.registry import model_entry
+from bnnpose.quantize.train import run_key
+from bnnpose.quantize.train_config import TrainConfig, mix_sets, train_command
+from bnnpose.quantize.train_data import renderer_digest
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+KINDS = {"binary": "", "float": "-float"}  #: row key -> checkpoint name suffix
+
+
+def results_path(model: str) -> Path:
+    """Where ``bench/realism.py --model MODEL`` wrote its JSON (``realism.json`` for the
+    benchmark's own network, which the check on the runs' model then confirms)."""
+    own = RESULTS / f"realism-{model}.json"
+    return own if own.is_file() else RESULTS / "realism.json"
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BnnposeError(f"cannot read {what} {path}: {e}") from None
+
+
+def _run(row: dict, kind: str) -> Path:
+    """The run folder of ``kind`` in a results row, with its finished best.pt."""
+    best = Path(row["checkpoints"][kind])
+    best = best if best.is_absolute() else REPO / best
+    if not best.is_file():
+        raise BnnposeError(f"the {kind} checkpoint of the results is missing: {best}")
+    return best.parent
+
+
+def _epochs(run: Path) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _data(cfg: TrainConfig) -> dict:
+    sets = [{"set": Path(spec.split(":", 1)[-1]).parent.name, "spec": spec}
+            for spec, _ in mix_sets(cfg)]
+    return {"rendered": cfg.data, "n_train": cfg.n_train, "n_val": cfg.n_val,
+            "mixed_in": [s["set"] for s in sets], "mix_repeat": cfg.mix_repeat if sets else None,
+            "augmentation": {"flip": cfg.flip, "rotate_deg": cfg.rotate, "scale": cfg.scale}}
+
+
+def ship(model: str, results: Path, train_data: str, to: Path) -> dict:
+    """Copy the pair and write the record; returns the record."""
+    entry = model_entry(model)
+    result = _read_json(results, "realism results")
+    rows = [r for r in result.get("rows", []) if r.get("train_data") == train_data]
+    if not rows:
+        known = sorted({r.get("train_data") for r in result.get("rows", [])})
+        raise BnnposeError(f"{results} has no rows trained on {train_data!r}; it has: "
+                           f"{', '.join(map(str, known)) or 'none'}")
+    runs = {kind: _run(rows[0], kind) for kind in KINDS}
+    configs = {kind: TrainConfig.load(run / "config.json") for kind, run in runs.items()}
+    for kind, cfg in configs.items():
+        if cfg.model != model:
+            raise BnnposeError(f"the {kind} run in {results} trained {cfg.model}, not {model}")
+    net, _ = load_checkpoint(runs["binary"] / "best.pt")
+    if net.cfg != replace(entry.config, rsign=net.cfg.rsign):
+        raise BnnposeError(f"the binary run's network is not {model} as registered")
+
+    # The same two runs by hand: the float twin first, then the binary network from it.
+    outs = {"float": f"out/train/{model}-float", "binary": f"out/train/{model}"}
+    teacher = f"{outs['float']}/best.pt"
+    again = {kind: replace(cfg, out_dir=outs[kind],
+                           **({"init_from": teacher, "distill_from": teacher}
+                              if kind == "binary" else {}))
+             for kind, cfg in configs.items()}
+    budget = result["recipe"]
+    record = {
+        "model": model,
+        "family": entry.family,
+        "architecture": asdict(net.cfg),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "data": _data(configs["float"]),
+        "commands": [
+            shlex.join(["python", "bench/realism.py", "--model", model, "--data", train_data,
+                        "--n-train", str(budget["n_train"]), "--epochs", str(budget["epochs"]),
+                        "--num-threads", str(configs["float"].num_threads)]),
+            "# the same two runs with bnnpose train:",
+            train_command(again["float"], REPO),
+            train_command(again["binary"], REPO),
+            shlex.join(["cp", f"{outs['binary']}/best.pt", f"models/checkpoints/{model}.pt"]),
+            shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"]),
+        ],
+        "val": {},
+        "scores": {},
+        "wall_time_s": {},
+        "sha256": {},
+        "source": {"results": str(results.relative_to(REPO) if results.is_relative_to(REPO)
+                                  else results),
+                   "train_data": train_data, "versions": result.get("versions")},
+        "shipped_with": versions(),
+    }
+    for kind, run in runs.items():
+        epochs = _epochs(run)
+        best = max(epochs, key=lambda e: e["val_pck"])
+        name = "float_twin" if kind == "float" else kind
+        record["val"][name] = {"pck_at_0.2": round(best["val_pck"], 4),
+                               "best_epoch": best["epoch"], "steps": epochs[-1]["step"],
+                               "epochs": [round(e["val_pck"], 4) for e in epochs]}
+        record["val"]["mean_pose"] = round(epochs[0]["val_pck_mean_pose"], 4)
+        finished = _read_json(run / "finished.json", "run marker")
+        record["wall_time_s"][name] = round(finished["session_wall_time_s"])
+        # bench/realism.py keys a run by its recipe, its mixed-in labels and the renderer's
+        # code. The same key now: this checkout's code and labels trained it. A different one
+        # says they changed since, not that the renders did.
+        record["data"][f"{name}_by_this_checkouts_code"] = finished["key"] == run_key(
+            configs[kind], {"renderer": renderer_digest(configs[kind].data)})
+    record["val"]["data"] = (f"{configs['float'].n_val} held-out samples of the training data's "
+                             "kind: the epoch kept is the best on them")
+    for r in rows:
+        record["scores"][r["eval_data"]] = {
+            "people": r["n_people"], "teacher_labels": r["teacher_labels"],
+            "mean_pose": round(r["mean_pose"], 4), "binary": round(r["binary"], 4),
+            "float_twin": round(r["float"], 4), "binary_pck_box": round(r["binary_pck_box"], 4),
+            "binary_coco_ap": round(r["binary_coco_ap"], 4)}
+    to.mkdir(parents=True, exist_ok=True)
+    for kind, suffix in KINDS.items():
+        dest = to / f"{model}{suffix}.pt"
+        with atomic_writer(dest, "wb") as f, open(runs[kind] / "best.pt", "rb") as src:
+            shutil.copyfileobj(src, f)
+        record["sha256"][dest.name] = sha256_file(dest)
+    write_json(to / f"{model}.json", record, indent=1)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "ship.py")
+
+
+def _main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="registry name of the network")
+    p.add_argument("--results", type=Path,
+                   help="bench/realism.py's JSON (default: bench/results/realism-MODEL.json)")
+    p.add_argument("--train-data", default="mesh+footage",
+                   help="which trained pair of the results (default: %(default)s)")
+    p.add_argument("--to", type=Path, default=checkpoint_dir(),
+                   help="checkpoint folder (default: the package's models/checkpoints)")
+    a = p.parse_args(argv)
+    model_entry(a.model)
+    record = ship(a.model, a.results or results_path(a.model), a.train_data, a.to)
+    for split, s in record["scores"].items():
+        print(f"{split:<22} binary {s['binary']:.3f}  float twin {s['float_twin']:.3f}  "
+              f"mean pose {s['mean_pose']:.3f}")
+    print(f"-> {a.to / a.model}.pt, {a.model}-float.pt, {a.model}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""bench/ship.py: a pair bench/realism.py trained, shipped as checkpoints with their record."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from bnnpose.models.checkpoint_io import load_checkpoint
+from bnnpose.quantize.train_cli import build_parser
+from bnnpose.quantize.train_config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = "ship"
+sys.path.insert(0, str(REPO / "tests" / "quantize"))
+from test_eval import SEEDS, write_coco  # noqa: E402
+
+sys.path.pop(0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """bench/realism.py's results for bhg-tiny on mesh renders + a toy footage split."""
+    root = tmp_path_factory.mktemp("realism")
+    spec = importlib.util.spec_from_file_location("bench_realism_for_ship",
+                                                  REPO / "bench" / "realism.py")
+    realism = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(realism)
+    realsets = root / "realset"
+    for split, seeds in (("toy-eval", SEEDS[:4]), ("toy-train", SEEDS[4:10])):
+        write_coco(realsets / split, seeds)
+        (realsets / split / "ann.json").rename(realsets / split / "annotations.json")
+    realism.REALSETS = realsets
+    realism.RECIPE = {**realism.RECIPE, "n_val": 8, "batch_size": 8, "warmup_steps": 1}
+    argv = ["--data", "mesh+footage", "--n-train", "16", "--epochs", "2", "--n-render", "4",
+            "--render-workers", "1", "--work", str(root / "work"),
+            "--cache-dir", str(root / "cache"), "--out", str(root / "out")]
+    assert realism.main(argv) == 0
+    return root, root / "out" / "realism.json"
+
+
+def test_pair_is_copied_with_a_record_that_trains_it_again(bench, trained, capsys):
+    root, results = trained
+    to = root / "checkpoints"
+    assert bench.main(["bhg-tiny", "--results", str(results), "--to", str(to)]) == 0
+    rows = json.loads(results.read_text())["rows"]
+    record = json.loads((to / "bhg-tiny.json").read_text())
+    for kind, name in (("binary", "bhg-tiny.pt"), ("float", "bhg-tiny-float.pt")):
+        run = Path(rows[0]["checkpoints"][kind]).parent
+        assert (to / name).read_bytes() == (run / "best.pt").read_bytes()
+        assert load_checkpoint(to / name)[1]["config"]["binary"] == (kind == "binary")
+        # The recorded command line is `bnnpose train` with the run's own recipe.
+        line = next(c for c in record["commands"] if c.startswith("bnnpose train")
+                    and ("--float" in c) == (kind == "float"))
+        given = {k: v for k, v in vars(build_parser().parse_args(shlex.split(line)[2:])).items()
+                 if v is not None and k != "resume"}
+        stored = TrainConfig.load(run / "config.json").recipe()
+        again = TrainConfig(**given).recipe()
+        for key in ("init_from", "distill_from", "mix", "mix_images"):
+            stored.pop(key), again.pop(key)  # paths: the record's are the hand-run folders
+        assert again == stored
+        history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        name = "float_twin" if kind == "float" else kind
+        assert record["val"][name]["epochs"] == [round(h["val_pck"], 4) for h in history]
+        assert record["data"][f"{name}_by_this_checkouts_code"] is True
+    assert record["data"]["mixed_in"] == ["toy-train"]
+    assert "--mix-images" in record["commands"][3] and "--init-from" in record["commands"][3]
+    assert set(record["scores"]) == {r["eval_data"] for r in rows}
+    assert record["scores"]["toy-eval"]["teacher_labels"] is True
+    assert record["parameters"] > 0 and record["architecture"]["binary"] is True
+    assert "toy-eval" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--train-data", "stick"], "no rows trained on 'stick'; it has: mesh+footage"),
+    (["--model-swap"], "trained bhg-tiny, not bhg-c64-z2"),
+    (["--results-missing"], "cannot read realism results"),
+])
+def test_bad_input_is_one_line_and_ships_nothing(bench, trained, capsys, args, says):
+    root, results = trained
+    to = root / "refused"
+    model = "bhg-c64-z2" if args == ["--model-swap"] else "bhg-tiny"
+    if args == ["--results-missing"]:
+        results = root / "nothing.json"
+    argv = [model, "--results", str(results), "--to", str(to)]
+    argv += args if args[0] == "--train-data" else []
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+    assert not to.exists() or not any(to.iterdir())
