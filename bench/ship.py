@@ -1,15 +1,18 @@
-"""Ship a pair that ``bench/realism.py`` trained as a registered network's checkpoints.
+"""Ship a trained pair as a registered network's checkpoints, with its record.
 
-Copies the binary network and its float twin of one training data's row set (their
-``best.pt``) to ``models/checkpoints/MODEL.pt`` and ``MODEL-float.pt`` and writes the record
-``MODEL.json`` beside them: the architecture, the parameter count, the data, the ``bnnpose
-train`` commands that train both again, every epoch's held-out score, the wall times, whether
-this checkout's renderer code and labels trained them, and the benchmark's scores on every eval
-split (the real splits' labels come from a teacher: agreement, not accuracy). Files are
-written under temporary names and renamed, so a failure leaves the shipped ones as they were.
+Copies the binary network and its float twin (their ``best.pt``) to
+``models/checkpoints/MODEL.pt`` and ``MODEL-float.pt`` and writes the record ``MODEL.json``
+beside them: the architecture, the parameter count, the data, the ``bnnpose train`` commands
+that train both again, every epoch's held-out score and the wall times. The pair is one that
+``bench/realism.py`` trained (one training data's rows of its JSON): then the record also holds
+the benchmark's scores on every eval split (the real splits' labels come from a teacher:
+agreement, not accuracy) and whether this checkout's renderer code and labels trained them. Or
+any two finished runs of ``bnnpose train`` (``--runs``). Files are written under temporary
+names and renamed, so a failure leaves the shipped ones as they were.
 
     .venv/bin/python bench/ship.py MODEL [--results bench/results/realism-MODEL.json]
         [--train-data mesh+footage] [--to models/checkpoints]
+    .venv/bin/python bench/ship.py MODEL --runs BINARY_RUN FLOAT_RUN [--to DIR]
 """
 
 from __future__ import annotations
@@ -64,27 +67,37 @@ def _epochs(run: Path) -> list[dict]:
 
 
 def _data(cfg: TrainConfig) -> dict:
-    sets = [{"set": Path(spec.split(":", 1)[-1]).parent.name, "spec": spec}
-            for spec, _ in mix_sets(cfg)]
+    sets = [Path(spec.split(":", 1)[-1]).parent.name for spec, _ in mix_sets(cfg)]
     return {"rendered": cfg.data, "n_train": cfg.n_train, "n_val": cfg.n_val,
-            "mixed_in": [s["set"] for s in sets], "mix_repeat": cfg.mix_repeat if sets else None,
+            "mixed_in": sets, "mix_repeat": cfg.mix_repeat if sets else None,
             "augmentation": {"flip": cfg.flip, "rotate_deg": cfg.rotate, "scale": cfg.scale}}
 
 
-def ship(model: str, results: Path, train_data: str, to: Path) -> dict:
-    """Copy the pair and write the record; returns the record."""
-    entry = model_entry(model)
+def benchmark_runs(results: Path, train_data: str) -> tuple[dict[str, Path], dict]:
+    """``({"binary": run, "float": run}, result)`` of one training data in realism's JSON."""
     result = _read_json(results, "realism results")
     rows = [r for r in result.get("rows", []) if r.get("train_data") == train_data]
     if not rows:
         known = sorted({r.get("train_data") for r in result.get("rows", [])})
         raise BnnposeError(f"{results} has no rows trained on {train_data!r}; it has: "
                            f"{', '.join(map(str, known)) or 'none'}")
-    runs = {kind: _run(rows[0], kind) for kind in KINDS}
+    result = {**result, "rows": rows, "path": results, "train_data": train_data}
+    return {kind: _run(rows[0], kind) for kind in KINDS}, result
+
+
+def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None) -> dict:
+    """Copy the pair's best.pt and write the record; returns the record. ``result``: what
+    :func:`benchmark_runs` read, for the benchmark's command and scores."""
+    entry = model_entry(model)
+    for kind, run in runs.items():
+        if not (run / "best.pt").is_file():
+            raise BnnposeError(f"no finished {kind} run in {run} (best.pt missing)")
     configs = {kind: TrainConfig.load(run / "config.json") for kind, run in runs.items()}
     for kind, cfg in configs.items():
         if cfg.model != model:
-            raise BnnposeError(f"the {kind} run in {results} trained {cfg.model}, not {model}")
+            raise BnnposeError(f"the {kind} run {runs[kind]} trained {cfg.model}, not {model}")
+        if cfg.binary != (kind == "binary"):
+            raise BnnposeError(f"{runs[kind]} is not a {kind} run")
     net, _ = load_checkpoint(runs["binary"] / "best.pt")
     if net.cfg != replace(entry.config, rsign=net.cfg.rsign):
         raise BnnposeError(f"the binary run's network is not {model} as registered")
@@ -94,34 +107,36 @@ def ship(model: str, results: Path, train_data: str, to: Path) -> dict:
     teacher = f"{outs['float']}/best.pt"
     again = {kind: replace(cfg, out_dir=outs[kind],
                            **({"init_from": teacher, "distill_from": teacher}
-                              if kind == "binary" else {}))
+                              if kind == "binary" and cfg.init_from else {}))
              for kind, cfg in configs.items()}
-    budget = result["recipe"]
+    commands = []
+    if result is not None:
+        budget = result["recipe"]
+        commands += [shlex.join([
+            "python", "bench/realism.py", "--model", model, "--data", result["train_data"],
+            "--n-train", str(budget["n_train"]), "--epochs", str(budget["epochs"]),
+            "--num-threads", str(configs["float"].num_threads)]),
+            "# the same two runs with bnnpose train:"]
+    commands += [train_command(again["float"], REPO), train_command(again["binary"], REPO),
+                 shlex.join(["cp", f"{outs['binary']}/best.pt", f"models/checkpoints/{model}.pt"]),
+                 shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"])]
     record = {
         "model": model,
         "family": entry.family,
         "architecture": asdict(net.cfg),
         "parameters": sum(p.numel() for p in net.parameters()),
         "data": _data(configs["float"]),
-        "commands": [
-            shlex.join(["python", "bench/realism.py", "--model", model, "--data", train_data,
-                        "--n-train", str(budget["n_train"]), "--epochs", str(budget["epochs"]),
-                        "--num-threads", str(configs["float"].num_threads)]),
-            "# the same two runs with bnnpose train:",
-            train_command(again["float"], REPO),
-            train_command(again["binary"], REPO),
-            shlex.join(["cp", f"{outs['binary']}/best.pt", f"models/checkpoints/{model}.pt"]),
-            shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"]),
-        ],
+        "commands": commands,
         "val": {},
         "scores": {},
         "wall_time_s": {},
         "sha256": {},
-        "source": {"results": str(results.relative_to(REPO) if results.is_relative_to(REPO)
-                                  else results),
-                   "train_data": train_data, "versions": result.get("versions")},
+        "source": {"runs": {kind: _shown(run) for kind, run in runs.items()}},
         "shipped_with": versions(),
     }
+    if result is not None:
+        record["source"].update(results=_shown(result["path"]), train_data=result["train_data"],
+                                versions=result.get("versions"))
     for kind, run in runs.items():
         epochs = _epochs(run)
         best = max(epochs, key=lambda e: e["val_pck"])
@@ -132,14 +147,15 @@ def ship(model: str, results: Path, train_data: str, to: Path) -> dict:
         record["val"]["mean_pose"] = round(epochs[0]["val_pck_mean_pose"], 4)
         finished = _read_json(run / "finished.json", "run marker")
         record["wall_time_s"][name] = round(finished["session_wall_time_s"])
-        # bench/realism.py keys a run by its recipe, its mixed-in labels and the renderer's
-        # code. The same key now: this checkout's code and labels trained it. A different one
-        # says they changed since, not that the renders did.
-        record["data"][f"{name}_by_this_checkouts_code"] = finished["key"] == run_key(
-            configs[kind], {"renderer": renderer_digest(configs[kind].data)})
+        if result is not None:
+            # bench/realism.py keys a run by its recipe, its mixed-in labels and the renderer's
+            # code. The same key now: this checkout's code and labels trained it. A different
+            # one says they changed since, not that the renders did.
+            record["data"][f"{name}_by_this_checkouts_code"] = finished["key"] == run_key(
+                configs[kind], {"renderer": renderer_digest(configs[kind].data)})
     record["val"]["data"] = (f"{configs['float'].n_val} held-out samples of the training data's "
                              "kind: the epoch kept is the best on them")
-    for r in rows:
+    for r in result["rows"] if result is not None else []:
         record["scores"][r["eval_data"]] = {
             "people": r["n_people"], "teacher_labels": r["teacher_labels"],
             "mean_pose": round(r["mean_pose"], 4), "binary": round(r["binary"], 4),
@@ -155,6 +171,11 @@ def ship(model: str, results: Path, train_data: str, to: Path) -> dict:
     return record
 
 
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_main(_main, argv, "ship.py")
 
@@ -162,15 +183,22 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="registry name of the network")
-    p.add_argument("--results", type=Path,
-                   help="bench/realism.py's JSON (default: bench/results/realism-MODEL.json)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--results", type=Path,
+                        help="bench/realism.py's JSON (default: bench/results/realism-MODEL.json)")
+    source.add_argument("--runs", type=Path, nargs=2, metavar=("BINARY", "FLOAT"),
+                        help="two finished run folders of bnnpose train instead (no scores)")
     p.add_argument("--train-data", default="mesh+footage",
                    help="which trained pair of the results (default: %(default)s)")
     p.add_argument("--to", type=Path, default=checkpoint_dir(),
                    help="checkpoint folder (default: the package's models/checkpoints)")
     a = p.parse_args(argv)
     model_entry(a.model)
-    record = ship(a.model, a.results or results_path(a.model), a.train_data, a.to)
+    if a.runs:
+        runs, result = dict(zip(KINDS, a.runs, strict=True)), None
+    else:
+        runs, result = benchmark_runs(a.results or results_path(a.model), a.train_data)
+    record = ship(a.model, runs, a.to, result)
     for split, s in record["scores"].items():
         print(f"{split:<22} binary {s['binary']:.3f}  float twin {s['float_twin']:.3f}  "
               f"mean pose {s['mean_pose']:.3f}")

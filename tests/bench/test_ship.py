@@ -75,6 +75,21 @@ def test_pair_is_copied_with_a_record_that_trains_it_again(bench, trained, capsy
     assert "toy-eval" in capsys.readouterr().out
 
 
+def test_any_two_runs_ship_without_scores(bench, trained):
+    root, results = trained
+    row = json.loads(results.read_text())["rows"][0]
+    runs = [str(Path(row["checkpoints"][k]).parent) for k in ("binary", "float")]
+    to = root / "from-runs"
+    assert bench.main(["bhg-tiny", "--runs", *runs, "--to", str(to)]) == 0
+    record = json.loads((to / "bhg-tiny.json").read_text())
+    assert record["scores"] == {} and record["commands"][0].startswith("bnnpose train --float")
+    assert not any(k.endswith("_by_this_checkouts_code") for k in record["data"])
+    assert (to / "bhg-tiny.pt").read_bytes() == (Path(runs[0]) / "best.pt").read_bytes()
+    # Swapped, the binary run is refused before anything is written.
+    assert bench.main(["bhg-tiny", "--runs", *runs[::-1], "--to", str(root / "swapped")]) == 2
+    assert not (root / "swapped").exists()
+
+
 @pytest.mark.parametrize("args, says", [
     (["--train-data", "stick"], "no rows trained on 'stick'; it has: mesh+footage"),
     (["--model-swap"], "trained bhg-tiny, not bhg-c64-z2"),
