@@ -13,8 +13,9 @@
 #
 # Renders on every core (--render-workers), trains on the GPU when torch sees one (--device
 # auto). BNNPOSE_ANNY_CACHE and BNNPOSE_BACKGROUNDS point at the carried anny cache and
-# background library for --data mesh. BNNPOSE_VENV names a ready environment instead of
-# installing one (how the CPU test runs this script).
+# background library for --data mesh; a pack (`bnnpose pack`, --data packed:DIR) needs
+# neither, nor the footage. BNNPOSE_VENV names a ready environment instead of installing one
+# (how the CPU test runs this script).
 set -euo pipefail
 
 if [ $# -lt 3 ]; then

@@ -28,6 +28,9 @@ LATER_FIELDS = {"rsign": None, "feature_distill_weight": 0.0, "sign_grad": "ste"
 
 #: ``data`` values that render their samples rather than read a labelled set.
 RENDERED = ("synthetic", "mesh")
+#: ``data`` prefix of a pack (``quantize/packed.py``): crops made elsewhere, mixed-in people
+#: included.
+PACKED = "packed:"
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise BnnposeError(f"--mix-images: {len(folders)} folders for {len(specs)} --mix sets")
     if cfg.mix_repeat < 1:
         raise BnnposeError(f"mix_repeat must be >= 1, got {cfg.mix_repeat}")
+    if cfg.data.startswith(PACKED) and (specs or cfg.images is not None):
+        raise BnnposeError("a pack holds its own crops and mixed-in people: drop --mix and "
+                           "--images")
     if cfg.data in RENDERED and cfg.images is not None:
         raise BnnposeError(f"--images names the image folder of a real --data set, not "
                            f"{cfg.data}")

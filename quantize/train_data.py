@@ -18,7 +18,7 @@ from bnnpose.host.codec import HeatmapCodec
 from bnnpose.host.common import atomic_writer, sha256_file
 from bnnpose.host.skeleton import FACE68_JOINTS, MPII_JOINTS, flip_permutation
 from bnnpose.models.registry import model_joints
-from bnnpose.quantize import crops, datasets, face_shape, paint, synthetic, synthetic_face
+from bnnpose.quantize import crops, datasets, face_shape, packed, paint, synthetic, synthetic_face
 from bnnpose.quantize.crops import apply_affines
 from bnnpose.quantize.datasets import to_layout
 
@@ -113,35 +113,46 @@ def rendered_arrays(cfg: TrainConfig, val: bool, model_cfg) -> tuple[np.ndarray,
 
 
 def training_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
-    """``(train, val)`` arrays (images, keypoints, visible) of a recipe's data, cached.
-
-    A real set is split by image, so no photograph lends people to both sides: the people
-    of its first images (at least ``n_val``) are held out, the next ``n_train`` train. All
-    people of a ``mix`` set join the training samples, each ``mix_repeat`` times.
-    """
-    # The mixed-in sets first: a bad one fails before minutes of rendering.
-    parts = [_people(spec, images, cfg.cache_dir, model_cfg)[0]
-             for spec, images in mix_sets(cfg)]
-    mixed = tuple(np.concatenate(a) for a in zip(*parts, strict=True)) if parts else None
-    if cfg.data in RENDERED:
-        train = rendered_arrays(cfg, False, model_cfg)
-        val = rendered_arrays(cfg, True, model_cfg)
+    """``(train, val)`` arrays (images, keypoints, visible) of a recipe's data, cached; the
+    people of the ``mix`` sets (or of a pack's) join the training samples, each
+    ``mix_repeat`` times."""
+    if cfg.data.startswith(packed.PREFIX):
+        (train, val), mixed = packed.load(cfg.data.removeprefix(packed.PREFIX), model_cfg,
+                                          cfg.n_train, cfg.n_val)
     else:
-        arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
-        held: set[str] = set()
-        n_held = 0
-        for src, n in Counter(sources).items():  # images in file order
-            if n_held >= cfg.n_val:
-                break
-            held.add(src)
-            n_held += n
-        is_val = np.array([s in held for s in sources])
-        train_idx = np.flatnonzero(~is_val)[: cfg.n_train]
-        train, val = tuple(a[train_idx] for a in arrays), tuple(a[is_val] for a in arrays)
+        # The mixed-in sets first: a bad one fails before minutes of rendering.
+        mixed = mixed_arrays(cfg, model_cfg)
+        train, val = data_arrays(cfg, model_cfg)
     if mixed is not None:
         train = tuple(np.concatenate([a, *[m] * cfg.mix_repeat])
                       for a, m in zip(train, mixed, strict=True))
     return train, val
+
+
+def mixed_arrays(cfg: TrainConfig, model_cfg) -> tuple[np.ndarray, ...] | None:
+    """Every person of the ``mix`` sets, once (None without any)."""
+    parts = [_people(spec, images, cfg.cache_dir, model_cfg)[0]
+             for spec, images in mix_sets(cfg)]
+    return tuple(np.concatenate(a) for a in zip(*parts, strict=True)) if parts else None
+
+
+def data_arrays(cfg: TrainConfig, model_cfg) -> tuple[tuple, tuple]:
+    """``(train, val)`` of ``cfg.data`` alone: renders, or a real set split by image, so no
+    photograph lends people to both sides: the people of its first images (at least
+    ``n_val``) are held out, the next ``n_train`` train."""
+    if cfg.data in RENDERED:
+        return rendered_arrays(cfg, False, model_cfg), rendered_arrays(cfg, True, model_cfg)
+    arrays, sources = _people(cfg.data, cfg.images, cfg.cache_dir, model_cfg)
+    held: set[str] = set()
+    n_held = 0
+    for src, n in Counter(sources).items():  # images in file order
+        if n_held >= cfg.n_val:
+            break
+        held.add(src)
+        n_held += n
+    is_val = np.array([s in held for s in sources])
+    train_idx = np.flatnonzero(~is_val)[: cfg.n_train]
+    return tuple(a[train_idx] for a in arrays), tuple(a[is_val] for a in arrays)
 
 
 def mix_digest(cfg: TrainConfig) -> str | None:

@@ -35,6 +35,23 @@ def test_budgeted_session_writes_run_log_and_machine(tmp_path):
     assert config["device"] == "auto" and config["time_budget_s"] == 0.001
 
 
+def test_session_trains_on_a_pack_with_an_empty_cache(tmp_path):
+    # What travels to a GPU machine: the pack, not the renderer, its caches or the footage.
+    from bnnpose.quantize import packed
+
+    pack = tmp_path / "pack"
+    assert packed.main(["--n-train", "32", "--n-val", "8", "--cache-dir", str(tmp_path / "here"),
+                        "--out", str(pack)]) == 0
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    out = tmp_path / "out"
+    result = _run(wheels, out, "600", "--data", f"packed:{pack}", "--n-train", "32",
+                  "--n-val", "8", "--epochs", "1", "--batch-size", "16", "--num-threads", "1")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert len((out / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (out / "cache").exists()  # nothing rendered there
+
+
 def test_bad_arguments_are_one_line(tmp_path):
     for args, message in (((tmp_path / "none", tmp_path / "o", "60"), "wheel folder not found"),
                           ((tmp_path, tmp_path / "o", "soon"), "BUDGET_S must be a number"),
