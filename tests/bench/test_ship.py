@@ -85,6 +85,18 @@ def test_any_two_runs_ship_without_scores(bench, trained):
     assert record["scores"] == {} and record["commands"][0].startswith("bnnpose train --float")
     assert not any(k.endswith("_by_this_checkouts_code") for k in record["data"])
     assert (to / "bhg-tiny.pt").read_bytes() == (Path(runs[0]) / "best.pt").read_bytes()
+    assert record["wall_time_s"]["measured"] == "the training session, rendering included"
+    # A run of bnnpose train has no bench marker: its epochs' times stand in.
+    for run in runs:
+        (Path(run) / "finished.json").rename(Path(run) / "finished.moved")
+    try:
+        assert bench.main(["bhg-tiny", "--runs", *runs, "--to", str(root / "plain")]) == 0
+    finally:
+        for run in runs:
+            (Path(run) / "finished.moved").rename(Path(run) / "finished.json")
+    plain = json.loads((root / "plain" / "bhg-tiny.json").read_text())
+    assert plain["wall_time_s"]["measured"] == "the sum of the epochs' times"
+    assert plain["wall_time_s"]["binary"] >= 0
     # Swapped, the binary run is refused before anything is written.
     assert bench.main(["bhg-tiny", "--runs", *runs[::-1], "--to", str(root / "swapped")]) == 2
     assert not (root / "swapped").exists()
