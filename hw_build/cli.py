@@ -17,7 +17,7 @@ from bnnpose.host.common import BnnposeError
 #: Sub-commands implemented by the flow's stages: name -> ("module:function", help).
 FORWARDED = {
     "train": ("bnnpose.quantize.train_cli:main", "train a binarized pose network (needs torch)"),
-    "pack": ("bnnpose.quantize.packed:main",
+    "pack": ("bnnpose.quantize.pack:main",
              "pack a recipe's training crops to train on another machine (--data packed:DIR)"),
     "export": ("bnnpose.quantize.export:main", "export a trained network to QONNX"),
     "eval": ("bnnpose.quantize.evaluate:main",

@@ -1,52 +1,37 @@
-"""Training data packed to travel: ``bnnpose pack`` writes it, ``--data packed:DIR`` trains on it.
+"""The pack format: training crops that travel, read by ``--data packed:DIR``.
 
-A machine with a GPU may have neither the renderer's libraries (anny, moderngl, EGL) nor the
-footage's frames, and what can be sent to it is limited in size. ``pack`` runs a recipe's data
-stage here (renders and crops of the mixed-in sets' people, from the same caches a run uses)
-and writes the resulting crops, JPEG-compressed, with their labels:
+``bnnpose pack`` (``quantize/pack.py``) writes a folder of two files:
 
-* ``DIR/data.npz``: for each part (``train``, ``val`` and ``mixed``, the mixed-in people, once)
+* ``data.npz``: for each part (``train``, ``val`` and ``mixed``, the mixed-in people, once)
   the JPEG bytes of every crop end to end (``<part>_jpeg``, uint8) with their end offsets
   (``<part>_ends``), keypoints in the model's layout and visibility. No pickles: it loads with
   ``allow_pickle=False``.
-* ``DIR/manifest.json``: the recipe it was packed from, the model's input size and joints, the
-  renderer's code digest, the mixed-in sets' label digest, the JPEG quality, counts, sizes,
-  sha256 of ``data.npz`` and tool versions.
+* ``manifest.json``: the format, the model's input size and joints, the JPEG quality, counts,
+  sizes and sha256 of ``data.npz``, tool versions, and what the writer adds (the recipe the
+  crops came from).
 
 A run on ``packed:DIR`` takes its first ``n_train`` training and ``n_val`` held-out crops and
-repeats the mixed-in people ``mix_repeat`` times (its own setting, as with ``--mix``); its
-``config.json`` names the pack, whose manifest says where the crops came from. JPEG changes
-pixels by a few levels, so a packed run trains on nearly, not exactly, the crops a run here
-would: at the default quality 90, 2.6 levels on average on mesh crops. ``bhg-c64-z2``'s recipe
-(8,000 mesh renders, 256 held out, 754 footage people) packs into 43.2 MiB at quality 90 and
-31.8 MiB at 80.
-
-    bnnpose pack --model bhg-c64-z2 --data mesh --n-train 8000 --n-val 256 \\
-        --mix coco:out/realset/vtest-train/annotations.json \\
-        --mix-images out/realset/vtest-train/images --out pack/c64
+repeats the mixed-in people ``mix_repeat`` times (its own setting, as with ``--mix``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.common import (BnnposeError, atomic_writer, one_line, run_main, sha256_file,
-                                 versions, write_json)
+from bnnpose.host.common import (BnnposeError, atomic_writer, one_line, sha256_file, versions,
+                                 write_json)
 from bnnpose.models.registry import model_joints
-from bnnpose.quantize.train_config import PACKED, RENDERED, TrainConfig, check_config
+from bnnpose.quantize.train_config import PACKED
 
 PREFIX = PACKED
 FORMAT = 1
 DATA, MANIFEST = "data.npz", "manifest.json"
 PARTS = ("train", "val", "mixed")
-DEFAULT_QUALITY = 90
 
 
 def _encode(images: np.ndarray, quality: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,48 +58,27 @@ def _decode(blob: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
     return images
 
 
-def pack(cfg: TrainConfig, out: Path, quality: int = DEFAULT_QUALITY) -> dict:
-    """Write ``cfg``'s data (renders or a real set, and its ``mix`` people) to ``out``;
-    returns the manifest."""
-    from bnnpose.quantize.train_data import (data_arrays, mix_digest, mixed_arrays,
-                                             renderer_digest)
-    from bnnpose.quantize.train_model import create_model
-
+def write(out: Path, parts: dict[str, tuple | None], model_cfg, quality: int,
+          about: dict) -> dict:
+    """Write ``parts`` (PARTS -> ``(images, keypoints, visible)`` or None) to ``out`` as a
+    pack for ``model_cfg``'s layout; ``about`` joins the manifest. Returns the manifest."""
     if not 1 <= quality <= 100:
         raise BnnposeError(f"JPEG quality must be in 1..100, got {quality}")
-    if cfg.data.startswith(PREFIX):
-        raise BnnposeError(f"{cfg.data} is packed already")
-    check_config(cfg)
-    model_cfg = create_model(replace(cfg, init_from=None))[0].cfg
-    mixed = mixed_arrays(cfg, model_cfg)
-    train, val = data_arrays(cfg, model_cfg)
+    size, joints = model_cfg.input_size, list(model_joints(model_cfg))
     arrays, counts = {}, {}
-    for part, data in (("train", train), ("val", val), ("mixed", mixed)):
-        if data is None:
-            data = (np.zeros((0, model_cfg.input_size, model_cfg.input_size, 3), np.uint8),
-                    np.zeros((0, len(model_joints(model_cfg)), 2), np.float32),
-                    np.zeros((0, len(model_joints(model_cfg))), bool))
-        images, kp, vis = data
+    for part in PARTS:
+        images, kp, vis = parts.get(part) or (np.zeros((0, size, size, 3), np.uint8),
+                                              np.zeros((0, len(joints), 2), np.float32),
+                                              np.zeros((0, len(joints)), bool))
         arrays[f"{part}_jpeg"], arrays[f"{part}_ends"] = _encode(images, quality, part)
         arrays[f"{part}_keypoints"], arrays[f"{part}_visible"] = kp.astype(np.float32), vis
         counts[part] = len(images)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out / DATA, "wb") as f:
         np.savez(f, **arrays)
-    manifest = {
-        "format": FORMAT,
-        "recipe": {k: getattr(cfg, k) for k in ("model", "data", "images", "mix", "mix_images",
-                                                 "n_train", "n_val", "arch")},
-        "input_size": model_cfg.input_size,
-        "joints": list(model_joints(model_cfg)),
-        "renderer_digest": renderer_digest(cfg.data) if cfg.data in RENDERED else None,
-        "mix_digest": mix_digest(cfg),
-        "jpeg_quality": quality,
-        "counts": counts,
-        "bytes": (out / DATA).stat().st_size,
-        "sha256": sha256_file(out / DATA),
-        "versions": versions(),
-    }
+    manifest = {"format": FORMAT, **about, "input_size": size, "joints": joints,
+                "jpeg_quality": quality, "counts": counts, "bytes": (out / DATA).stat().st_size,
+                "sha256": sha256_file(out / DATA), "versions": versions()}
     write_json(out / MANIFEST, manifest)
     return manifest
 
@@ -145,36 +109,3 @@ def load(folder: str | Path, model_cfg, n_train: int, n_val: int
                        arrays[f"{part}_keypoints"][:limit], arrays[f"{part}_visible"][:limit])
     mixed = parts["mixed"] if len(parts["mixed"][0]) else None
     return (parts["train"], parts["val"]), mixed
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_main(_main, argv, "bnnpose pack")
-
-
-def _main(argv: list[str]) -> int:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(prog="bnnpose pack", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=d.model, help="registry name (default: %(default)s)")
-    p.add_argument("--data", default=d.data, help="synthetic, mesh, or a labelled set as "
-                   "`bnnpose train --data` takes it (default: %(default)s)")
-    p.add_argument("--images", help="image folder of a real --data set")
-    p.add_argument("--mix", metavar="SPEC", action="append",
-                   help="a real set whose people join the training samples (repeatable)")
-    p.add_argument("--mix-images", metavar="DIR", action="append",
-                   help="image folder of --mix (one per --mix, in order)")
-    p.add_argument("--n-train", type=int, default=d.n_train)
-    p.add_argument("--n-val", type=int, default=d.n_val)
-    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY,
-                   help="JPEG quality, 1-100 (default: %(default)s)")
-    p.add_argument("--cache-dir", default=d.cache_dir)
-    p.add_argument("--render-workers", type=int, default=d.render_workers)
-    p.add_argument("--out", type=Path, required=True, help="folder to write the pack to")
-    a = p.parse_args(argv)
-    cfg = replace(d, model=a.model, data=a.data, images=a.images, mix=a.mix,
-                  mix_images=a.mix_images, n_train=a.n_train, n_val=a.n_val,
-                  cache_dir=a.cache_dir, render_workers=a.render_workers)
-    manifest = pack(cfg, a.out, a.quality)
-    c = manifest["counts"]
-    print(f"{a.out}: {c['train']} training, {c['val']} held-out and {c['mixed']} mixed-in "
-          f"crops, {manifest['bytes'] / 2**20:.1f} MiB (JPEG quality {a.quality})")
-    return 0

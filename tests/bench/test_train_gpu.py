@@ -37,15 +37,15 @@ def test_budgeted_session_writes_run_log_and_machine(tmp_path):
 
 def test_session_trains_on_a_pack_with_an_empty_cache(tmp_path):
     # What travels to a GPU machine: the pack, not the renderer, its caches or the footage.
-    from bnnpose.quantize import packed
+    from bnnpose.quantize import pack
 
-    pack = tmp_path / "pack"
-    assert packed.main(["--n-train", "32", "--n-val", "8", "--cache-dir", str(tmp_path / "here"),
-                        "--out", str(pack)]) == 0
+    folder = tmp_path / "pack"
+    assert pack.main(["--n-train", "32", "--n-val", "8", "--cache-dir", str(tmp_path / "here"),
+                      "--out", str(folder)]) == 0
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     out = tmp_path / "out"
-    result = _run(wheels, out, "600", "--data", f"packed:{pack}", "--n-train", "32",
+    result = _run(wheels, out, "600", "--data", f"packed:{folder}", "--n-train", "32",
                   "--n-val", "8", "--epochs", "1", "--batch-size", "16", "--num-threads", "1")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert len((out / "run" / "metrics.jsonl").read_text().splitlines()) == 1

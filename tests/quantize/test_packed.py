@@ -11,7 +11,7 @@ import pytest
 
 from bnnpose.host.common import BnnposeError
 from bnnpose.models.registry import build_model
-from bnnpose.quantize import packed
+from bnnpose.quantize import pack, packed
 from bnnpose.quantize.train import train
 from bnnpose.quantize.train_data import training_arrays
 from test_eval import SEEDS, write_coco
@@ -29,7 +29,7 @@ def recipe(tiny, tmp_path_factory):
 @pytest.fixture(scope="module")
 def pack_dir(recipe, tmp_path_factory):
     out = tmp_path_factory.mktemp("pack") / "p"
-    assert packed.main(["--data", "synthetic", "--n-train", "64", "--n-val", "32",
+    assert pack.main(["--data", "synthetic", "--n-train", "64", "--n-val", "32",
                         "--mix", recipe.mix, "--mix-images", recipe.mix_images,
                         "--cache-dir", recipe.cache_dir, "--out", str(out)]) == 0
     return out
@@ -77,8 +77,8 @@ def test_bad_packed_runs_are_one_line(recipe, pack_dir, tmp_path, change, says):
 
 
 def test_bad_pack_requests_are_one_line(pack_dir, capsys):
-    assert packed.main(["--quality", "0", "--out", str(pack_dir.parent / "q")]) == 2
-    assert packed.main(["--data", f"packed:{pack_dir}", "--out", str(pack_dir.parent / "r")]) == 2
+    assert pack.main(["--quality", "0", "--out", str(pack_dir.parent / "q")]) == 2
+    assert pack.main(["--data", f"packed:{pack_dir}", "--out", str(pack_dir.parent / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "JPEG quality must be in 1..100" in err[0]
     assert "is packed already" in err[1]
