@@ -55,9 +55,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.common import BnnposeError, atomic_writer, sha256_file, versions, write_json
+from bnnpose.host.common import (BnnposeError, atomic_writer, sha256_file, shown_path, versions,
+                                 write_json)
 from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
-from bnnpose.quantize.train import train
+from bnnpose.quantize.train import run_history, train
 from bnnpose.quantize.train_config import recipe_digest, train_command, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,13 +184,6 @@ def recipe_key(cfg: TrainConfig, teacher_sha256: str) -> str:
     return recipe_digest(recipe)
 
 
-def _history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def model_form(model) -> dict:
     """What the built network really contains: its stream quantizers' bit widths, how many
     sign() quantizers it has, the border values of its binary convs and how many RSign
@@ -218,7 +212,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
     reused = marker.is_file() and json.loads(marker.read_text()).get("key") == key
     if not reused:
         # An interrupted run of the same recipe continues from its last saved epoch.
-        resume = (run_dir / "last.pt").is_file() and bool(_history(run_dir))
+        resume = (run_dir / "last.pt").is_file() and bool(run_history(run_dir))
         # Taken before training: the work tree may change while a run trains.
         source = _source_state(teacher)
         started = time.perf_counter()
@@ -226,7 +220,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
         write_json(marker, {"key": key, "session_wall_time_s": time.perf_counter() - started,
                             "resumed": resume, "source": source})
     finished = json.loads(marker.read_text())
-    history = _history(run_dir)
+    history = run_history(run_dir)
     if len(history) != cfg.epochs:
         raise BnnposeError(f"{run_dir}: {len(history)} of {cfg.epochs} epochs logged")
     last, best = history[-1], max(history, key=lambda h: h["val_pck"])
@@ -254,7 +248,7 @@ def run_variant(variant: Variant, recipe: dict, teacher: Path, teacher_sha256: s
         "maps_to_finn": maps,
         "maps_to_finn_reason": why,
         "model_form": model_form(model),
-        "run_dir": _shown(run_dir),
+        "run_dir": shown_path(run_dir, REPO),
         "recipe_key": key,
         "reused": reused,
         "command": train_command(cfg, REPO),
@@ -334,7 +328,7 @@ def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: 
         "metric": "PCK@0.2 (torso diagonal) on held-out synthetic crops "
                   f"(seeds from EVAL_SEED_OFFSET, n={recipe['n_val']})",
         "variants": rows,
-        "float_twin": {"file": _shown(float_twin), "sha256": digest,
+        "float_twin": {"file": shown_path(float_twin, REPO), "sha256": digest,
                        **float_twin_as_given(teacher, recipe, cache_dir)},
         "recipe": {**recipe, "init_from": "float twin", "distill_from": "float twin",
                    "flip": TrainConfig().flip, "num_threads": num_threads,
@@ -344,10 +338,6 @@ def run_ablation(variants: list[Variant], recipe: dict, work: Path, float_twin: 
         "versions": versions(),
     }
 
-
-def _shown(path: Path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def _source_state(float_twin: Path, commit: str = "HEAD") -> dict:

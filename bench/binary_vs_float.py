@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.common import BnnposeError, atomic_writer, versions, write_json
+from bnnpose.host.common import BnnposeError, atomic_writer, shown_path, versions, write_json
 from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
@@ -120,7 +120,8 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
                "metric": metric, "n_people": len(data.instances),
                "binary": results["binary"][metric], "float": results["float"][metric],
                "mean_pose": results["float"][f"{metric}_mean_pose"],
-               "checkpoint_binary": _shown(binary_path), "checkpoint_float": _shown(float_path)}
+               "checkpoint_binary": shown_path(binary_path, REPO),
+               "checkpoint_float": shown_path(float_path, REPO)}
         # How much worse the binary network is, in the metric's units (NME: lower is better).
         sign = 1 if metric == "pck" else -1
         row["gap"] = sign * (row["float"] - row["binary"])
@@ -128,10 +129,6 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
         rows.append(row)
     return rows
 
-
-def _shown(path: Path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

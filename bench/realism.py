@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions, write_json
+from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, shown_path, versions,
+                                 write_json)
 from bnnpose.models.checkpoint_io import load_checkpoint
 from bnnpose.models.registry import model_entry
 from bnnpose.quantize import datasets
@@ -173,8 +174,7 @@ def _main(argv: list[str]) -> int:
         for set_name, data in sets.items():
             row = {"train_data": name, "eval_data": set_name, "n_people": len(data.instances),
                    "teacher_labels": set_name in real_names,
-                   "checkpoints": {k: str(v.relative_to(REPO) if v.is_relative_to(REPO) else v)
-                                   for k, v in paths.items()}}
+                   "checkpoints": {k: shown_path(v, REPO) for k, v in paths.items()}}
             scored = {kind: evaluate_dataset(net, data, mean_pose=own)
                       for kind, net in nets.items()}
             # The mean pose's score depends on the data alone: the run's own comes with the

@@ -25,11 +25,11 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, sha256_file, versions,
-                                 write_json)
+from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, sha256_file, shown_path,
+                                 versions, write_json)
 from bnnpose.models.checkpoint_io import checkpoint_dir, load_checkpoint
 from bnnpose.models.registry import model_entry
-from bnnpose.quantize.train import run_key
+from bnnpose.quantize.train import run_history, run_key
 from bnnpose.quantize.train_config import TrainConfig, mix_sets, train_command
 from bnnpose.quantize.train_data import renderer_digest
 
@@ -59,11 +59,6 @@ def _run(row: dict, kind: str) -> Path:
     if not best.is_file():
         raise BnnposeError(f"the {kind} checkpoint of the results is missing: {best}")
     return best.parent
-
-
-def _epochs(run: Path) -> list[dict]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _data(cfg: TrainConfig) -> dict:
@@ -131,14 +126,16 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
         "scores": {},
         "wall_time_s": {},
         "sha256": {},
-        "source": {"runs": {kind: _shown(run) for kind, run in runs.items()}},
+        "source": {"runs": {kind: shown_path(run, REPO) for kind, run in runs.items()}},
         "shipped_with": versions(),
     }
     if result is not None:
-        record["source"].update(results=_shown(result["path"]), train_data=result["train_data"],
-                                versions=result.get("versions"))
+        record["source"].update(results=shown_path(result["path"], REPO),
+                                train_data=result["train_data"], versions=result.get("versions"))
     for kind, run in runs.items():
-        epochs = _epochs(run)
+        epochs = run_history(run)
+        if not epochs:
+            raise BnnposeError(f"no epochs recorded in {run / 'metrics.jsonl'}")
         best = max(epochs, key=lambda e: e["val_pck"])
         name = "float_twin" if kind == "float" else kind
         record["val"][name] = {"pck_at_0.2": round(best["val_pck"], 4),
@@ -176,10 +173,6 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
     write_json(to / f"{model}.json", record, indent=1)
     return record
 
-
-def _shown(path: Path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def main(argv: list[str] | None = None) -> int:

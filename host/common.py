@@ -108,6 +108,12 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
         raise
 
 
+def shown_path(path: str | os.PathLike, root: Path) -> str:
+    """``path`` as records name files: resolved, relative to ``root`` when it lies under it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
     """Write JSON through a temporary file and rename, so readers never see half a file."""
     with atomic_writer(path, "w") as f:

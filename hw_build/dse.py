@@ -231,14 +231,14 @@ def trained_score(base: str, arch: dict, recipe: Proxy, runs: Path, device: str 
                   ) -> dict:
     """Train ``base`` with ``arch`` by ``recipe`` in ``runs`` (a finished run with the same
     recipe is reused, an interrupted one resumed) and its best held-out PCK@0.2."""
-    from bnnpose.quantize.train import trained_run
+    from bnnpose.quantize.train import run_history, trained_run
     from bnnpose.quantize.train_config import TrainConfig
 
     cfg = TrainConfig(model=base, arch=arch or None, data=recipe.data, n_train=recipe.n_train,
                       n_val=recipe.n_val, epochs=recipe.epochs, batch_size=recipe.batch_size,
                       device=device)
     run = trained_run(cfg, runs, f"{base}-{_arch_key(arch)}")
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    history = run_history(run)
     best = max(history, key=lambda h: h["val_pck"])
     return {"pck": best["val_pck"], "mean_pose": best["val_pck_mean_pose"],
             "label": recipe.label(), "run": str(run)}

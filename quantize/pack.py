@@ -36,8 +36,7 @@ DEFAULT_QUALITY = 90
 def pack(cfg: TrainConfig, out: Path, quality: int = DEFAULT_QUALITY) -> dict:
     """Write ``cfg``'s data (renders or a real set, and its ``mix`` people) to ``out``;
     returns the manifest."""
-    if not 1 <= quality <= 100:  # before minutes of rendering
-        raise BnnposeError(f"JPEG quality must be in 1..100, got {quality}")
+    packed.check_quality(quality)  # before minutes of rendering
     if cfg.data.startswith(packed.PREFIX):
         raise BnnposeError(f"{cfg.data} is packed already")
     check_config(cfg)

@@ -58,12 +58,16 @@ def _decode(blob: np.ndarray, ends: np.ndarray, size: int) -> np.ndarray:
     return images
 
 
+def check_quality(quality: int) -> None:
+    if not 1 <= quality <= 100:
+        raise BnnposeError(f"JPEG quality must be in 1..100, got {quality}")
+
+
 def write(out: Path, parts: dict[str, tuple | None], model_cfg, quality: int,
           about: dict) -> dict:
     """Write ``parts`` (PARTS -> ``(images, keypoints, visible)`` or None) to ``out`` as a
     pack for ``model_cfg``'s layout; ``about`` joins the manifest. Returns the manifest."""
-    if not 1 <= quality <= 100:
-        raise BnnposeError(f"JPEG quality must be in 1..100, got {quality}")
+    check_quality(quality)
     size, joints = model_cfg.input_size, list(model_joints(model_cfg))
     arrays, counts = {}, {}
     for part in PARTS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -324,6 +325,14 @@ def train(cfg: TrainConfig) -> Path:
         if not identical:
             raise BnnposeError("the processes ended with different weights")
     return out
+
+
+def run_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The epochs a run folder's ``metrics.jsonl`` records, oldest first; [] before the first."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def run_key(cfg: TrainConfig, identity: dict | None = None) -> str:

@@ -7,7 +7,6 @@ Usage: ``bnnpose train --epochs 4 --out out/train/run1`` or
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import torch
 from bnnpose.host.common import BnnposeError, run_main
 from bnnpose.models.blocks import SIGN_GRADIENTS
 from bnnpose.quantize.losses import LOSSES
-from bnnpose.quantize.train import train
+from bnnpose.quantize.train import run_history, train
 from bnnpose.quantize.train_config import SESSION_FIELDS, TrainConfig
 
 
@@ -151,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    history = run_history(out)
     best = max(history, key=lambda h: h["val_pck"])
     print(f"{out}: best val PCK@0.2 {best['val_pck']:.3f} (epoch {best['epoch']}), "
           f"mean pose {best['val_pck_mean_pose']:.3f}")
