@@ -14,8 +14,9 @@ frame's time by kind of op), a bar chart ``cpu_engine.png`` beside it, and print
 
 ``--models`` adds a row per registered network (``models`` in the JSON; all of them when no name
 follows), from the build ``bnnpose models`` makes and caches: its plan compiled from that
-``model_hw.onnx``, native equal to numpy equal to FINN's execution of the graph, and the same
-contenders timed, fewer rounds for the larger networks.
+``model_hw.onnx``, native equal to numpy equal to FINN's execution of the graph on real
+photographs of people (``people_photos``: evaluation-only sample images), and the same
+contenders timed on one of them, fewer rounds for the larger networks.
 
     .venv/bin/python bench/cpu_engine.py [--overlay DIR] [--rounds 7] [--iters 20] [--per-op]
                                          [--models [NAME ...]]
@@ -50,6 +51,7 @@ from bnnpose.models.registry import build_model  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OVERLAY = REPO / "overlays" / "pynq-z2" / "bhg-tiny"
 RESULTS = REPO / "bench" / "results"
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 def timed(fn: Callable[[], object], iters: int) -> float:
@@ -111,6 +113,23 @@ def interleaved(fns: dict[str, Callable], rounds: int, iters: int) -> dict[str, 
     return samples
 
 
+def people_photos(size: int) -> tuple[list[str], np.ndarray]:
+    """Real photographs of people (evaluation only: never trained on), each resized whole to
+    ``size`` x ``size``: scikit-image's astronaut and, where Debian's opencv-doc is installed,
+    OpenCV's footballer and basketball players. Names and uint8 [N, size, size, 3] RGB."""
+    import cv2
+    from skimage import data
+
+    shown, frames = ["skimage astronaut"], [data.astronaut()]
+    for name in ("messi5.jpg", "basketball1.png", "basketball2.png"):
+        image = cv2.imread(str(OPENCV_DATA / name))
+        if image is not None:
+            shown.append(f"opencv {name}")
+            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return shown, np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+                            for f in frames])
+
+
 def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tuple[list, list]:
     """One row per registered network: its ``bnnpose models`` build (cached in out/models),
     the plan from that graph checked against FINN and timed beside the float twin."""
@@ -128,8 +147,9 @@ def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tupl
         graph = Path(built[0]["work_dir"]) / "build" / "model_hw.onnx"
         plan = compile_plan(graph)
         size = plan.input_shape[1]
-        frames = np.random.default_rng(1).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-        finn = execute_hw_graph(graph, frames[:1].astype(np.float32))
+        names_shown, frames = people_photos(size)
+        finn = np.concatenate([execute_hw_graph(graph, f[None].astype(np.float32))
+                               for f in frames])
         native, numpy_path = plan.run(frames, native=True), plan.run(frames, native=False)
         # A big network's numpy path takes a while: fewer calls where a frame is larger.
         iters = max(1, 4 * 128 * 128 // (size * size))
@@ -143,7 +163,8 @@ def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tupl
             "input": [1, size, size, 3], "plan_steps": kinds,
             "xnor_mac_share": built[0]["xnor_mac_share"],
             "native_equals_numpy": bool(np.array_equal(native, numpy_path)),
-            "numpy_equals_finn": bool(np.array_equal(numpy_path[:1], finn)),
+            "numpy_equals_finn": bool(np.array_equal(numpy_path, finn)),
+            "bitexact_on": names_shown,
             "median_ms": ms, "iters_per_round": iters, "rounds": 3,
             "speedup_vs_torch_float": ms["torch_float"] / ms["engine_native"],
             "speedup_vs_onnxruntime_float": ms["onnxruntime_float"] / ms["engine_native"],

@@ -24,3 +24,12 @@ def test_one_round_writes_speedups_per_op_rows_and_a_plot(bench, tmp_path):
     assert per_op["sum_ms"] == pytest.approx(sum(r["ms"] for r in per_op["instructions"]))
     assert (tmp_path / "cpu_engine.png").stat().st_size > 0
     assert "models" not in result  # only with --models
+
+
+def test_bitexact_photos_are_real_people_at_the_network_size(bench):
+    names, frames = bench.people_photos(96)
+    assert names[0] == "skimage astronaut" and len(names) == len(frames)
+    assert frames.dtype == "uint8" and frames.shape[1:] == (96, 96, 3)
+    if bench.OPENCV_DATA.is_dir():  # Debian's opencv-doc, which make setup installs
+        assert "opencv messi5.jpg" in names
+    assert len({f.tobytes() for f in frames}) == len(frames)
