@@ -3,8 +3,9 @@ dressed by painting their vertices (clothes, hair, and the face, neckline and ch
 tell a front from a back), rasterised with OpenGL (``mesh_raster``) over real photographs,
 labelled with COCO's 17 and MPII's 16 joints.
 
-A scene is framed as photographs frame people: the whole body, knees up, waist up, chest up,
-or cut by an edge of the frame; other people stand in front of or behind the person, tables and
+A scene is framed as photographs frame people: facing the camera more often than not
+(``body_poses.photo_yaw``); the whole body, knees up, waist up, chest up, or cut by an edge of
+the frame; other people stand in front of or behind the person, tables and
 poles hide parts of them; two lights and ambient light them, the key light casting shadows in
 some scenes and shining from behind the person in others; blur, noise, colour jitter and JPEG
 artefacts come last. Labels are exact: the joints of the posed mesh, projected by the camera
@@ -105,7 +106,7 @@ class Person:
     phenotype: np.ndarray  #: float64 [6], anny_body.PHENOTYPES
     rotations: np.ndarray  #: float64 [bones, 3, 3]
     family: str  #: body_poses family
-    yaw: float  #: degrees about the vertical
+    yaw: float  #: degrees about the vertical, 0 facing the camera (body_poses.photo_yaw)
     offset: np.ndarray  #: metres (x, y) from the main person (y away from the camera)
     outfit: Outfit
 
@@ -167,7 +168,7 @@ def _person(rng: np.random.Generator, body: Body, offset) -> Person:
     phenotype = rng.uniform(0, 1, len(anny_body.PHENOTYPES))
     phenotype[1] = rng.uniform(0.45, 1.0)  # age: teenagers to the old, no children
     family, rotations = body_poses.sample_pose(rng, body.hinge, body.bone)
-    return Person(phenotype, rotations, family, float(rng.uniform(0, 360)),
+    return Person(phenotype, rotations, family, float(body_poses.photo_yaw(rng.uniform)),
                   np.asarray(offset, np.float64), _outfit(rng))
 
 

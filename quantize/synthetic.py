@@ -33,6 +33,7 @@ import numpy as np
 from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.host.codec import inside_image
 from bnnpose.host.skeleton import MPII_JOINTS
+from bnnpose.quantize.body_poses import photo_yaw
 from bnnpose.quantize.paint import (
     HAIR_TONES, ONE, SHIFT, SKIN_TONES, Uniform, degrade, fabric_pattern, fixed_points,
     fixed_pt, mix, pixel_grid, random_colour, scene_background, stack_renders, to_pixels,
@@ -135,8 +136,7 @@ def _pose_3d(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     spine, neck, head = 0.29 * u(0.9, 1.1), 0.06 * u(0.8, 1.25), 0.12 * u(0.9, 1.1)
     hip_half, shoulder_half, torso_depth = 0.085 * width, 0.115 * width, 0.065 * width
 
-    # Mostly front-facing, but MPII has plenty of side and back views.
-    yaw = u(-60, 60) if u() < 0.55 else u(-180, 180)
+    yaw = photo_yaw(u)
     torso_bend = u(-10, 25) if u() < 0.85 else u(25, 70)
     # yaw, torso twist, head turn | pelvis tilt, torso and neck side bends | torso bend, neck
     # and head nods, camera elevation.
