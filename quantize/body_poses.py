@@ -31,10 +31,9 @@ ANGLES = {
 }
 SIDED = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
 
-#: Photographs show people's fronts more often than their backs: FRONT_SHARE of bodies turn at
-#: most FRONT_YAW degrees from the camera, the rest any way. Where a body's front and back
-#: look alike (a backlit person's dark face) the networks then guess the front, as a
-#: photograph would have it.
+#: Photographs show people's fronts more often than their backs, so renders do too:
+#: FRONT_SHARE of bodies turn at most FRONT_YAW degrees from the camera, the rest any way
+#: (about 78% then show the camera more front than back).
 FRONT_SHARE, FRONT_YAW = 0.55, 60.0
 
 
@@ -42,6 +41,7 @@ def photo_yaw(uniform) -> float:
     """A body's turn about the vertical in degrees, 0 facing the camera, drawn with
     ``uniform(lo=0, hi=1)``."""
     return uniform(-FRONT_YAW, FRONT_YAW) if uniform() < FRONT_SHARE else uniform(-180, 180)
+
 
 #: Human limits every sampled angle is clipped to.
 LIMITS = {

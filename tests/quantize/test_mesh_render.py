@@ -126,6 +126,15 @@ def test_framing_shares_over_many_scenes(body):
     assert 0.3 <= upper <= 0.45
 
 
+def test_people_face_the_camera_as_in_photographs(body):
+    scenes = [mesh_render.sample_scene(s, body) for s in range(2000)]
+    yaw = np.array([p.yaw for sc in scenes for p in sc.people])
+    assert ((yaw >= -180) & (yaw <= 180)).all()
+    # 0.55 within 60 degrees, plus half of the 0.45 turned any way, show more front than back.
+    assert 0.74 <= np.mean(np.abs(yaw) < 90) <= 0.81
+    assert 0.66 <= np.mean(np.abs(yaw) < 60) <= 0.74  # 0.55 + 0.45 / 3
+
+
 def test_missing_anny_cache_is_one_line(tmp_path):
     code = ("import bnnpose.quantize.mesh_render as m, sys; "
             "sys.argv = ['x', '--n', '4']; raise SystemExit(m.run_main(m.main, None, 'x'))")
