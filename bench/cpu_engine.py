@@ -118,9 +118,10 @@ def people_photos(size: int) -> tuple[list[str], np.ndarray]:
     ``size`` x ``size``: scikit-image's astronaut and, where Debian's opencv-doc is installed,
     OpenCV's footballer and basketball players. Names and uint8 [N, size, size, 3] RGB."""
     import cv2
-    from skimage import data
 
-    shown, frames = ["skimage astronaut"], [data.astronaut()]
+    from bnnpose.hw_build.demo import real_photo
+
+    shown, frames = ["skimage astronaut"], [real_photo()]
     for name in ("messi5.jpg", "basketball1.png", "basketball2.png"):
         image = cv2.imread(str(OPENCV_DATA / name))
         if image is not None:
