@@ -19,6 +19,7 @@ sys.path.pop(0)
 
 @pytest.mark.parametrize("argv, says", [
     (["--model", "nosuch"], "unknown model 'nosuch'"),
+    (["--binary-epochs", "0"], "--binary-epochs must be at least 1, not 0"),
     pytest.param(["--device", "cuda"], "sees no CUDA GPU", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
@@ -38,7 +39,8 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
     monkeypatch.setattr(bench, "REALSETS", realsets)
     monkeypatch.setattr(bench, "RECIPE", {**bench.RECIPE, "n_val": 8, "batch_size": 8,
                                           "warmup_steps": 1})
-    argv = ["--n-train", "16", "--epochs", "1", "--n-render", "4", "--render-workers", "1",
+    argv = ["--n-train", "16", "--epochs", "1", "--binary-epochs", "2", "--n-render", "4",
+            "--render-workers", "1",
             "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
             "--out", str(tmp_path / "out")]
     assert bench.main(argv) == 0
@@ -58,6 +60,9 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
     assert config["data"] == "mesh" and config["mix"][0].endswith("toy-train/annotations.json")
     binary = json.loads(next((tmp_path / "work").glob("mesh-binary-*/config.json")).read_text())
     assert binary["rsign"] is True and binary["init_from"].endswith("best.pt")
+    assert binary["epochs"] == 2 == result["recipe"]["binary"]["epochs"]
+    assert json.loads(next((tmp_path / "work").glob("mesh-float-*/config.json")).read_text()
+                      )["epochs"] == 1
     assert set(result["goals_met"]) == set(bench.DATA)
     speed = result["renderers"]["crops_per_s_one_core"]
     assert speed["stick"] > 0 and speed["mesh"] > 0
