@@ -542,18 +542,18 @@ def _render_shard(args: tuple[int, int, int, str]) -> tuple[str, float]:
 
 
 def sources_digest() -> str:
-    """Digest of the code that decides a render: part of the cache's name."""
+    """Digest of the code that decides a render and of the background library: part of the
+    cache's name."""
     import hashlib
+    import sys
 
     from bnnpose.host import preprocess
     from bnnpose.quantize import mesh_raster, paint
+    from bnnpose.quantize.train_data import sources_digest as code_digest
 
-    h = hashlib.sha256()
-    for module in (anny_body, body_poses, mesh_raster, paint, preprocess):
-        h.update(Path(module.__file__).read_bytes())
-    h.update(Path(__file__).read_bytes())
-    h.update(backgrounds.library_digest().encode())
-    return h.hexdigest()[:10]
+    code = code_digest(anny_body, body_poses, mesh_raster, paint, preprocess,
+                       sys.modules[__name__])
+    return hashlib.sha256((code + backgrounds.library_digest()).encode()).hexdigest()[:10]
 
 
 def cached_renders(n: int, seed_offset: int, size: int, cache_dir: str | os.PathLike,
