@@ -23,8 +23,7 @@ finished run is reused.
 
     .venv/bin/python bench/realism.py [--data stick mesh mesh+footage] [--n-train 8000]
         [--epochs 16] [--binary-epochs N] [--model bhg-tiny] [--render-workers 2]
-        [--work out/bench/realism]
-        [--num-threads 1] [--device cpu]
+        [--work out/bench/realism] [--num-threads 1] [--device cpu]
 """
 
 from __future__ import annotations
