@@ -549,7 +549,7 @@ def sources_digest() -> str:
 
     from bnnpose.host import preprocess
     from bnnpose.quantize import mesh_raster, paint
-    from bnnpose.quantize.train_data import sources_digest as code_digest
+    from bnnpose.quantize.code_digest import sources_digest as code_digest
 
     code = code_digest(anny_body, body_poses, mesh_raster, paint, preprocess,
                        sys.modules[__name__])

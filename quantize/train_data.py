@@ -3,7 +3,6 @@ cached on disk, and the augmented batches made from them."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 from collections import Counter
@@ -20,6 +19,7 @@ from bnnpose.host.common import atomic_writer, sha256_file
 from bnnpose.host.skeleton import FACE68_JOINTS, MPII_JOINTS, flip_permutation
 from bnnpose.models.registry import model_joints
 from bnnpose.quantize import crops, datasets, face_shape, packed, paint, synthetic, synthetic_face
+from bnnpose.quantize.code_digest import sources_digest
 from bnnpose.quantize.crops import apply_affines
 from bnnpose.quantize.datasets import to_layout
 
@@ -27,25 +27,6 @@ from bnnpose.quantize.train_config import RENDERED, mix_sets
 
 if TYPE_CHECKING:
     from bnnpose.quantize.train_config import TrainConfig
-
-
-def sources_digest(*modules) -> str:
-    """Digest of the code of ``modules``: part of the cache keys, so that a change to the code
-    that made the cached images (the renderer, the host's crop) never serves stale ones.
-
-    It digests each module's syntax tree without docstrings, so that editing a comment or a
-    docstring keeps the caches and the runs trained on them."""
-    digest = hashlib.sha256()
-    for module in modules:
-        tree = ast.parse(Path(module.__file__).read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
-                    and isinstance(body[0].value, ast.Constant)
-                    and isinstance(body[0].value.value, str)):
-                node.body = body[1:] or [ast.Pass()]
-        digest.update(ast.dump(tree).encode())
-    return digest.hexdigest()[:10]
 
 
 def renderer_digest(data: str) -> str:

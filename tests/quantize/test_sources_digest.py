@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from bnnpose.quantize.train_data import sources_digest
+from bnnpose.quantize.code_digest import sources_digest
 
 CODE = '''"""A module."""
 #: a share
