@@ -87,9 +87,9 @@ def data_recipe(name: str) -> dict:
 
 
 def trained_pair(name: str, budget: dict, session: dict, work: Path,
-                 binary_epochs: int | None = None) -> dict[str, Path]:
-    """``{"float": best.pt, "binary": best.pt}`` trained on data ``name``; the binary step
-    runs ``binary_epochs`` (default: the float twin's)."""
+                 binary_epochs: int) -> dict[str, Path]:
+    """``{"float": best.pt, "binary": best.pt}`` trained on data ``name``; the float twin
+    runs ``budget["epochs"]``, the binary step ``binary_epochs``."""
     common = {**RECIPE, **budget, **data_recipe(name), **session}
     if common["model"] != MODEL:
         name = f"{common['model']}-{name}"
@@ -98,7 +98,7 @@ def trained_pair(name: str, budget: dict, session: dict, work: Path,
     float_run = trained_run(TrainConfig(**common, **FLOAT_STEP), work, f"{name}-float",
                             identity)
     teacher = str(float_run / "best.pt")
-    binary = {**common, "epochs": binary_epochs or common["epochs"]}
+    binary = {**common, "epochs": binary_epochs}
     binary_run = trained_run(TrainConfig(**binary, **BINARY_STEP, init_from=teacher,
                                          distill_from=teacher), work, f"{name}-binary", identity)
     return {"float": float_run / "best.pt", "binary": binary_run / "best.pt"}
@@ -165,6 +165,7 @@ def _main(argv: list[str]) -> int:
         if value is not None and value < 1:
             raise BnnposeError(f"{flag} must be at least 1, not {value}")
     resolve_device(a.device)
+    binary_epochs = a.binary_epochs or a.epochs
 
     started = time.perf_counter()
     speed = crops_per_second()
@@ -173,7 +174,7 @@ def _main(argv: list[str]) -> int:
                "render_workers": a.render_workers, "device": a.device}
     # Train everything first: the eval splits are listed afterwards, so a split labelled
     # meanwhile is scored too.
-    pairs = {name: trained_pair(name, budget, session, a.work, a.binary_epochs)
+    pairs = {name: trained_pair(name, budget, session, a.work, binary_epochs)
              for name in a.data}
     sets = eval_sets(a.n_render)
     real_names = set(real_splits("eval"))
@@ -221,7 +222,7 @@ def _main(argv: list[str]) -> int:
                  "on": "every real eval split"},
         "goals_met": goals,
         "recipe": {**RECIPE, **budget, "float": FLOAT_STEP,
-                   "binary": {**BINARY_STEP, "epochs": a.binary_epochs or a.epochs},
+                   "binary": {**BINARY_STEP, "epochs": binary_epochs},
                    "mix_repeat": MIX_REPEAT},
         "renderers": speed, "rows": rows,
         "wall_time_s": round(time.perf_counter() - started, 1), "versions": versions(),

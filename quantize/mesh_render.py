@@ -561,7 +561,8 @@ def cached_renders(n: int, seed_offset: int, size: int, cache_dir: str | os.Path
     """:func:`render_batch` of seeds ``seed_offset .. seed_offset + n``, rendered once into
     shards of :data:`SHARD` samples under ``cache_dir`` with a ``manifest.json`` (seeds,
     versions, render time); ``workers`` processes render shards side by side."""
-    folder = Path(cache_dir) / f"mesh-{sources_digest()}-s{size}"
+    code = sources_digest()  # parses the renderer's modules: once, for name and manifest
+    folder = Path(cache_dir) / f"mesh-{code}-s{size}"
     end = seed_offset + n
     jobs = [(s, min(s + SHARD, end), size, str(folder / f"{s}-{min(s + SHARD, end)}.npz"))
             for s in range(seed_offset, end, SHARD)]
@@ -590,7 +591,7 @@ def cached_renders(n: int, seed_offset: int, size: int, cache_dir: str | os.Path
             "seeds": [seed_offset, seed_offset + n], "size": size, "workers": workers,
             "rendered": done, "wall_s": round(time.perf_counter() - t, 1),
             "crops_per_s_per_worker": round(done / max(seconds, 1e-9), 1),
-            "code": sources_digest(), "anny": anny_body.ANNY_VERSION, "versions": versions()})
+            "code": code, "anny": anny_body.ANNY_VERSION, "versions": versions()})
     parts = []
     for job in jobs:
         with np.load(job[3]) as z:
