@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.common import BnnposeError, atomic_writer, shown_path, versions, write_json
+from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, shown_path, versions,
+                                 write_json)
 from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
@@ -108,14 +109,17 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
         nets[kind], metas[kind] = load_checkpoint(path)
         if metas[kind]["config"]["binary"] != (kind == "binary"):
             raise BnnposeError(f"{path} is not a {kind} checkpoint")
-    face = name in MODELS and MODELS[name].family == "face"
+    # The checkpoint, not the pair's name, says what the network is: a candidate scored
+    # under a name of its own keeps its registry model in the checkpoint.
+    registered = metas["float"].get("model")
+    family = MODELS[registered].family if registered in MODELS else "hourglass"
+    face = family == "face"
     # Both of a pair train on one kind of render; the float twin's record says which.
     rendered = (metas["float"].get("train_config") or {}).get("data")
     rows = []
     for set_name, data in eval_sets(face, rendered, n_render).items():
         results = {kind: evaluate_dataset(net, data) for kind, net in nets.items()}
         metric = "pck" if results["float"]["pck"] is not None else "nme"
-        family = MODELS[name].family if name in MODELS else "hourglass"
         row = {"model": name, "family": family, "data": set_name,
                "metric": metric, "n_people": len(data.instances),
                "binary": results["binary"][metric], "float": results["float"][metric],
@@ -132,6 +136,10 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "binary_vs_float.py")
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--families", nargs="*",
                    help="models to train and score by RECIPE (default: those of "

@@ -51,3 +51,26 @@ def test_families_that_ship_a_pair_are_not_trained_again(bench, tmp_path, monkey
     # bhg-tiny stands for the hourglass family; a binary network without its twin does not.
     assert bench.unshipped_families(pairs) == ["bihrnet-z2", "bidrn-z2", "face-bhg-z2"]
 
+
+
+def test_a_pair_under_its_own_name_is_scored_by_its_checkpoints_family(bench, tmp_path,
+                                                                        monkeypatch):
+    # A candidate scored beside the shipped pair keeps its registry model in the checkpoint.
+    monkeypatch.setattr(bench, "REALSETS", tmp_path / "no-realsets")
+    ckpt = bench.CHECKPOINTS
+    argv = ["--pair", "face-candidate", str(ckpt / "face-bhg-z2.pt"),
+            str(ckpt / "face-bhg-z2-float.pt"), "--families", "--n-render", "8",
+            "--out", str(tmp_path / "out")]
+    assert bench.main(argv) == 0
+    [row] = json.loads((tmp_path / "out" / "binary_vs_float.json").read_text())["rows"]
+    assert (row["model"], row["family"], row["metric"]) == ("face-candidate", "face", "nme")
+    assert row["data"] == "synthetic-face:8"
+
+
+def test_a_missing_checkpoint_is_one_line(bench, tmp_path, capsys):
+    missing = str(tmp_path / "none.pt")
+    assert bench.main(["--pair", "x", missing, missing, "--families",
+                       "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.pt" in err
+    assert not (tmp_path / "out").exists()
