@@ -55,8 +55,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bnnpose.host.common import (BnnposeError, atomic_writer, sha256_file, shown_path, versions,
-                                 write_json)
+from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, sha256_file, shown_path,
+                                 versions, write_json)
 from bnnpose.models.checkpoint_io import load_checkpoint, shipped_checkpoint
 from bnnpose.quantize.train import run_history, train
 from bnnpose.quantize.train_config import recipe_digest, train_command, TrainConfig
@@ -435,6 +435,10 @@ def _plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "ablation.py")
+
+
+def _main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--suite", choices=list(SUITES), default="streams",
                    help="which ablation, and so the default variants and the result files' "
@@ -460,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_ablation([BY_NAME[n] for n in a.variants or names], recipe, a.work,
                           a.float_twin, a.cache_dir, a.num_threads, a.seeds, baseline)
     result["command"] = shlex.join(["python", "bench/ablation.py",
-                                    *(sys.argv[1:] if argv is None else argv)])
+                                    *argv])
     result["total_train_time_s"] = sum(r["train_time_s"] for r in result["variants"])
     result["total_wall_time_s"] = sum(r["wall_time_s"] for r in result["variants"])
     # Short when the runs were reused: then this call only re-read and re-plotted them.

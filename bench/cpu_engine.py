@@ -42,11 +42,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from bnnpose.host.common import versions, write_json  # noqa: E402
+from bnnpose.host.common import run_main, versions, write_json  # noqa: E402
 from bnnpose.host.backends import load_overlay  # noqa: E402
 from bnnpose.host.cpu_engine import Plan, native_kernels  # noqa: E402
 from bnnpose.hw_build.cpu_plan import compile_plan  # noqa: E402
-from bnnpose.models.registry import build_model  # noqa: E402
+from bnnpose.models.registry import MODELS, build_model, model_entry  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OVERLAY = REPO / "overlays" / "pynq-z2" / "bhg-tiny"
@@ -136,7 +136,6 @@ def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tupl
     the plan from that graph checked against FINN and timed beside the float twin."""
     from bnnpose.hw_build.models_table import DEFAULT_CACHE, table
     from bnnpose.hw_build.sim import execute_hw_graph
-    from bnnpose.models.registry import MODELS
 
     rows, skipped = [], []
     for name in names:
@@ -178,6 +177,10 @@ def model_rows(names: list[str], workdir: Path, budget_s: float = 600.0) -> tupl
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_main(_main, argv, "cpu_engine.py")
+
+
+def _main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--overlay", type=Path, default=DEFAULT_OVERLAY)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (median taken)")
@@ -188,21 +191,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", metavar="NAME",
                     help="also a row per registered network (no name: all of them)")
     args = ap.parse_args(argv)
+    for name in args.models or ():
+        model_entry(name)  # an unknown name fails before any timing
 
     torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
+    # Torch allows this once per process, and a second call of main() (tests) finds it done.
+    if torch.get_num_interop_threads() != 1:
+        torch.set_num_interop_threads(1)
     x = np.random.default_rng(0).integers(0, 256, (1, 128, 128, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         samples = interleaved(contenders(args.overlay, x, Path(tmp)), args.rounds, args.iters)
         if args.models is not None:
-            from bnnpose.models.registry import MODELS
-
             models, skipped = model_rows(args.models or list(MODELS), Path(tmp))
 
     ms = {k: 1e3 * statistics.median(v) for k, v in samples.items()}
     engine = "engine_native" if "engine_native" in ms else "engine_numpy"
     result = {
-        "command": "python bench/cpu_engine.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python bench/cpu_engine.py " + " ".join(argv),
         "overlay": str(args.overlay),
         "input": [1, 128, 128, 3],
         "threads": 1,

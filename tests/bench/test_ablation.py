@@ -134,3 +134,13 @@ def test_rerun_reuses_finished_runs_and_a_new_recipe_does_not(ablation, tiny, mo
                                                             b["curve"])
     with pytest.raises(AssertionError, match="retrained"):
         ablation.main([*argv, "--epochs", "2"])
+
+
+def test_a_missing_float_twin_is_one_line(ablation, tmp_path, capsys):
+    argv = ["--variants", "k0-real", "--n-train", "8", "--n-val", "8", "--epochs", "1",
+            "--float-twin", str(tmp_path / "none.pt"), "--work", str(tmp_path / "work"),
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out")]
+    assert ablation.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.pt" in err
+    assert not (tmp_path / "out").exists()

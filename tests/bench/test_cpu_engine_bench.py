@@ -33,3 +33,16 @@ def test_bitexact_photos_are_real_people_at_the_network_size(bench):
     if bench.OPENCV_DATA.is_dir():  # Debian's opencv-doc, which make setup installs
         assert "opencv messi5.jpg" in names
     assert len({f.tobytes() for f in frames}) == len(frames)
+
+
+@pytest.mark.parametrize("argv, cause", [
+    (["--models", "nosuch"], "unknown model 'nosuch'"),
+    (["--overlay", "{tmp}/none"], "overlay folder not found"),
+])
+def test_bad_input_is_one_line(bench, tmp_path, capsys, argv, cause):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert bench.main([*argv, "--rounds", "1", "--iters", "1",
+                       "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and cause in err
+    assert not (tmp_path / "out").exists()
