@@ -68,9 +68,16 @@ def shipped_pairs() -> list[tuple[str, Path, Path]]:
             and (CHECKPOINTS / f"{name}-float.pt").is_file()]
 
 
+def family_of(checkpoint: dict) -> str:
+    """The family of a checkpoint's registry model. The checkpoint, not a pair's name, says
+    what the network is: a candidate scored under a name of its own keeps its model there."""
+    registered = checkpoint.get("model")
+    return MODELS[registered].family if registered in MODELS else "hourglass"
+
+
 def unshipped_families(pairs: list[tuple[str, Path, Path]]) -> list[str]:
     """The models of FAMILY_MODELS whose family has no pair among ``pairs``."""
-    shipped = {MODELS[name].family for name, _, _ in pairs if name in MODELS}
+    shipped = {family_of(load_checkpoint(float_path)[1]) for _, _, float_path in pairs}
     return [m for m in FAMILY_MODELS if MODELS[m].family not in shipped]
 
 
@@ -109,10 +116,7 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
         nets[kind], metas[kind] = load_checkpoint(path)
         if metas[kind]["config"]["binary"] != (kind == "binary"):
             raise BnnposeError(f"{path} is not a {kind} checkpoint")
-    # The checkpoint, not the pair's name, says what the network is: a candidate scored
-    # under a name of its own keeps its registry model in the checkpoint.
-    registered = metas["float"].get("model")
-    family = MODELS[registered].family if registered in MODELS else "hourglass"
+    family = family_of(metas["float"])
     face = family == "face"
     # Both of a pair train on one kind of render; the float twin's record says which.
     rendered = (metas["float"].get("train_config") or {}).get("data")
@@ -132,7 +136,6 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
         row["goal_met"] = row["gap"] <= GOAL_GAP if metric == "pck" else None
         rows.append(row)
     return rows
-
 
 
 def main(argv: list[str] | None = None) -> int:

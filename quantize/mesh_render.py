@@ -21,8 +21,10 @@ held-out ones ``EVAL_SEED_OFFSET + i``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,10 +37,12 @@ from tqdm import tqdm
 
 from bnnpose.host.codec import inside_image
 from bnnpose.host.common import BnnposeError, atomic_writer, run_main, versions, write_json
+from bnnpose.host import preprocess
 from bnnpose.host.preprocess import person_crop, warp
 from bnnpose.host.skeleton import COCO_JOINTS, MPII_JOINTS
-from bnnpose.quantize import anny_body, backgrounds, body_poses
+from bnnpose.quantize import anny_body, backgrounds, body_poses, mesh_raster, paint
 from bnnpose.quantize.anny_body import PARTS, Body, load_body, pose_bodies, unit
+from bnnpose.quantize.code_digest import sources_digest as code_digest
 from bnnpose.quantize.mesh_raster import Camera, Lights, Mesh, rasterize
 from bnnpose.quantize.paint import (
     HAIR_TONES,
@@ -544,13 +548,6 @@ def _render_shard(args: tuple[int, int, int, str]) -> tuple[str, float]:
 def sources_digest() -> str:
     """Digest of the code that decides a render and of the background library: part of the
     cache's name."""
-    import hashlib
-    import sys
-
-    from bnnpose.host import preprocess
-    from bnnpose.quantize import mesh_raster, paint
-    from bnnpose.quantize.code_digest import sources_digest as code_digest
-
     code = code_digest(anny_body, body_poses, mesh_raster, paint, preprocess,
                        sys.modules[__name__])
     return hashlib.sha256((code + backgrounds.library_digest()).encode()).hexdigest()[:10]
