@@ -13,6 +13,10 @@ names and renamed, so a failure leaves the shipped ones as they were.
     .venv/bin/python bench/ship.py MODEL [--results bench/results/realism-MODEL.json]
         [--train-data mesh+footage] [--to models/checkpoints]
     .venv/bin/python bench/ship.py MODEL --runs BINARY_RUN FLOAT_RUN [--to DIR]
+    .venv/bin/python bench/ship.py MODEL --binary-run RUN [--to DIR]
+
+With ``--binary-run``, only the binary network is replaced: by a run of ``bnnpose train`` that
+started from and was distilled by the shipped float twin (a longer or changed binary step).
 """
 
 from __future__ import annotations
@@ -80,6 +84,27 @@ def benchmark_runs(results: Path, train_data: str) -> tuple[dict[str, Path], dic
     return {kind: _run(rows[0], kind) for kind in KINDS}, result
 
 
+def _epochs(run: Path) -> list[dict]:
+    epochs = run_history(run)
+    if not epochs:
+        raise BnnposeError(f"no epochs recorded in {run / 'metrics.jsonl'}")
+    return epochs
+
+
+def _val(epochs: list[dict]) -> dict:
+    """A run's held-out scores: the best epoch's (the one ``best.pt`` keeps) and every one."""
+    best = max(epochs, key=lambda e: e["val_pck"])
+    return {"pck_at_0.2": round(best["val_pck"], 4), "best_epoch": best["epoch"],
+            "steps": epochs[-1]["step"], "epochs": [round(e["val_pck"], 4) for e in epochs]}
+
+
+def _copy_in(src: Path, dest: Path) -> str:
+    """Copy under a temporary name, renamed when complete; returns the copy's sha256."""
+    with atomic_writer(dest, "wb") as f, open(src, "rb") as s:
+        shutil.copyfileobj(s, f)
+    return sha256_file(dest)
+
+
 def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None) -> dict:
     """Copy the pair's best.pt and write the record; returns the record. ``result``: what
     :func:`benchmark_runs` read, for the benchmark's command and scores."""
@@ -133,14 +158,9 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
         record["source"].update(results=shown_path(result["path"], REPO),
                                 train_data=result["train_data"], versions=result.get("versions"))
     for kind, run in runs.items():
-        epochs = run_history(run)
-        if not epochs:
-            raise BnnposeError(f"no epochs recorded in {run / 'metrics.jsonl'}")
-        best = max(epochs, key=lambda e: e["val_pck"])
+        epochs = _epochs(run)
         name = "float_twin" if kind == "float" else kind
-        record["val"][name] = {"pck_at_0.2": round(best["val_pck"], 4),
-                               "best_epoch": best["epoch"], "steps": epochs[-1]["step"],
-                               "epochs": [round(e["val_pck"], 4) for e in epochs]}
+        record["val"][name] = _val(epochs)
         record["val"]["mean_pose"] = round(epochs[0]["val_pck_mean_pose"], 4)
         # bench/realism.py's runs record their whole session (rendering included); a run of
         # bnnpose train records its epochs.
@@ -167,9 +187,60 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
     to.mkdir(parents=True, exist_ok=True)
     for kind, suffix in KINDS.items():
         dest = to / f"{model}{suffix}.pt"
-        with atomic_writer(dest, "wb") as f, open(runs[kind] / "best.pt", "rb") as src:
-            shutil.copyfileobj(src, f)
-        record["sha256"][dest.name] = sha256_file(dest)
+        record["sha256"][dest.name] = _copy_in(runs[kind] / "best.pt", dest)
+    write_json(to / f"{model}.json", record, indent=1)
+    return record
+
+
+def reship_binary(model: str, run: Path, to: Path) -> dict:
+    """Ship a binary network trained again from the shipped float twin (a longer or changed
+    binary step): the twin, its record and the data stay; the binary network, its held-out
+    scores, its command and its wall time are replaced. The scores on the eval splits that
+    bench/realism.py gave the earlier binary network no longer hold: only the float twin's
+    stay (bench/binary_vs_float.py scores the new pair)."""
+    entry = model_entry(model)
+    record = _read_json(to / f"{model}.json", "shipped record")
+    twin = to / f"{model}-float.pt"
+    if not twin.is_file() or sha256_file(twin) != record["sha256"].get(twin.name):
+        raise BnnposeError(f"{twin} is missing or not the float twin its record names")
+    if not (run / "best.pt").is_file():
+        raise BnnposeError(f"no finished binary run in {run} (best.pt missing)")
+    cfg = TrainConfig.load(run / "config.json")
+    if cfg.model != model or not cfg.binary:
+        raise BnnposeError(f"{run} is not a binary run of {model}")
+    for flag, path in (("--init-from", cfg.init_from), ("--distill-from", cfg.distill_from)):
+        if path is None or not Path(path).is_file() or sha256_file(path) != sha256_file(twin):
+            raise BnnposeError(f"the run {run} did not train from the shipped float twin "
+                               f"{twin} ({flag} {path})")
+    shipped_data = {k: v for k, v in record["data"].items()
+                    if not k.endswith("_by_this_checkouts_code")}
+    if _data(cfg) != shipped_data:
+        raise BnnposeError(f"the run {run} trained on other data than the shipped pair")
+    net, _ = load_checkpoint(run / "best.pt")
+    if net.cfg != replace(entry.config, rsign=net.cfg.rsign):
+        raise BnnposeError(f"the binary run's network is not {model} as registered")
+
+    teacher = f"out/train/{model}-float/best.pt"
+    again = replace(cfg, out_dir=f"out/train/{model}", init_from=teacher, distill_from=teacher)
+    float_command = next(c for c in record["commands"] if c.startswith("bnnpose train --float"))
+    epochs = _epochs(run)
+    record.update(architecture=asdict(net.cfg), shipped_with=versions(), commands=[
+        float_command, train_command(again, REPO),
+        shlex.join(["cp", f"out/train/{model}/best.pt", f"models/checkpoints/{model}.pt"]),
+        shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"])])
+    record["val"]["binary"] = _val(epochs)
+    record["data"].pop("binary_by_this_checkouts_code", None)
+    record["wall_time_s"]["binary"] = round(sum(e.get("epoch_time_s", 0.0) for e in epochs))
+    record["wall_time_s"]["measured"] = (
+        f"float twin: {record['wall_time_s'].get('measured', 'not recorded')}; "
+        "binary network: the sum of the epochs' times")
+    for scores in record["scores"].values():
+        for key in [k for k in scores if k.startswith("binary")]:
+            del scores[key]
+    record["source"]["runs"]["binary"] = shown_path(run, REPO)
+    record["source"]["binary"] = ("trained again from the shipped float twin; its scores on the "
+                                  "eval splits: bench/results/binary_vs_float.json")
+    record["sha256"][f"{model}.pt"] = _copy_in(run / "best.pt", to / f"{model}.pt")
     write_json(to / f"{model}.json", record, indent=1)
     return record
 
@@ -187,20 +258,28 @@ def _main(argv: list[str]) -> int:
                         help="bench/realism.py's JSON (default: bench/results/realism-MODEL.json)")
     source.add_argument("--runs", type=Path, nargs=2, metavar=("BINARY", "FLOAT"),
                         help="two finished run folders of bnnpose train instead (no scores)")
+    source.add_argument("--binary-run", type=Path, metavar="RUN",
+                        help="a finished binary run of bnnpose train from the shipped float "
+                        "twin: replaces the binary network only")
     p.add_argument("--train-data", default="mesh+footage",
                    help="which trained pair of the results (default: %(default)s)")
     p.add_argument("--to", type=Path, default=checkpoint_dir(),
                    help="checkpoint folder (default: the package's models/checkpoints)")
     a = p.parse_args(argv)
     model_entry(a.model)
-    if a.runs:
-        runs, result = dict(zip(KINDS, a.runs, strict=True)), None
+    if a.binary_run:
+        record = reship_binary(a.model, a.binary_run, a.to)
+        print(f"binary network: held-out PCK@0.2 {record['val']['binary']['pck_at_0.2']:.3f} "
+              f"at epoch {record['val']['binary']['best_epoch']}")
     else:
-        runs, result = benchmark_runs(a.results or results_path(a.model), a.train_data)
-    record = ship(a.model, runs, a.to, result)
-    for split, s in record["scores"].items():
-        print(f"{split:<22} binary {s['binary']:.3f}  float twin {s['float_twin']:.3f}  "
-              f"mean pose {s['mean_pose']:.3f}")
+        if a.runs:
+            runs, result = dict(zip(KINDS, a.runs, strict=True)), None
+        else:
+            runs, result = benchmark_runs(a.results or results_path(a.model), a.train_data)
+        record = ship(a.model, runs, a.to, result)
+        for split, s in record["scores"].items():
+            print(f"{split:<22} binary {s['binary']:.3f}  float twin {s['float_twin']:.3f}  "
+                  f"mean pose {s['mean_pose']:.3f}")
     print(f"-> {a.to / a.model}.pt, {a.model}-float.pt, {a.model}.json")
     return 0
 

@@ -102,6 +102,53 @@ def test_any_two_runs_ship_without_scores(bench, trained):
     assert not (root / "swapped").exists()
 
 
+def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binary_only(
+        bench, trained, capsys):
+    from dataclasses import replace
+
+    from bnnpose.quantize.train import train
+
+    root, results = trained
+    to = root / "reshipped"
+    assert bench.main(["bhg-tiny", "--results", str(results), "--to", str(to)]) == 0
+    before = json.loads((to / "bhg-tiny.json").read_text())
+    twin = (to / "bhg-tiny-float.pt").read_bytes()
+    row = json.loads(results.read_text())["rows"][0]
+    shipped = TrainConfig.load(Path(row["checkpoints"]["binary"]).parent / "config.json")
+    run = train(replace(shipped, epochs=3, init_from=str(to / "bhg-tiny-float.pt"),
+                        distill_from=str(to / "bhg-tiny-float.pt"), out_dir=str(root / "again")))
+    assert bench.main(["bhg-tiny", "--binary-run", str(run), "--to", str(to)]) == 0
+    record = json.loads((to / "bhg-tiny.json").read_text())
+    assert (to / "bhg-tiny.pt").read_bytes() == (run / "best.pt").read_bytes()
+    assert (to / "bhg-tiny-float.pt").read_bytes() == twin
+    assert len(record["val"]["binary"]["epochs"]) == 3
+    for kept in ("float_twin", "mean_pose"):
+        assert record["val"][kept] == before["val"][kept]
+    assert record["data"] == {k: v for k, v in before["data"].items()
+                              if k != "binary_by_this_checkouts_code"}
+    # The earlier binary network's split scores are gone; the float twin's stay.
+    assert {k for s in record["scores"].values() for k in s if k.startswith("binary")} == set()
+    assert record["scores"]["toy-eval"]["float_twin"] == before["scores"]["toy-eval"]["float_twin"]
+    # The commands train the twin as before, then this binary step from it.
+    float_cmd, binary_cmd = record["commands"][:2]
+    assert float_cmd in before["commands"] and "--epochs 3" in binary_cmd
+    assert "--init-from out/train/bhg-tiny-float/best.pt" in binary_cmd
+    assert "held-out PCK@0.2" in capsys.readouterr().out
+
+    # A run from another starting point is refused, and nothing changes.
+    shipped_files = {p.name: p.read_bytes() for p in to.iterdir()}
+    foreign = root / "foreign"
+    foreign.mkdir()
+    for name in ("best.pt", "metrics.jsonl"):
+        (foreign / name).write_bytes((run / name).read_bytes())
+    replace(TrainConfig.load(run / "config.json"),
+            init_from=row["checkpoints"]["binary"]).save(foreign / "config.json")
+    assert bench.main(["bhg-tiny", "--binary-run", str(foreign), "--to", str(to)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "did not train from the shipped float twin" in err and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in to.iterdir()} == shipped_files
+
+
 @pytest.mark.parametrize("args, says", [
     (["--train-data", "stick"], "no rows trained on 'stick'; it has: mesh+footage"),
     (["--model-swap"], "trained bhg-tiny, not bhg-c64-z2"),
