@@ -230,10 +230,14 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
         shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"])])
     record["val"]["binary"] = _val(epochs)
     record["data"].pop("binary_by_this_checkouts_code", None)
-    record["wall_time_s"]["binary"] = round(sum(e.get("epoch_time_s", 0.0) for e in epochs))
-    record["wall_time_s"]["measured"] = (
-        f"float twin: {record['wall_time_s'].get('measured', 'not recorded')}; "
-        "binary network: the sum of the epochs' times")
+    wall = record["wall_time_s"]
+    wall["binary"] = round(sum(e.get("epoch_time_s", 0.0) for e in epochs))
+    # How each was measured, one phrase while both runs were measured alike.
+    measured = wall.get("measured", "not recorded")
+    twin_measured = measured["float_twin"] if isinstance(measured, dict) else measured
+    binary_measured = "the sum of the epochs' times"
+    wall["measured"] = (binary_measured if twin_measured == binary_measured else
+                        {"binary": binary_measured, "float_twin": twin_measured})
     for scores in record["scores"].values():
         for key in [k for k in scores if k.startswith("binary")]:
             del scores[key]

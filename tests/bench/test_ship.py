@@ -122,6 +122,11 @@ def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binar
     assert (to / "bhg-tiny.pt").read_bytes() == (run / "best.pt").read_bytes()
     assert (to / "bhg-tiny-float.pt").read_bytes() == twin
     assert len(record["val"]["binary"]["epochs"]) == 3
+    # The twin's wall time was its bench session's; the binary network's, its epochs' sum.
+    assert record["wall_time_s"]["measured"] == {
+        "binary": "the sum of the epochs' times",
+        "float_twin": "the training session, rendering included"}
+    assert record["wall_time_s"]["float_twin"] == before["wall_time_s"]["float_twin"]
     for kept in ("float_twin", "mean_pose"):
         assert record["val"][kept] == before["val"][kept]
     assert record["data"] == {k: v for k, v in before["data"].items()
