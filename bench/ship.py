@@ -40,6 +40,8 @@ from bnnpose.quantize.train_data import renderer_digest
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 KINDS = {"binary": "", "float": "-float"}  #: row key -> checkpoint name suffix
+#: The parts of a shipped record that ``--binary-run`` keeps or updates.
+RECORD_PARTS = ("data", "val", "scores", "wall_time_s", "sha256", "source")
 
 
 def results_path(model: str) -> Path:
@@ -200,6 +202,11 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
     stay (bench/binary_vs_float.py scores the new pair)."""
     entry = model_entry(model)
     record = _read_json(to / f"{model}.json", "shipped record")
+    float_command = next((c for c in record.get("commands", [])
+                          if c.startswith("bnnpose train --float")), None)
+    if float_command is None or not all(isinstance(record.get(k), dict) for k in RECORD_PARTS):
+        raise BnnposeError(f"{to / model}.json is not a record bench/ship.py wrote (it needs "
+                           f"the float twin's command and {', '.join(RECORD_PARTS)})")
     twin = to / f"{model}-float.pt"
     if not twin.is_file() or sha256_file(twin) != record["sha256"].get(twin.name):
         raise BnnposeError(f"{twin} is missing or not the float twin its record names")
@@ -222,7 +229,6 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
 
     teacher = f"out/train/{model}-float/best.pt"
     again = replace(cfg, out_dir=f"out/train/{model}", init_from=teacher, distill_from=teacher)
-    float_command = next(c for c in record["commands"] if c.startswith("bnnpose train --float"))
     epochs = _epochs(run)
     record.update(architecture=asdict(net.cfg), shipped_with=versions(), commands=[
         float_command, train_command(again, REPO),
@@ -241,7 +247,7 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
     for scores in record["scores"].values():
         for key in [k for k in scores if k.startswith("binary")]:
             del scores[key]
-    record["source"]["runs"]["binary"] = shown_path(run, REPO)
+    record["source"].setdefault("runs", {})["binary"] = shown_path(run, REPO)
     record["source"]["binary"] = ("trained again from the shipped float twin; its scores on the "
                                   "eval splits: bench/results/binary_vs_float.json")
     record["sha256"][f"{model}.pt"] = _copy_in(run / "best.pt", to / f"{model}.pt")

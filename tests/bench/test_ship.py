@@ -152,6 +152,12 @@ def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binar
     err = capsys.readouterr().err.strip()
     assert "did not train from the shipped float twin" in err and len(err.splitlines()) == 1
     assert {p.name: p.read_bytes() for p in to.iterdir()} == shipped_files
+    # So is a record that bench/ship.py did not write.
+    (to / "bhg-tiny.json").write_text(json.dumps({"model": "bhg-tiny"}))
+    assert bench.main(["bhg-tiny", "--binary-run", str(run), "--to", str(to)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a record bench/ship.py wrote" in err and len(err.splitlines()) == 1
+    assert (to / "bhg-tiny.pt").read_bytes() == shipped_files["bhg-tiny.pt"]
 
 
 @pytest.mark.parametrize("args, says", [
