@@ -100,6 +100,22 @@ def _val(epochs: list[dict]) -> dict:
             "steps": epochs[-1]["step"], "epochs": [round(e["val_pck"], 4) for e in epochs]}
 
 
+def _registered_net(checkpoint: Path, model: str):
+    """The binary network of ``checkpoint``, checked to be ``model`` as registered."""
+    net, _ = load_checkpoint(checkpoint)
+    if net.cfg != replace(model_entry(model).config, rsign=net.cfg.rsign):
+        raise BnnposeError(f"the binary run's network is not {model} as registered")
+    return net
+
+
+def _hand_runs(model: str) -> tuple[dict[str, str], list[str]]:
+    """The run folders a record's ``bnnpose train`` commands write (binary, float), and the
+    command lines that copy their best.pt to the shipped checkpoints."""
+    outs = {"binary": f"out/train/{model}", "float": f"out/train/{model}-float"}
+    return outs, [shlex.join(["cp", f"{outs[kind]}/best.pt", f"models/checkpoints/{model}{sfx}.pt"])
+                  for kind, sfx in KINDS.items()]
+
+
 def _copy_in(src: Path, dest: Path) -> str:
     """Copy under a temporary name, renamed when complete; returns the copy's sha256."""
     with atomic_writer(dest, "wb") as f, open(src, "rb") as s:
@@ -120,12 +136,10 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
             raise BnnposeError(f"the {kind} run {runs[kind]} trained {cfg.model}, not {model}")
         if cfg.binary != (kind == "binary"):
             raise BnnposeError(f"{runs[kind]} is not a {kind} run")
-    net, _ = load_checkpoint(runs["binary"] / "best.pt")
-    if net.cfg != replace(entry.config, rsign=net.cfg.rsign):
-        raise BnnposeError(f"the binary run's network is not {model} as registered")
+    net = _registered_net(runs["binary"] / "best.pt", model)
 
     # The same two runs by hand: the float twin first, then the binary network from it.
-    outs = {"float": f"out/train/{model}-float", "binary": f"out/train/{model}"}
+    outs, copies = _hand_runs(model)
     teacher = f"{outs['float']}/best.pt"
     again = {kind: replace(cfg, out_dir=outs[kind],
                            **({"init_from": teacher, "distill_from": teacher}
@@ -140,8 +154,7 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
             "--num-threads", str(configs["float"].num_threads)]),
             "# the same two runs with bnnpose train:"]
     commands += [train_command(again["float"], REPO), train_command(again["binary"], REPO),
-                 shlex.join(["cp", f"{outs['binary']}/best.pt", f"models/checkpoints/{model}.pt"]),
-                 shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"])]
+                 *copies]
     record = {
         "model": model,
         "family": entry.family,
@@ -200,7 +213,6 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
     scores, its command and its wall time are replaced. The scores on the eval splits that
     bench/realism.py gave the earlier binary network no longer hold: only the float twin's
     stay (bench/binary_vs_float.py scores the new pair)."""
-    entry = model_entry(model)
     record = _read_json(to / f"{model}.json", "shipped record")
     float_command = next((c for c in record.get("commands", [])
                           if c.startswith("bnnpose train --float")), None)
@@ -208,7 +220,8 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
         raise BnnposeError(f"{to / model}.json is not a record bench/ship.py wrote (it needs "
                            f"the float twin's command and {', '.join(RECORD_PARTS)})")
     twin = to / f"{model}-float.pt"
-    if not twin.is_file() or sha256_file(twin) != record["sha256"].get(twin.name):
+    twin_sha = sha256_file(twin) if twin.is_file() else None
+    if twin_sha is None or twin_sha != record["sha256"].get(twin.name):
         raise BnnposeError(f"{twin} is missing or not the float twin its record names")
     if not (run / "best.pt").is_file():
         raise BnnposeError(f"no finished binary run in {run} (best.pt missing)")
@@ -216,24 +229,21 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
     if cfg.model != model or not cfg.binary:
         raise BnnposeError(f"{run} is not a binary run of {model}")
     for flag, path in (("--init-from", cfg.init_from), ("--distill-from", cfg.distill_from)):
-        if path is None or not Path(path).is_file() or sha256_file(path) != sha256_file(twin):
+        if path is None or not Path(path).is_file() or sha256_file(path) != twin_sha:
             raise BnnposeError(f"the run {run} did not train from the shipped float twin "
                                f"{twin} ({flag} {path})")
     shipped_data = {k: v for k, v in record["data"].items()
                     if not k.endswith("_by_this_checkouts_code")}
     if _data(cfg) != shipped_data:
         raise BnnposeError(f"the run {run} trained on other data than the shipped pair")
-    net, _ = load_checkpoint(run / "best.pt")
-    if net.cfg != replace(entry.config, rsign=net.cfg.rsign):
-        raise BnnposeError(f"the binary run's network is not {model} as registered")
+    net = _registered_net(run / "best.pt", model)
 
-    teacher = f"out/train/{model}-float/best.pt"
-    again = replace(cfg, out_dir=f"out/train/{model}", init_from=teacher, distill_from=teacher)
+    outs, copies = _hand_runs(model)
+    teacher = f"{outs['float']}/best.pt"
+    again = replace(cfg, out_dir=outs["binary"], init_from=teacher, distill_from=teacher)
     epochs = _epochs(run)
-    record.update(architecture=asdict(net.cfg), shipped_with=versions(), commands=[
-        float_command, train_command(again, REPO),
-        shlex.join(["cp", f"out/train/{model}/best.pt", f"models/checkpoints/{model}.pt"]),
-        shlex.join(["cp", teacher, f"models/checkpoints/{model}-float.pt"])])
+    record.update(architecture=asdict(net.cfg), shipped_with=versions(),
+                  commands=[float_command, train_command(again, REPO), *copies])
     record["val"]["binary"] = _val(epochs)
     record["data"].pop("binary_by_this_checkouts_code", None)
     wall = record["wall_time_s"]
