@@ -31,12 +31,16 @@ $(STAMP): requirements.lock pyproject.toml
 demo: setup $(BACKGROUNDS) $(ANNY_CACHE)
 	$(BIN)/bnnpose demo
 
+# One worker per core (at most 4), each taking whole test files, so a file's fixtures (an
+# exported network, a FINN build) are made once.
+XDIST := -n auto --maxprocesses 4 --dist loadfile
+
 test: setup $(BACKGROUNDS) $(ANNY_CACHE) arm-tools
-	$(BIN)/pytest
+	$(BIN)/pytest $(XDIST)
 
 # Everything the CI runs: the quick suite plus the slow end-to-end tests.
 test-all: setup $(BACKGROUNDS) $(ANNY_CACHE) arm-tools
-	$(BIN)/pytest -m "not (vivado or board)"
+	$(BIN)/pytest $(XDIST) -m "not (vivado or board)"
 
 # Real-photo sets: people in OpenCV's vtest.avi (Debian's opencv-doc) labelled by MediaPipe
 # Pose, in COCO keypoints format. The footage serves both evaluation and training (distilling

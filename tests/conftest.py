@@ -16,6 +16,19 @@ OVERLAYS = Path(__file__).resolve().parents[1] / "overlays" / "pynq-z2"
 REAL_OVERLAY = OVERLAYS / "bhg-tiny"
 
 
+def pytest_configure(config):
+    """Under ``pytest -n N`` each worker takes its share of the cores: torch and OpenMP would
+    otherwise start a thread per core in every worker, and the workers would fight over them.
+    The environment carries the share to the CLIs that tests run as subprocesses."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_collection_modifyitems(config, items):
     no_vivado = pytest.mark.skip(reason="needs Vivado: XILINX_VIVADO unset and no vivado on PATH")
     no_board = pytest.mark.skip(reason="needs a PYNQ board: the pynq package is not installed")
