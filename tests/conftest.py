@@ -22,7 +22,7 @@ def pytest_configure(config):
     The environment carries the share to the CLIs that tests run as subprocesses."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
-        share = str(max(1, (os.cpu_count() or 1) // workers))
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
         os.environ.setdefault("OMP_NUM_THREADS", share)
         import torch
 
