@@ -1,4 +1,5 @@
-"""Markers that skip themselves when their tool or board is absent; the built overlay."""
+"""Test-session settings: each xdist worker's share of the cores, markers that skip themselves
+when their tool or board is absent, and the built overlay."""
 
 from __future__ import annotations
 
