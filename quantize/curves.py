@@ -7,14 +7,16 @@ from pathlib import Path
 from bnnpose.host.common import atomic_writer
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[dict], path: Path, loss: str = "") -> None:
+    """``loss`` names the terms the run minimised (the loss panel's title)."""
     from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     ax_loss, ax_pck = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    ax_loss.set(xlabel="epoch", ylabel="train loss (weighted MSE)", yscale="log")
+    ax_loss.set(xlabel="epoch", ylabel="train loss", yscale="log")
+    ax_loss.set_title(loss, fontsize=8)
     ax_pck.plot(epochs, [h["val_pck"] for h in history], marker="o", label="model")
     ax_pck.plot(epochs, [h["val_pck_mean_pose"] for h in history], ls="--", label="mean pose")
     ax_pck.set(xlabel="epoch", ylabel="val PCK@0.2", ylim=(0, 1))

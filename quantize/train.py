@@ -69,6 +69,18 @@ def lr_schedule(warmup: int, total: int, restart: int = 0):
     return factor
 
 
+def loss_label(cfg: TrainConfig) -> str:
+    """The terms a run's training loss sums, for its curves."""
+    terms = [f"{cfg.loss}"]
+    if cfg.distill_from is not None:
+        terms.append(f"{cfg.distill_weight:g} x {cfg.distill_loss or cfg.loss} distillation")
+    if cfg.feature_distill_weight:
+        terms.append(f"{cfg.feature_distill_weight:g} x attention transfer")
+    if cfg.smplx_model is not None:
+        terms.append(f"{cfg.smplx_weight:g} x SMPL-X reprojection")
+    return " + ".join(terms)
+
+
 def optimizer_groups(model: torch.nn.Module, others: list, weight_decay: float) -> list[dict]:
     """Adam parameter groups: ``weight_decay`` on everything but the latent weights of 1-bit
     convs, which only their sign uses (one group without decay)."""
@@ -313,7 +325,7 @@ def train(cfg: TrainConfig) -> Path:
         save_checkpoint({**checkpoint(metrics), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "epoch": epoch,
                       "torch_rng_state": torch.get_rng_state(), "history": history}, last_path)
-        plot_curves(history, out / "curves.png")
+        plot_curves(history, out / "curves.png", loss_label(cfg))
         epoch_times.append(time.perf_counter() - started)
         barrier(world)
     if world > 1:

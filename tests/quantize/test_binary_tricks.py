@@ -13,7 +13,7 @@ from bnnpose.host.common import BnnposeError
 from bnnpose.models.blocks import SignAct, binary_weight_convs, set_sign_gradient
 from bnnpose.models.registry import build_model
 from bnnpose.quantize.feature_distill import BlockTaps, attention, attention_transfer_loss
-from bnnpose.quantize.train import lr_schedule, optimizer_groups, train
+from bnnpose.quantize.train import loss_label, lr_schedule, optimizer_groups, train
 from bnnpose.quantize.train_config import TrainConfig, check_config, recipe_digest
 
 
@@ -108,6 +108,13 @@ def test_later_fields_keep_earlier_recipes(tiny):
                        (dict(feature_distill_weight=1.0), "needs a teacher")):
         with pytest.raises(BnnposeError, match=match):
             check_config(replace(tiny, **bad))
+
+
+def test_the_curves_name_every_loss_term(tiny):
+    assert loss_label(tiny) == tiny.loss
+    both = replace(tiny, distill_from="teacher.pt", distill_weight=1.0, feature_distill_weight=5.0)
+    assert loss_label(both) == (f"{tiny.loss} + 1 x {tiny.loss} distillation"
+                                " + 5 x attention transfer")
 
 
 def test_tricks_train_together(tiny, float_teacher, tmp_path):
