@@ -71,7 +71,7 @@ def lr_schedule(warmup: int, total: int, restart: int = 0):
 
 def loss_label(cfg: TrainConfig) -> str:
     """The terms a run's training loss sums, for its curves."""
-    terms = [f"{cfg.loss}"]
+    terms = [cfg.loss]
     if cfg.distill_from is not None:
         terms.append(f"{cfg.distill_weight:g} x {cfg.distill_loss or cfg.loss} distillation")
     if cfg.feature_distill_weight:
