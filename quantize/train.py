@@ -73,7 +73,7 @@ def loss_label(cfg: TrainConfig) -> str:
     """The terms a run's training loss sums, for its curves."""
     terms = [cfg.loss]
     if cfg.distill_from is not None:
-        terms.append(f"{cfg.distill_weight:g} x {cfg.distill_loss or cfg.loss} distillation")
+        terms.append(f"{cfg.distill_weight:g} x {cfg.teacher_loss} distillation")
     if cfg.feature_distill_weight:
         terms.append(f"{cfg.feature_distill_weight:g} x attention transfer")
     if cfg.smplx_model is not None:
@@ -158,7 +158,7 @@ def train(cfg: TrainConfig) -> Path:
     if affine is not None:
         affine.to(device)
     teacher, teacher_gain = None, None
-    distill_loss = cfg.distill_loss or cfg.loss
+    distill_loss = cfg.teacher_loss
     if cfg.distill_from is not None:
         teacher, teacher_ckpt = load_checkpoint(cfg.distill_from)
         teacher.to(device)

@@ -118,6 +118,11 @@ class TrainConfig:
     stop_after: int | None = None  #: end this session after that many epochs
     resume: bool = False  #: continue from out_dir/last.pt
 
+    @property
+    def teacher_loss(self) -> str:
+        """The loss against the teacher: ``distill_loss``, or ``loss`` when that is unset."""
+        return self.distill_loss or self.loss
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -262,7 +267,7 @@ def check_config(cfg: TrainConfig) -> None:
                                           and cfg.distill_from is None):
         raise BnnposeError("feature distillation needs a teacher (--distill-from) and a "
                            f"weight >= 0, got {cfg.feature_distill_weight}")
-    for name in (cfg.loss, cfg.distill_loss or cfg.loss):
+    for name in (cfg.loss, cfg.teacher_loss):
         if name not in LOSSES:
             raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
     if cfg.smplx_model is not None and family != "bidrn":
