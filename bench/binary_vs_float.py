@@ -128,6 +128,10 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
                "metric": metric, "n_people": len(data.instances),
                "binary": results["binary"][metric], "float": results["float"][metric],
                "mean_pose": results["float"][f"{metric}_mean_pose"],
+               # People whose joints lie nearer their labels mirrored left for right: a
+               # network that takes a front for a back (None for faces, which have no sides).
+               "mirrored": {kind: results[kind]["n_people_mirrored"] for kind in nets}
+               if metric == "pck" else None,
                "checkpoint_binary": shown_path(binary_path, REPO),
                "checkpoint_float": shown_path(float_path, REPO)}
         # How much worse the binary network is, in the metric's units (NME: lower is better).
@@ -175,6 +179,8 @@ def _main(argv: list[str]) -> int:
     result = {"metric": {"pck": "PCK@0.2 (torso diagonal), joints shared by name",
                          "nme": "mean error / inter-ocular distance (faces; lower is better)"},
               "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
+              "mirrored": "bodies: people whose predictions lie nearer their labels mirrored "
+                          "left for right than the labels (bnnpose eval's n_people_mirrored)",
               "goal_gap": GOAL_GAP, "recipe": {**recipe, "float": FLOAT_STEP,
                                                "binary": BINARY_STEP},
               "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1),

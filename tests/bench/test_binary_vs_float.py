@@ -29,6 +29,9 @@ def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkey
     assert body["metric"] == "pck" and body["data"] == "mesh:8"
     assert face["gap"] == pytest.approx(face["binary"] - face["float"])
     assert body["gap"] == pytest.approx(body["float"] - body["binary"])
+    # Left-right mirrored people are counted per network for bodies; faces have no sides.
+    assert set(body["mirrored"]) == {"binary", "float"} and face["mirrored"] is None
+    assert all(0 <= n <= body["n_people"] for n in body["mirrored"].values())
     assert face["checkpoint_binary"].endswith("last.pt") and "binary" in face["checkpoint_binary"]
     assert result["recipe"]["n_train"] == 32
     assert (tmp_path / "out" / "binary_vs_float.png").read_bytes()[:4] == b"\x89PNG"
