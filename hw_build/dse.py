@@ -108,7 +108,7 @@ class Point:
 def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
     """``["channels=32,64", "widths=24x48x96,32x64x128"]`` -> knob -> values, each checked
     against the base network's config (one line naming the knobs there are)."""
-    from bnnpose.models.registry import arch_overrides
+    from bnnpose.models.registry import arch_overrides, arch_value
 
     knobs: dict[str, list] = {}
     for spec in specs:
@@ -116,20 +116,12 @@ def parse_knobs(base: str, specs: list[str]) -> dict[str, list]:
         if not sep or not values:
             raise BnnposeError(f"--knob {spec!r}: expected NAME=V1,V2,... (tuples as 24x48x96)")
         try:
-            parsed = [[int(p) for p in v.split("x")] if "x" in v else _scalar(v)
-                      for v in values.split(",")]
+            parsed = [arch_value(v) for v in values.split(",")]
         except ValueError:
             raise BnnposeError(f"--knob {spec!r}: values must be numbers, or true/false") \
                 from None
         knobs[name] = [arch_overrides(base, {name: v})[name] for v in parsed]
     return knobs
-
-
-def _scalar(text: str) -> int | float | bool:
-    if text.lower() in ("true", "false"):  # switches such as rsign
-        return text.lower() == "true"
-    value = float(text)
-    return int(value) if value == int(value) and "." not in text else value
 
 
 def shipped_knobs(base: str, order: Sequence[str] = ()) -> tuple[tuple[str, object], ...] | None:

@@ -136,19 +136,24 @@ class Stem(nn.Module):
 class BinaryConvBN(nn.Module):
     """sign(stream) -> pad(-1) -> kxk binary conv -> BN -> k-bit stream.
 
+    With ``reads_stream`` the conv reads the k-bit stream itself, zero-padded (0 is a legal
+    stream value): k-bit x 1-bit products instead of XNOR, for a layer where the signs alone
+    pinch the information (the first conv after the stem).
+
     Args:
         cin, cout: channels. bits: output stream width k. stride: 1 or 2. kernel: 3 or 1.
     Shapes: [N, cin, H, W] stream -> [N, cout, H/stride, W/stride] stream.
     """
 
     def __init__(self, cin: int, cout: int, bits: int, binary: bool = True, stride: int = 1,
-                 pad_value: float = -1.0, kernel: int = 3):
+                 pad_value: float = -1.0, kernel: int = 3, reads_stream: bool = False):
         super().__init__()
-        self.sign = sign_act(binary)
+        self.sign = nn.Identity() if reads_stream else sign_act(binary)
         self.conv = conv(binary, cin, cout, kernel, stride)
         self.bn = nn.BatchNorm2d(cout)
         self.quant = stream_quant(binary, bits)
-        self.pad_value = pad_value
+        self.reads_stream = reads_stream
+        self.pad_value = 0.0 if reads_stream else pad_value
         self.pad = kernel // 2
         self.cin = cin
         self.register_parameter("shift", None)
@@ -167,9 +172,10 @@ class BinaryConvBN(nn.Module):
 
 
 def enable_rsign(model: nn.Module) -> nn.Module:
-    """Give every binary conv of ``model`` RSign's threshold (``NetConfig.rsign``); returns it."""
+    """Give every binary conv of ``model`` that takes a sign() RSign's threshold
+    (``NetConfig.rsign``); returns it. A conv that reads the stream keeps its integers."""
     for m in model.modules():
-        if isinstance(m, BinaryConvBN):
+        if isinstance(m, BinaryConvBN) and not m.reads_stream:
             m.enable_rsign()
     return model
 

@@ -16,6 +16,8 @@ class HourglassConfig(NetConfig):
     channels: int = 32  #: width of every HPM block
     depth: int = 2  #: hourglass recursion depth (number of pooling levels)
     stacks: int = 1  #: hourglasses in sequence, each supervised in training
+    #: the stride-2 conv after the stem reads the stem's k-bit stream, not only its signs
+    down_reads_stream: bool = False
 
 
 class Hourglass(nn.Module):
@@ -70,7 +72,8 @@ class BinaryHourglassNet(nn.Module):
         self.cfg = cfg
         b, k, p, c = cfg.binary, cfg.bits, cfg.pad_value, cfg.channels
         self.stem = Stem(cfg.stem_channels, k, b, cfg.end_bits)
-        self.down = BinaryConvBN(cfg.stem_channels, c, k, b, stride=2, pad_value=p)
+        self.down = BinaryConvBN(cfg.stem_channels, c, k, b, stride=2, pad_value=p,
+                                 reads_stream=cfg.down_reads_stream)
         self.hourglasses = nn.ModuleList(Hourglass(cfg, cfg.depth) for _ in range(cfg.stacks))
         self.posts = nn.ModuleList(HPMBlock(c, k, b, p) for _ in range(cfg.stacks))
         self.heads = nn.ModuleList(conv(b, c, cfg.num_joints, 1, weight_bits=cfg.end_bits)

@@ -124,6 +124,44 @@ def arch_overrides(name: str, arch: dict) -> dict:
     return out
 
 
+def arch_value(text: str) -> int | float | bool | list[int]:
+    """One knob value as command lines write it: ``3``, ``0.5``, ``true``, ``24x48x96``.
+
+    Raises:
+        ValueError: ``text`` is none of these.
+    """
+    if "x" in text:
+        return [int(p) for p in text.split("x")]
+    if text.lower() in ("true", "false"):  # switches such as rsign
+        return text.lower() == "true"
+    value = float(text)
+    return int(value) if value == int(value) and "." not in text else value
+
+
+def arch_text(value) -> str:
+    """The command-line form of a knob value (:func:`arch_value` reads it back)."""
+    if isinstance(value, list | tuple):
+        return "x".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_arch(name: str, specs: list[str]) -> dict:
+    """``["depth=3", "down_reads_stream=true"]`` -> checked overrides of model ``name``, as
+    :func:`arch_overrides` returns them; a malformed spec is a one-line error."""
+    arch = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        try:
+            if not sep or not text:
+                raise ValueError
+            arch[key] = arch_value(text)
+        except ValueError:
+            raise BnnposeError(f"--arch {spec!r}: expected NAME=VALUE (a number, true/false, "
+                               "or a tuple as 24x48x96)") from None
+    arch_overrides(name, arch)
+    return arch
+
+
 def build_model(name: str, *, binary: bool = True, **overrides) -> nn.Module:
     """Build a registered model; ``binary=False`` gives its float twin."""
     entry = model_entry(name)

@@ -17,6 +17,7 @@ import torch
 
 from bnnpose.host.common import BnnposeError, run_main
 from bnnpose.models.blocks import SIGN_GRADIENTS
+from bnnpose.models.registry import parse_arch
 from bnnpose.quantize.losses import LOSSES
 from bnnpose.quantize.train import run_history, train
 from bnnpose.quantize.train_config import SESSION_FIELDS, TrainConfig
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--rsign", action="store_const", const=True,
                         help="learnable per-channel thresholds before every sign() (ReActNet's "
                         "RSign; FINN absorbs them into its thresholds)")
+    recipe.add_argument("--arch", metavar="NAME=VALUE", action="append",
+                        help="override a field of the model's architecture, e.g. depth=3, "
+                        "widths=24x48x96, down_reads_stream=true (repeat for several; the "
+                        "knobs `bnnpose dse --knob` sweeps)")
     recipe.add_argument("--data", help="synthetic (stick figures), mesh (mesh bodies), or a "
                         "labelled set as `bnnpose eval --data` takes it (coco:ANN.json, "
                         "mpii:FILE; with --images)")
@@ -121,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``bnnpose train`` entry point; returns the exit status."""
+def parse_given(argv: Sequence[str] | None) -> tuple[dict, str | None]:
+    """The command line's given options as ``TrainConfig`` fields, and ``--resume``'s folder."""
     args = vars(build_parser().parse_args(argv))
     resume_dir = args.pop("resume")
     given = {k: v for k, v in args.items() if v is not None}
@@ -131,6 +136,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what it was before several sets could be mixed.
         if key in given and len(given[key]) == 1:
             given[key] = given[key][0]
+    if "arch" in given:
+        given["arch"] = parse_arch(given.get("model", TrainConfig.model), given["arch"])
+    return given, resume_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``bnnpose train`` entry point; returns the exit status."""
+    given, resume_dir = parse_given(argv)
     if resume_dir is not None:
         recipe_opts = sorted(set(given) - set(SESSION_FIELDS))
         if recipe_opts:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bnnpose.host.common import BnnposeError, one_line, write_json
 from bnnpose.models.blocks import SIGN_GRADIENTS
-from bnnpose.models.registry import arch_overrides, model_entry
+from bnnpose.models.registry import arch_overrides, arch_text, model_entry
 from bnnpose.quantize import synthetic
 from bnnpose.quantize.losses import LOSSES
 
@@ -189,20 +189,20 @@ def train_command(cfg: TrainConfig, root: Path | None = None) -> str:
             path = path.relative_to(root)
         return f"{form}{sep}{path}"
 
-    if cfg.arch:
-        raise BnnposeError("bnnpose train has no flag for architecture overrides (arch); "
-                           f"got {cfg.arch}")
     defaults = TrainConfig()
     args = ["bnnpose", "train"] + ([] if cfg.binary else ["--float"])
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
-        if (f.name in (*_NOT_IN_COMMAND, "binary", "arch") or value is None
+        if (f.name in (*_NOT_IN_COMMAND, "binary") or value is None
                 or (value == getattr(defaults, f.name)
                     and f.name not in ("out_dir", "num_threads"))):
             continue
         flag = "--out" if f.name == "out_dir" else "--" + f.name.replace("_", "-")
         if f.name in _SWITCHES:
             args += [flag] if value else []
+            continue
+        if f.name == "arch":
+            args += [w for k, v in value.items() for w in (flag, f"{k}={arch_text(v)}")]
             continue
         for item in _listed(value) if f.name in ("mix", "mix_images") else [value]:
             args += [flag, shown(item) if f.name in _PATHS else str(item)]

@@ -41,3 +41,30 @@ def test_family_maps_to_finn_bit_exactly(name, rsign, small_families, tmp_path,
 
     # The cpu engine runs every family's graph too, numpy and native, with FINN's integers.
     cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))
+
+
+def test_down_conv_reading_the_stem_stream_maps_to_finn_bit_exactly(tmp_path,
+                                                                    cpu_plan_matches_finn):
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.custom_op.registry import getCustomOp
+
+    from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+
+    torch.manual_seed(0)
+    model = random_batchnorm(enable_rsign(BinaryHourglassNet(HourglassConfig(
+        input_size=32, stem_channels=4, channels=8, depth=1, bits=3, end_bits=8,
+        rsign=True, down_reads_stream=True)))).eval()
+    x = np.random.default_rng(3).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
+    export_network(model, x, tmp_path / "export", "hg", {"model": "hg"})
+    report = build(BuildConfig(model=tmp_path / "export" / "model.onnx", board="pynq-z2",
+                               out=tmp_path / "build", fps=1000, until=Until.ESTIMATE))
+    assert report["unmapped_nodes"] == []
+    assert report["bitexact"] and all(report["bitexact"].values()), report["verification"]
+    # The down conv multiplies the stem's 3-bit integers by +-1 weights: no XNOR there.
+    hw = ModelWrapper(str(tmp_path / "build" / "model_hw.onnx"))
+    down = [n for n in hw.graph.node if n.op_type.startswith("MVAU")
+            and getCustomOp(n).get_nodeattr("inputDataType") == "INT3"
+            and set(np.unique(hw.get_initializer(n.input[1]))) == {-1, 1}]
+    assert len(down) == 1 and getCustomOp(down[0]).get_nodeattr("binaryXnorMode") == 0
+    assert getCustomOp(down[0]).get_nodeattr("MW") == 9 * 4
+    cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))

@@ -50,6 +50,29 @@ def test_binary_and_float_twins(name, small_families):
     assert binary(x).shape == twin(x).shape == (2, binary.cfg.num_joints, 8, 8)
 
 
+def test_conv_reading_the_stream_sees_its_integers_zero_padded():
+    import torch.nn.functional as F
+
+    from bnnpose.models.blocks import BinaryConvBN, SignAct, enable_rsign
+
+    torch.manual_seed(0)
+    conv = enable_rsign(BinaryConvBN(4, 8, 3, stride=2, reads_stream=True)).eval()
+    assert conv.shift is None and not any(isinstance(m, SignAct) for m in conv.modules())
+    x = torch.randint(-4, 4, (2, 4, 8, 8)).float()  # a 3-bit stream
+    w = conv.conv.quant_weight().value
+    want = conv.quant(conv.bn(F.conv2d(F.pad(x, (1,) * 4, value=0.0), w, stride=2)))
+    torch.testing.assert_close(conv(x), want, rtol=0, atol=0)
+    # Its float twin reads the real-valued stream unclipped; a sign() conv clips it.
+    twin = BinaryConvBN(4, 8, 3, binary=False, reads_stream=True)
+    assert isinstance(twin.sign, torch.nn.Identity) and twin.pad_value == 0.0
+    assert isinstance(BinaryConvBN(4, 8, 3, binary=False).sign, torch.nn.Hardtanh)
+    # As a knob of the hourglass: only the down conv changes, and it keeps its parameters.
+    plain = build_model("bhg-tiny", rsign=True)
+    net = build_model("bhg-tiny", rsign=True, down_reads_stream=True)
+    assert net.down.reads_stream and not isinstance(net.down.sign, SignAct)
+    assert set(plain.state_dict()) - set(net.state_dict()) == {"down.shift"}
+
+
 def test_stacked_hourglass_supervises_every_stack(small_families):
     net = small_families["stacked hourglass"](True)
     x = torch.rand(2, 3, 32, 32) * 255

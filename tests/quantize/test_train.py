@@ -65,7 +65,7 @@ def test_config_json_round_trip(tmp_path):
 def test_train_command_trains_the_same_recipe(tmp_path):
     import shlex
 
-    from bnnpose.quantize.train_cli import build_parser
+    from bnnpose.quantize.train_cli import parse_given
     from bnnpose.quantize.train_config import train_command
 
     sets = [tmp_path / "a-train", tmp_path / "b-train"]
@@ -73,19 +73,23 @@ def test_train_command_trains_the_same_recipe(tmp_path):
                       head_affine=True, mix=[f"coco:{s / 'ann.json'}" for s in sets],
                       mix_images=[str(s / "images") for s in sets], mix_repeat=4,
                       init_from=str(tmp_path / "twin.pt"), out_dir=str(tmp_path / "run"),
-                      stop_after=2, num_threads=2)
+                      stop_after=2, num_threads=2,
+                      arch={"depth": 3, "down_reads_stream": True})
     line = train_command(cfg, root=tmp_path)
     words = shlex.split(line)
     assert words[:3] == ["bnnpose", "train", "--float"] and "--stop-after" not in words
     assert "coco:a-train/ann.json" in words and "--out" in words and "run" in words
-    given = {k: v for k, v in vars(build_parser().parse_args(words[2:])).items()
-             if v is not None and k != "resume"}
+    assert "depth=3" in words and "down_reads_stream=true" in words
+    given, resume = parse_given(words[2:])
+    assert resume is None
     moved = {k: getattr(cfg, k) for k in ("mix", "mix_images", "init_from", "out_dir")}
     rooted = TrainConfig(**given)
     assert rooted.mix == [m.replace(f"{tmp_path}/", "") for m in moved["mix"]]
     assert replace(rooted, **moved, stop_after=2) == cfg
-    with pytest.raises(BnnposeError, match="architecture overrides"):
-        train_command(replace(cfg, arch={"depth": 3}))
+    with pytest.raises(BnnposeError, match="no architecture knob 'colour'"):
+        parse_given(["--arch", "colour=3"])
+    with pytest.raises(BnnposeError, match="expected NAME=VALUE"):
+        parse_given(["--arch", "depth"])
 
 
 def test_flip_mirrors_images_and_targets_and_swaps_sides():
