@@ -56,10 +56,11 @@ class Remap(nn.Module):
 class BinaryHourglassNet(nn.Module):
     """Stacked binary hourglass: RGB uint8 values -> heatmaps at 1/4 resolution.
 
-    The input is the raw 0..255 pixel grid (the accelerator's UINT8 input); the stem is the
-    only layer with a multi-bit input. Each head is a 1x1 conv with binary weights on the
-    k-bit stream; the last head's per-channel scale is left to the host, which only needs
-    the argmax. Between stacks, ``x + remap(features) + remap(heatmaps)`` starts the next one.
+    The input is the raw 0..255 pixel grid (the accelerator's UINT8 input); the stem reads it,
+    the heads and (with ``down_reads_stream``) ``down`` read a k-bit stream, and every other
+    conv reads signs. Each head is a 1x1 conv with ``end_bits`` weights on the k-bit stream;
+    the last head's per-channel scale is left to the host, which only needs the argmax.
+    Between stacks, ``x + remap(features) + remap(heatmaps)`` starts the next one.
 
     In training mode a multi-stack network returns every stack's heatmaps (intermediate
     supervision); otherwise, and always on hardware, only the last stack's.
