@@ -25,6 +25,10 @@ from bnnpose.host.common import (BnnposeError, atomic_dir, one_line, run_main, s
 from bnnpose.host.skeleton import MPII_JOINTS
 
 
+#: node metadata of torch's ONNX exporter that names source files and lines
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
 def golden_images(n: int, size: int) -> np.ndarray:
     """``n`` held-out synthetic person crops, uint8 [n, size, size, 3] (never used in training)."""
     from bnnpose.quantize import synthetic
@@ -113,6 +117,12 @@ def export_network(model: torch.nn.Module, x: np.ndarray, out: str | Path, name:
             with contextlib.redirect_stdout(io.StringIO()), _linear_export_metadata():
                 export_qonnx(model, args=torch.from_numpy(x[:1]), export_path=str(onnx_path))
             qmodel = cleanup_model(ModelWrapper(str(onnx_path)))
+            # torch's exporter keeps each node's Python stack trace (absolute paths, line
+            # numbers): the same network would export to other bytes from another checkout.
+            for node in qmodel.graph.node:
+                keep = [p for p in node.metadata_props if p.key != STACK_TRACE]
+                del node.metadata_props[:]
+                node.metadata_props.extend(keep)
             # The accelerator's input is the raw 8-bit pixel grid.
             qmodel.set_tensor_datatype(qmodel.graph.input[0].name, DataType["UINT8"])
             qmodel.save(str(onnx_path))

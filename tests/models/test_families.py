@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -107,6 +109,27 @@ def test_qonnx_export_is_bit_exact(name, tmp_path, small_families):
     info = export_network(model, x, tmp_path / "export", name, {"model": name})
     assert info["bitexact"] == {"torch_vs_qonnx": True}
     assert len(info["output"]["joints"]) == model.cfg.num_joints
+
+
+def test_export_bytes_do_not_depend_on_the_caller_or_the_checkout(small_families, tmp_path):
+    """The overlay records the exported model's sha256: it must be the same from any checkout
+    and any entry point, so no source path or line number may land in the file."""
+    import bnnpose.models
+    from bnnpose.host.common import sha256_file
+    from bnnpose.quantize.export import export_network
+
+    model = _trained_like(small_families["stacked hourglass"](True))
+    x = np.random.default_rng(1).integers(0, 256, (2, 3, 32, 32)).astype(np.float32)
+    export_network(model, x, tmp_path / "a", "a", {})
+
+    def from_another_frame():
+        export_network(model, x, tmp_path / "b", "b", {})
+
+    from_another_frame()
+    data = (tmp_path / "a" / "model.onnx").read_bytes()
+    assert sha256_file(tmp_path / "a" / "model.onnx") == sha256_file(tmp_path / "b" / "model.onnx")
+    assert str(Path(bnnpose.models.__file__).parent).encode() not in data
+    assert b"stack_trace" not in data
 
 
 def test_export_compares_qonnx_with_torch_for_real(small_families, tmp_path, monkeypatch):
