@@ -33,6 +33,93 @@ def stream_quant(binary: bool, bits: int) -> nn.Module:
     return nn.Identity()
 
 
+#: Largest integer sum, in grid steps, a stream threshold may name: every conv's sum stays
+#: below it (the stem's: 27 x 255 x 127 < 2**20), and steps times a power-of-two weight scale
+#: stay exact in float32.
+THRESHOLD_LIMIT = 2**23
+
+
+def stream_thresholds(bn: nn.BatchNorm2d, bits: int, step: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm -> round -> clamp to a signed k-bit stream, as thresholds on its input's grid.
+
+    A stream's BatchNorm reads a conv output: integer sums times the conv's per-channel
+    power-of-two weight scale ``step``. In float32 BatchNorm can land a grid value within
+    rounding error of a level boundary ``z = L + 1/2``, which PyTorch, ONNX Runtime and FINN's
+    thresholds then round three ways (the dense sums of 8-bit stems meet such ties). Here each
+    boundary is solved in float64 and moved up to the next grid value, so a level is
+    ``#{j : sign * y >= T_j} - 2**(k-1)``: integer comparisons, the same in every stage, ties
+    rounding up as FINN's thresholds do.
+
+    Returns ``sign`` [C] (+-1, the sign of BatchNorm's slope, folded into the comparison) and
+    ``thresholds`` [C, 2**k - 1], ascending per channel; both float32.
+
+    Examples:
+        >>> bn = nn.BatchNorm2d(2, eps=0.0).eval()
+        >>> _ = bn.weight.data.copy_(torch.tensor([0.5, -1.0]))
+        >>> sign, t = stream_thresholds(bn, 2, torch.tensor([1.0, 0.25]))
+        >>> sign.tolist(), t.tolist()
+        ([1.0, -1.0], [[-3.0, -1.0, 1.0], [-1.5, -0.5, 0.5]])
+    """
+    a = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    c = bn.bias.detach().double() - bn.running_mean.double() * a
+    levels = torch.arange(-2 ** (bits - 1), 2 ** (bits - 1) - 1, dtype=torch.float64) + 0.5
+    # |a| (sign y) + c >= L + 1/2  <=>  sign y >= (L + 1/2 - c) / |a|; a = 0 is a constant level
+    need = levels[None, :] - c[:, None]
+    mag = a.abs()[:, None]
+    flat = torch.where(need <= 0, -torch.inf, torch.inf)
+    t = torch.where(mag > 0, need / torch.where(mag > 0, mag, 1.0), flat)
+    s = step.detach().double().reshape(-1, 1)
+    n = torch.ceil(t / s).clamp(-THRESHOLD_LIMIT, THRESHOLD_LIMIT)
+    sign = torch.where(a < 0, -1.0, 1.0)
+    return sign.float(), (n * s).float()
+
+
+class StreamRequant(nn.Module):
+    """Base of a module whose conv output goes through ``self.bn`` to a k-bit stream.
+
+    Training and the float twin run BatchNorm and the quantizer. A binary network in eval mode
+    computes the same levels with :func:`stream_thresholds`, exactly, and exports them as one
+    qonnx ``MultiThreshold`` (behind a Mul by the slope signs when one is negative), the node
+    FINN would have made of BatchNorm and the quantizer, so torch, QONNX, FINN and the host
+    agree bit for bit whatever the BatchNorm parameters.
+    """
+
+    def _init_requant(self, cout: int, bits: int, binary: bool) -> None:
+        self.bn = nn.BatchNorm2d(cout)
+        self.quant = stream_quant(binary, bits)
+        self.bits = bits
+        #: thresholds of the last eager eval forward; the ONNX export, which traces with
+        #: placeholder parameters, writes these (export runs the network eagerly first)
+        self._thresholds: tuple[torch.Tensor | None, torch.Tensor] | None = None
+
+    def requantize(self, y: torch.Tensor, conv: nn.Module) -> torch.Tensor:
+        """``quant(bn(y))`` for ``y`` the output of ``conv`` (a QuantConv2d in a binary net)."""
+        if self.training or not isinstance(self.quant, QuantIdentity):
+            return self.quant(self.bn(y))
+        exporting = torch.onnx.is_in_onnx_export()
+        if not exporting:
+            sign, thresholds = stream_thresholds(self.bn, self.bits, conv.quant_weight().scale)
+            # The Mul is left out where every sign is +1; decided here, not while tracing.
+            self._thresholds = (sign.view(1, -1, 1, 1) if bool((sign < 0).any()) else None,
+                                thresholds)
+        elif self._thresholds is None:
+            raise RuntimeError("run the network once in eval mode before exporting it")
+        sign, thresholds = self._thresholds
+        if sign is not None:
+            y = y * sign
+        low = -2.0 ** (self.bits - 1)
+        if exporting:
+            return torch.onnx.ops.symbolic(
+                "qonnx.custom_op.general::MultiThreshold", (y, thresholds),
+                {"out_dtype": f"INT{self.bits}", "out_bias": low, "data_layout": "NCHW"},
+                dtype=y.dtype, shape=y.shape, version=2)
+        out = torch.full_like(y, low)
+        for t in thresholds.T:
+            out += (y >= t.view(1, -1, 1, 1)).to(y.dtype)
+        return out
+
+
 #: backward passes of sign(): "ste" (gradient 1 on [-1, 1], the quantizer's own) or "approx"
 #: (Bi-Real Net's piecewise-quadratic ApproxSign, gradient 2 - 2|x| on [-1, 1])
 SIGN_GRADIENTS = ("ste", "approx")
@@ -116,7 +203,7 @@ class NetConfig:
         return asdict(self)
 
 
-class Stem(nn.Module):
+class Stem(StreamRequant):
     """The one multi-bit input: 3x3 stride-2 conv on the 0..255 RGB grid -> BN -> k-bit stream.
 
     Zero padding is right here: 0 is a legal UINT8 pixel, unlike for bipolar tensors.
@@ -126,14 +213,13 @@ class Stem(nn.Module):
     def __init__(self, cout: int, bits: int, binary: bool = True, weight_bits: int = 1):
         super().__init__()
         self.conv = conv(binary, 3, cout, 3, stride=2, weight_bits=weight_bits)
-        self.bn = nn.BatchNorm2d(cout)
-        self.quant = stream_quant(binary, bits)
+        self._init_requant(cout, bits, binary)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.quant(self.bn(self.conv(F.pad(x, (1, 1, 1, 1), value=0.0))))
+        return self.requantize(self.conv(F.pad(x, (1, 1, 1, 1), value=0.0)), self.conv)
 
 
-class BinaryConvBN(nn.Module):
+class BinaryConvBN(StreamRequant):
     """sign(stream) -> pad(-1) -> kxk binary conv -> BN -> k-bit stream.
 
     With ``reads_stream`` the conv reads the k-bit stream itself, zero-padded (0 is a legal
@@ -150,8 +236,7 @@ class BinaryConvBN(nn.Module):
         super().__init__()
         self.sign = nn.Identity() if reads_stream else sign_act(binary)
         self.conv = conv(binary, cin, cout, kernel, stride)
-        self.bn = nn.BatchNorm2d(cout)
-        self.quant = stream_quant(binary, bits)
+        self._init_requant(cout, bits, binary)
         self.reads_stream = reads_stream
         self.pad_value = 0.0 if reads_stream else pad_value
         self.pad = kernel // 2
@@ -168,7 +253,7 @@ class BinaryConvBN(nn.Module):
         x = self.sign(x)
         if self.pad:
             x = F.pad(x, (self.pad,) * 4, value=self.pad_value)
-        return self.quant(self.bn(self.conv(x)))
+        return self.requantize(self.conv(x), self.conv)
 
 
 def enable_rsign(model: nn.Module) -> nn.Module:

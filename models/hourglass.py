@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bnnpose.models.blocks import BinaryConvBN, HPMBlock, NetConfig, Stem, conv, stream_quant
+from bnnpose.models.blocks import (BinaryConvBN, HPMBlock, NetConfig, Stem, StreamRequant, conv,
+                                   stream_quant)
 
 
 @dataclass(frozen=True)
@@ -39,18 +40,18 @@ class Hourglass(nn.Module):
         return self.merge(self.skip(x) + self.upsample(low))
 
 
-class Remap(nn.Module):
+class Remap(StreamRequant):
     """Feeds a stack's heatmaps back into the stream of the next stack, as stacked hourglasses
     do, with integer tensors only: heatmaps -> BN -> k-bit stream -> 1x1 binary conv."""
 
     def __init__(self, cfg: HourglassConfig):
         super().__init__()
-        self.bn = nn.BatchNorm2d(cfg.num_joints)
-        self.quant = stream_quant(cfg.binary, cfg.bits)
+        self._init_requant(cfg.num_joints, cfg.bits, cfg.binary)
         self.conv = BinaryConvBN(cfg.num_joints, cfg.channels, cfg.bits, cfg.binary, kernel=1)
 
-    def forward(self, heat: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.quant(self.bn(heat)))
+    def forward(self, heat: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """``heat`` is the output of the conv ``head``."""
+        return self.conv(self.requantize(heat, head))
 
 
 class BinaryHourglassNet(nn.Module):
@@ -94,5 +95,5 @@ class BinaryHourglassNet(nn.Module):
             outs.append(head(features))
             if i < len(self.merges):
                 x = self.merges[i](x + self.feature_remaps[i](features)
-                                   + self.heatmap_remaps[i](outs[-1]))
+                                   + self.heatmap_remaps[i](outs[-1], head))
         return outs if self.training and len(outs) > 1 else outs[-1]

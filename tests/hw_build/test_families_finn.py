@@ -68,3 +68,37 @@ def test_down_conv_reading_the_stem_stream_maps_to_finn_bit_exactly(tmp_path,
     assert len(down) == 1 and getCustomOp(down[0]).get_nodeattr("binaryXnorMode") == 0
     assert getCustomOp(down[0]).get_nodeattr("MW") == 9 * 4
     cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))
+
+
+def test_batchnorm_on_rounding_ties_stays_bit_exact(tmp_path, cpu_plan_matches_finn):
+    """Every stream's BatchNorm puts grid values exactly on level boundaries (z = n/4 + 1/2),
+    half of the channels with a negative slope: PyTorch's half-to-even rounding of BatchNorm
+    would disagree with FINN's thresholds there; the integer thresholds agree in every stage."""
+    import torch.nn.functional as F
+
+    from bnnpose.models.blocks import StreamRequant
+    from bnnpose.models.hourglass import BinaryHourglassNet, HourglassConfig
+
+    torch.manual_seed(0)
+    model = BinaryHourglassNet(HourglassConfig(
+        input_size=32, stem_channels=4, channels=8, depth=1, bits=3, end_bits=8)).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, StreamRequant):
+                step = m.conv.quant_weight().scale.flatten()
+                signs = torch.tensor([1.0, -1.0]).repeat(len(step) // 2)
+                m.bn.eps = 0.0
+                m.bn.running_var.fill_(1.0)
+                m.bn.running_mean.zero_()
+                m.bn.weight.copy_(signs / (4 * step))
+                m.bn.bias.fill_(0.5)
+    x = np.random.default_rng(4).integers(0, 256, (16, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        z = model.stem.bn(model.stem.conv(F.pad(torch.from_numpy(x), (1, 1, 1, 1))))
+    assert int(((z - 0.5) == torch.floor(z - 0.5)).sum()) > 1000  # ties met
+    export_network(model, x, tmp_path / "export", "ties", {"model": "ties"})
+    report = build(BuildConfig(model=tmp_path / "export" / "model.onnx", board="pynq-z2",
+                               out=tmp_path / "build", fps=1000, until=Until.ESTIMATE))
+    assert report["unmapped_nodes"] == []
+    assert report["bitexact"] and all(report["bitexact"].values()), report["verification"]
+    cpu_plan_matches_finn(tmp_path / "build" / "model_hw.onnx", x[:3].transpose(0, 2, 3, 1))
