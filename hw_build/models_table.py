@@ -69,9 +69,9 @@ def _network(name: str):
 def random_batchnorm(model):
     """``model`` with BatchNorm statistics and affine drawn like a trained network's.
 
-    Freshly initialised BatchNorm (mean 0, var 1) puts accumulator values exactly on the
-    2-bit quantizers' rounding ties, where Brevitas rounds half to even and a threshold rounds
-    up; trained statistics never sit there, and thresholds then differ from channel to channel.
+    Freshly initialised BatchNorm (mean 0, var 1) gives every channel the same thresholds, on
+    the quantizers' rounding ties; trained statistics differ from channel to channel, and so do
+    the threshold memories FINN sizes from them.
     """
     import torch
 
