@@ -63,7 +63,8 @@ def stream_thresholds(bn: nn.BatchNorm2d, bits: int, step: torch.Tensor
     """
     a = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
     c = bn.bias.detach().double() - bn.running_mean.double() * a
-    levels = torch.arange(-2 ** (bits - 1), 2 ** (bits - 1) - 1, dtype=torch.float64) + 0.5
+    levels = torch.arange(-2 ** (bits - 1), 2 ** (bits - 1) - 1, dtype=torch.float64,
+                          device=a.device) + 0.5
     # |a| (sign y) + c >= L + 1/2  <=>  sign y >= (L + 1/2 - c) / |a|; a = 0 is a constant level
     need = levels[None, :] - c[:, None]
     mag = a.abs()[:, None]
