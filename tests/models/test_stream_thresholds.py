@@ -11,8 +11,10 @@ from torch import nn
 from bnnpose.models.blocks import Stem, StreamRequant, stream_thresholds
 
 
-def _levels_exact(bn: nn.BatchNorm2d, bits: int, y: np.ndarray) -> np.ndarray:
-    """Levels of BatchNorm then round-half-up and clamp, in float64, for y [N, C]."""
+def _levels_exact(bn: nn.BatchNorm2d, bits: int, y: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Levels of BatchNorm then round-half-up and clamp, and BatchNorm's output z, in float64,
+    for y [N, C]."""
     a = bn.weight.detach().double().numpy() / np.sqrt(bn.running_var.double().numpy() + bn.eps)
     c = bn.bias.detach().double().numpy() - bn.running_mean.double().numpy() * a
     z = a[None] * y + c[None]
