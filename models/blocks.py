@@ -96,7 +96,10 @@ class StreamRequant(nn.Module):
 
     def requantize(self, y: torch.Tensor, conv: nn.Module) -> torch.Tensor:
         """``quant(bn(y))`` for ``y`` the output of ``conv`` (a QuantConv2d in a binary net)."""
-        if self.training or not isinstance(self.quant, QuantIdentity):
+        # With the weights' quantizer off (the real-weight first stage of two-stage training)
+        # ``y`` lies on no grid and the network maps to no hardware: BatchNorm as trained.
+        if (self.training or not isinstance(self.quant, QuantIdentity)
+                or getattr(conv.weight_quant, "disable_quant", False)):
             return self.quant(self.bn(y))
         exporting = torch.onnx.is_in_onnx_export()
         if not exporting:
