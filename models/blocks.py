@@ -99,7 +99,7 @@ class StreamRequant(nn.Module):
         # With the weights' quantizer off (the real-weight first stage of two-stage training)
         # ``y`` lies on no grid and the network maps to no hardware: BatchNorm as trained.
         if (self.training or not isinstance(self.quant, QuantIdentity)
-                or getattr(conv.weight_quant, "disable_quant", False)):
+                or conv.weight_quant.disable_quant):
             return self.quant(self.bn(y))
         exporting = torch.onnx.is_in_onnx_export()
         if not exporting:
