@@ -177,7 +177,8 @@ def build_columns(report: dict) -> dict:
             "xnor_mac_share": report["xnor_mac_share"],
             **{k: est[k] for k in ("fps", "clock_mhz", "lut", "bram18", "uram", "dsp",
                                    "lut_share", "bram_share", "fits", "bottleneck")},
-            "memories": report.get("memory_placement", {}).get("memories"),
+            "memories": report.get("placement", {}).get("memories"),
+            "multipliers": report.get("placement", {}).get("multipliers"),
             "unmapped_nodes": report["unmapped_nodes"],
             "bitexact": all(report["bitexact"].values())}
 

@@ -19,7 +19,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
 from bnnpose.host.common import BnnposeError, one_line
-from bnnpose.hw_build.memories import place_memories
+from bnnpose.hw_build.placement import RESOURCES, place_resources
 
 if TYPE_CHECKING:
     from bnnpose.hw_build.config import BuildContext
@@ -215,8 +215,8 @@ def step_fold_stream_ops(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper
 
 def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrapper:
     """FINN's analytic estimates, the MAC split by bit width, and the fit against the board;
-    when the network does not fit as FINN left it, the weight memories are placed first
-    (:func:`~bnnpose.hw_build.memories.place_memories`)."""
+    when the network does not fit as FINN left it, weight memories and multipliers are placed
+    first (:func:`~bnnpose.hw_build.placement.place_resources`)."""
     from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.op_and_param_counts import (
@@ -227,13 +227,11 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
     board = ctx.board
     per_layer = model.analysis(partial(res_estimation, fpgapart=board.part))
     total = aggregate_dict_keys(per_layer)
-    placement = place_memories(model, board, {"lut": total.get("LUT", 0),
-                                              "bram18": total.get("BRAM_18K", 0),
-                                              "uram": total.get("URAM", 0)})
+    placement = place_resources(model, board, _totals(total))
     if placement["placed"]:
         per_layer = model.analysis(partial(res_estimation, fpgapart=board.part))
         total = aggregate_dict_keys(per_layer)
-    ctx.report["memory_placement"] = placement
+    ctx.report["placement"] = placement
     cycles = model.analysis(exp_cycles_per_layer)
     counts = model.analysis(op_and_param_counts)
     model = model.transform(AnnotateCycles())
@@ -243,7 +241,7 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
     macs = {k.removeprefix("op_mac_"): int(v) for k, v in counts["total"].items()
             if k.startswith("op_mac_")}
     limits = board.limits()
-    lut, bram, uram, dsp = (int(total.get(k, 0)) for k in ("LUT", "BRAM_18K", "URAM", "DSP"))
+    lut, bram, uram, dsp = _totals(total).values()
     estimate = {
         "fps": round(fps, 1), "latency_ms": round(perf["critical_path_cycles"] / clock / 1e3, 3),
         "clock_mhz": clock, "bottleneck": perf["max_cycles_node_name"],
@@ -266,6 +264,12 @@ def step_estimate_reports(model: ModelWrapper, ctx: BuildContext) -> ModelWrappe
                       ("estimate_network_performance", perf)):
         (rep / f"{name}.json").write_text(json.dumps(obj, indent=2, default=_np_default))
     return model
+
+
+def _totals(total: dict) -> dict[str, int]:
+    """FINN's aggregated resource estimate under our names (``placement.RESOURCES``)."""
+    return {r: int(total.get(k, 0))
+            for r, k in zip(RESOURCES, ("LUT", "BRAM_18K", "URAM", "DSP"))}
 
 
 def _np_default(o):
