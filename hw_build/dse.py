@@ -388,16 +388,17 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, base: str
 
 def table(rows: list[dict], front: list[dict]) -> str:
     on_front = {r["point"] for r in front}
-    lines = ["| point | est. FPS | LUT | BRAM18 | params | PCK@0.2 (proxy) | frontier |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| point | est. FPS | LUT | BRAM18 | DSP | params | PCK@0.2 (proxy) | frontier |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     final = {r["point"]: r["final"]["pck"] for r in front if "final" in r}
     for r in sorted(rows, key=lambda r: r.get("fps", 0)):
         if "error" in r:
-            lines.append(f"| {r['point']} | failed: {r['error']} | | | | | |")
+            lines.append(f"| {r['point']} | failed: {r['error']} | | | | | | |")
             continue
         fit = "" if r["fits"] else " (does not fit)"
         lines.append(f"| {r['point']} | {r['fps']:,.0f}{fit} | {r['lut_share']:.0%} | "
-                     f"{r['bram_share']:.0%} | {r['params']:,} | {r['proxy']['pck']:.3f} | "
+                     f"{r['bram_share']:.0%} | {r['dsp']} | {r['params']:,} | "
+                     f"{r['proxy']['pck']:.3f} | "
                      f"{_front_cell(r['point'], on_front, final)} |")
     return "\n".join(lines)
 
