@@ -20,9 +20,9 @@ as FINN leaves it:
 
 :func:`place_resources` makes one move at a time, each the move that brings the fullest
 resource (LUT, BRAM18, URAM, DSP, as shares of what the board allows) down the most, then the
-sum of the shares, while any move helps. Every placed memory is pinned, ``block`` included. A design that fits as FINN
-leaves it keeps FINN's choices everywhere (its graph is unchanged), and a memory a folding
-config pinned, or a multiplier it put on DSPs, is left as it is.
+sum of the shares, while any move helps. Every placed memory is pinned, ``block`` included.
+A design that fits as FINN leaves it keeps FINN's choices everywhere (its graph is unchanged),
+and a memory a folding config pinned, or a multiplier it put on DSPs, is left as it is.
 """
 
 from __future__ import annotations
