@@ -16,7 +16,8 @@ names and renamed, so a failure leaves the shipped ones as they were.
     .venv/bin/python bench/ship.py MODEL --binary-run RUN [--to DIR]
 
 With ``--binary-run``, only the binary network is replaced: by a run of ``bnnpose train`` that
-started from and was distilled by the shipped float twin (a longer or changed binary step).
+was distilled by the shipped float twin and started from it (a longer or changed binary step)
+or from the shipped binary network (a further schedule; the record then lists both commands).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ RESULTS = REPO / "bench" / "results"
 KINDS = {"binary": "", "float": "-float"}  #: row key -> checkpoint name suffix
 #: The parts of a shipped record that ``--binary-run`` keeps or updates.
 RECORD_PARTS = ("data", "val", "scores", "wall_time_s", "sha256", "source")
+#: How a continued binary network's time was measured, after its first run's phrase.
+CONTINUATIONS = ", then the sum of the epochs' times of each continuation"
 
 
 def results_path(model: str) -> Path:
@@ -114,6 +117,19 @@ def _hand_runs(model: str) -> tuple[dict[str, str], list[str]]:
     outs = {"binary": f"out/train/{model}", "float": f"out/train/{model}-float"}
     return outs, [shlex.join(["cp", f"{outs[kind]}/best.pt", f"models/checkpoints/{model}{sfx}.pt"])
                   for kind, sfx in KINDS.items()]
+
+
+def _is_file_with(path: str | None, sha: str | None) -> bool:
+    """Whether ``path`` names a file whose sha256 is ``sha``."""
+    return path is not None and Path(path).is_file() and sha256_file(path) == sha
+
+
+def _out_dir(command: str) -> str:
+    """The ``--out`` folder of a recorded ``bnnpose train`` command line."""
+    words = shlex.split(command)
+    if "--out" not in words[:-1]:
+        raise BnnposeError(f"a recorded command names no --out folder: {command}")
+    return words[words.index("--out") + 1]
 
 
 def _copy_in(src: Path, dest: Path) -> str:
@@ -209,10 +225,12 @@ def ship(model: str, runs: dict[str, Path], to: Path, result: dict | None = None
 
 def reship_binary(model: str, run: Path, to: Path) -> dict:
     """Ship a binary network trained again from the shipped float twin (a longer or changed
-    binary step): the twin, its record and the data stay; the binary network, its held-out
-    scores, its command and its wall time are replaced. The scores on the eval splits that
-    bench/realism.py gave the earlier binary network no longer hold: only the float twin's
-    stay (bench/binary_vs_float.py scores the new pair)."""
+    binary step), or one that continued the shipped binary network (a further schedule,
+    distilled by the twin): the twin, its record and the data stay; the binary network, its
+    held-out scores, its commands and its wall time are replaced (a continuation keeps the
+    earlier commands and scores before its own, and adds its time to theirs). The scores on
+    the eval splits that bench/realism.py gave the earlier binary network no longer hold: only
+    the float twin's stay (bench/binary_vs_float.py scores the new pair)."""
     record = _read_json(to / f"{model}.json", "shipped record")
     float_command = next((c for c in record.get("commands", [])
                           if c.startswith("bnnpose train --float")), None)
@@ -228,10 +246,14 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
     cfg = TrainConfig.load(run / "config.json")
     if cfg.model != model or not cfg.binary:
         raise BnnposeError(f"{run} is not a binary run of {model}")
-    for flag, path in (("--init-from", cfg.init_from), ("--distill-from", cfg.distill_from)):
-        if path is None or not Path(path).is_file() or sha256_file(path) != twin_sha:
+    # A run either starts again from the twin or continues the shipped binary network.
+    continued = _is_file_with(cfg.init_from, record["sha256"].get(f"{model}.pt"))
+    starts = [] if continued else [("--init-from", cfg.init_from)]
+    for flag, path in (*starts, ("--distill-from", cfg.distill_from)):
+        if not _is_file_with(path, twin_sha):
+            nor = "" if flag == "--distill-from" else " nor continue the shipped binary network"
             raise BnnposeError(f"the run {run} did not train from the shipped float twin "
-                               f"{twin} ({flag} {path})")
+                               f"{twin}{nor} ({flag} {path})")
     shipped_data = {k: v for k, v in record["data"].items()
                     if not k.endswith("_by_this_checkouts_code")}
     if _data(cfg) != shipped_data:
@@ -240,26 +262,51 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
 
     outs, copies = _hand_runs(model)
     teacher = f"{outs['float']}/best.pt"
-    again = replace(cfg, out_dir=outs["binary"], init_from=teacher, distill_from=teacher)
     epochs = _epochs(run)
-    record.update(architecture=asdict(net.cfg), shipped_with=versions(),
-                  commands=[float_command, train_command(again, REPO), *copies])
-    record["val"]["binary"] = _val(epochs)
-    record["data"].pop("binary_by_this_checkouts_code", None)
+    this_wall = round(sum(e.get("epoch_time_s", 0.0) for e in epochs))
     wall = record["wall_time_s"]
-    wall["binary"] = round(sum(e.get("epoch_time_s", 0.0) for e in epochs))
-    # How each was measured, one phrase while both runs were measured alike.
     measured = wall.get("measured", "not recorded")
     twin_measured = measured["float_twin"] if isinstance(measured, dict) else measured
     binary_measured = "the sum of the epochs' times"
+    if continued:
+        # The shipped network's own binary commands first, then this one from its best.pt.
+        steps = [c for c in record["commands"]
+                 if c.startswith("bnnpose train") and c != float_command]
+        if not steps:
+            raise BnnposeError(f"{to / model}.json names no bnnpose train command of the "
+                               f"binary network that the run {run} continues")
+        out = f"{outs['binary']}-continued{len(steps)}"
+        again = replace(cfg, out_dir=out, init_from=f"{_out_dir(steps[-1])}/best.pt",
+                        distill_from=teacher)
+        binary_commands = [*steps, train_command(again, REPO)]
+        copies[0] = shlex.join(["cp", f"{out}/best.pt", f"models/checkpoints/{model}.pt"])
+        val = {**_val(epochs), "continued_from": record["val"]["binary"]}
+        before = measured["binary"] if isinstance(measured, dict) else measured
+        if before != binary_measured and not before.endswith(CONTINUATIONS):
+            binary_measured = before + CONTINUATIONS
+        elif before.endswith(CONTINUATIONS):
+            binary_measured = before
+        this_wall += int(wall.get("binary", 0))
+        how = "continued from the shipped binary network"
+    else:
+        again = replace(cfg, out_dir=outs["binary"], init_from=teacher, distill_from=teacher)
+        binary_commands = [train_command(again, REPO)]
+        val = _val(epochs)
+        how = "trained again from the shipped float twin"
+    record.update(architecture=asdict(net.cfg), shipped_with=versions(),
+                  commands=[float_command, *binary_commands, *copies])
+    record["val"]["binary"] = val
+    record["data"].pop("binary_by_this_checkouts_code", None)
+    wall["binary"] = this_wall
+    # How each was measured, one phrase while both runs were measured alike.
     wall["measured"] = (binary_measured if twin_measured == binary_measured else
                         {"binary": binary_measured, "float_twin": twin_measured})
     for scores in record["scores"].values():
         for key in [k for k in scores if k.startswith("binary")]:
             del scores[key]
     record["source"].setdefault("runs", {})["binary"] = shown_path(run, REPO)
-    record["source"]["binary"] = ("trained again from the shipped float twin; its scores on the "
-                                  "eval splits: bench/results/binary_vs_float.json")
+    record["source"]["binary"] = (f"{how}, distilled by the shipped float twin; its scores on "
+                                  "the eval splits: bench/results/binary_vs_float.json")
     record["sha256"][f"{model}.pt"] = _copy_in(run / "best.pt", to / f"{model}.pt")
     write_json(to / f"{model}.json", record, indent=1)
     return record
@@ -279,8 +326,9 @@ def _main(argv: list[str]) -> int:
     source.add_argument("--runs", type=Path, nargs=2, metavar=("BINARY", "FLOAT"),
                         help="two finished run folders of bnnpose train instead (no scores)")
     source.add_argument("--binary-run", type=Path, metavar="RUN",
-                        help="a finished binary run of bnnpose train from the shipped float "
-                        "twin: replaces the binary network only")
+                        help="a finished binary run of bnnpose train distilled by the shipped "
+                        "float twin, started from it or from the shipped binary network: "
+                        "replaces the binary network only")
     p.add_argument("--train-data", default="mesh+footage",
                    help="which trained pair of the results (default: %(default)s)")
     p.add_argument("--to", type=Path, default=checkpoint_dir(),

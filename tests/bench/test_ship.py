@@ -140,6 +140,33 @@ def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binar
     assert "--init-from out/train/bhg-tiny-float/best.pt" in binary_cmd
     assert "held-out PCK@0.2" in capsys.readouterr().out
 
+    # A further schedule from the shipped binary network, distilled by the twin, continues it:
+    # the record trains the twin, then the first binary step, then this one from its best.pt.
+    further = train(replace(shipped, epochs=1, init_from=str(to / "bhg-tiny.pt"),
+                            distill_from=str(to / "bhg-tiny-float.pt"),
+                            out_dir=str(root / "further")))
+    first = record
+    assert bench.main(["bhg-tiny", "--binary-run", str(further), "--to", str(to)]) == 0, \
+        capsys.readouterr().err
+    record = json.loads((to / "bhg-tiny.json").read_text())
+    assert (to / "bhg-tiny.pt").read_bytes() == (further / "best.pt").read_bytes()
+    assert (to / "bhg-tiny-float.pt").read_bytes() == twin
+    assert record["commands"][:2] == first["commands"][:2]
+    cont = record["commands"][2]
+    assert "--init-from out/train/bhg-tiny/best.pt" in cont and "--epochs 1" in cont
+    assert "--out out/train/bhg-tiny-continued1" in cont
+    assert "--distill-from out/train/bhg-tiny-float/best.pt" in cont
+    assert record["commands"][3] == ("cp out/train/bhg-tiny-continued1/best.pt "
+                                     "models/checkpoints/bhg-tiny.pt")
+    # Run as written, the continuation's command is the run's own recipe.
+    again = build_parser().parse_args(shlex.split(cont)[2:])
+    assert again.epochs == 1 and again.model in (None, "bhg-tiny")  # bhg-tiny: the default
+    assert record["val"]["binary"]["continued_from"] == first["val"]["binary"]
+    assert len(record["val"]["binary"]["epochs"]) == 1
+    assert record["wall_time_s"]["binary"] >= first["wall_time_s"]["binary"]
+    assert record["source"]["binary"].startswith("continued from the shipped binary network")
+    capsys.readouterr()  # the continuation's training and shipping output
+
     # A run from another starting point is refused, and nothing changes.
     shipped_files = {p.name: p.read_bytes() for p in to.iterdir()}
     foreign = root / "foreign"
@@ -151,6 +178,7 @@ def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binar
     assert bench.main(["bhg-tiny", "--binary-run", str(foreign), "--to", str(to)]) == 2
     err = capsys.readouterr().err.strip()
     assert "did not train from the shipped float twin" in err and len(err.splitlines()) == 1
+    assert "nor continue the shipped binary network (--init-from" in err
     assert {p.name: p.read_bytes() for p in to.iterdir()} == shipped_files
     # So is a record that bench/ship.py did not write.
     (to / "bhg-tiny.json").write_text(json.dumps({"model": "bhg-tiny"}))
