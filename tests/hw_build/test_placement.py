@@ -171,3 +171,30 @@ def test_uram_weights_ship_in_the_overlay(small_export, tmp_path, monkeypatch):
     assert ultra > 0
     package_overlay(tmp_path / "b", tmp_path / "overlay", "small-hg")
     assert len(list((tmp_path / "overlay" / "runtime_weights").glob("*.dat"))) == ultra
+
+
+def test_a_build_puts_multipliers_on_dsps_in_the_generated_hls(small_export, small_build,
+                                                               tmp_path, monkeypatch):
+    """The placement reaches the code Vivado HLS compiles: each moved layer's MVAU call is
+    generated with ``ap_resource_dsp()``, every other with ``ap_resource_lut()``."""
+    export_dir, _ = small_export
+    board = _lut_tight(ModelWrapper(str(small_build[0] / "model_hw.onnx")))
+    monkeypatch.setitem(BOARDS, board.name, board)
+    report = build(BuildConfig(model=export_dir / "model.onnx", board=board.name,
+                               out=tmp_path / "b", fps=20000, until=Until.CODEGEN))
+    est = report["estimate"]
+    assert est["fits"] and est["dsp"] > 0 and all(report["bitexact"].values())
+    assert report["placement"]["multipliers"]["dsp"] > 0
+    model = ModelWrapper(str(tmp_path / "b" / "model_hw.onnx"))
+    styles = {}
+    for node in model.graph.node:
+        if node.op_type != "MVAU_hls":
+            continue
+        # The build renames its work folder when complete: find the code under its final name.
+        (code,) = (tmp_path / "b" / "finn_tmp").glob(
+            f"code_gen_ipgen_{node.name}_*/top_{node.name}.cpp")
+        text = code.read_text()
+        styles[node.name] = ("ap_resource_dsp()" in text, "ap_resource_lut()" in text)
+    moved = {name for name, (res, _) in _multipliers(model).items() if res == "dsp"}
+    assert moved and {n for n, (dsp, _) in styles.items() if dsp} == moved
+    assert all(lut for n, (_, lut) in styles.items() if n not in moved)
