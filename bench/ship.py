@@ -282,10 +282,8 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
         copies[0] = shlex.join(["cp", f"{out}/best.pt", f"models/checkpoints/{model}.pt"])
         val = {**_val(epochs), "continued_from": record["val"]["binary"]}
         before = measured["binary"] if isinstance(measured, dict) else measured
-        if before != binary_measured and not before.endswith(CONTINUATIONS):
-            binary_measured = before + CONTINUATIONS
-        elif before.endswith(CONTINUATIONS):
-            binary_measured = before
+        if before != binary_measured:
+            binary_measured = before if before.endswith(CONTINUATIONS) else before + CONTINUATIONS
         this_wall += int(wall.get("binary", 0))
         how = "continued from the shipped binary network"
     else:
