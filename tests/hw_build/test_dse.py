@@ -68,7 +68,7 @@ def test_a_sweep_on_a_two_process_cluster_writes_points_frontier_and_plot(
 
 def fake_rows(pairs):
     return [{"point": f"p{i}", "knobs": {"k": i}, "target_fps": 1.0, "fps": fps, "fits": fits,
-             "lut_share": 0.5, "bram_share": 0.5, "params": 1,
+             "lut_share": 0.5, "bram_share": 0.5, "dsp": 0, "params": 1,
              "proxy": {"pck": pck, "label": "proxy: made up"}}
             for i, (fps, pck, fits) in enumerate(pairs)]
 
