@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from bnnpose.host.common import (BnnposeError, atomic_writer, run_main, shown_path, versions,
                                  write_json)
+from bnnpose.host.skeleton import LIMB_JOINTS, canonical
 from bnnpose.models.registry import MODELS, model_entry
 from bnnpose.quantize import datasets
 from bnnpose.quantize.evaluate import evaluate_dataset
@@ -110,6 +111,15 @@ def eval_sets(face: bool, rendered: str | None, n_render: int) -> dict:
     return sets
 
 
+def limb_pck(result: dict, key: str) -> float | None:
+    """``key`` (``pck`` or ``pck_mean_pose``) of an evaluation over the limb joints it scored,
+    each weighted by its labelled count, as the overall PCK weighs them."""
+    scored = [(v[key], v["n"]) for name, v in result["per_joint"].items()
+              if canonical(name) in LIMB_JOINTS and v.get(key) is not None and v["n"]]
+    total = sum(n for _, n in scored)
+    return sum(p * n for p, n in scored) / total if total else None
+
+
 def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) -> list[dict]:
     nets, metas = {}, {}
     for kind, path in (("binary", binary_path), ("float", float_path)):
@@ -131,6 +141,10 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
                # People whose joints lie nearer their labels mirrored left for right: a
                # network that takes a front for a back (None for faces, which have no sides).
                "mirrored": {kind: results[kind]["n_people_mirrored"] for kind in nets}
+               if metric == "pck" else None,
+               # PCK over the limb joints alone: comparable between body layouts.
+               "limbs": {**{kind: limb_pck(results[kind], "pck") for kind in nets},
+                         "mean_pose": limb_pck(results["float"], "pck_mean_pose")}
                if metric == "pck" else None,
                "checkpoint_binary": shown_path(binary_path, REPO),
                "checkpoint_float": shown_path(float_path, REPO)}
@@ -181,6 +195,9 @@ def _main(argv: list[str]) -> int:
               "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
               "mirrored": "bodies: people whose predictions lie nearer their labels mirrored "
                           "left for right than the labels (bnnpose eval's n_people_mirrored)",
+              "limbs": "bodies: PCK@0.2 over the 12 limb joints every body layout names "
+                       "(shoulders, elbows, wrists, hips, knees, ankles), comparable between "
+                       "families whose other joints differ",
               "goal_gap": GOAL_GAP, "recipe": {**recipe, "float": FLOAT_STEP,
                                                "binary": BINARY_STEP},
               "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1),
@@ -189,10 +206,13 @@ def _main(argv: list[str]) -> int:
     write_json(a.out / "binary_vs_float.json", result)
     _plot(rows, a.out / "binary_vs_float.png")
     print(f"{'model':<12} {'data':<32} {'metric':>6} {'float':>6} {'binary':>6} {'gap':>6} "
-          f"{'mean pose':>9}")
+          f"{'mean pose':>9}  limbs: float binary mean pose")
     for r in rows:
+        limbs = ("" if r["limbs"] is None else "  " + " ".join(
+            "-" if r["limbs"][k] is None else f"{r['limbs'][k]:.3f}"
+            for k in ("float", "binary", "mean_pose")))
         print(f"{r['model']:<12} {r['data']:<32} {r['metric']:>6} {r['float']:>6.3f} "
-              f"{r['binary']:>6.3f} {r['gap']:>6.3f} {r['mean_pose']:>9.3f}")
+              f"{r['binary']:>6.3f} {r['gap']:>6.3f} {r['mean_pose']:>9.3f}{limbs}")
     print(f"-> {a.out / 'binary_vs_float.json'}")
     return 0
 

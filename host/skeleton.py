@@ -117,6 +117,13 @@ COCO_SIGMAS = dict(zip(COCO_JOINTS, (s / 10 for s in (
     .26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89))))
 
 
+#: The 12 limb joints every body layout here names (MPII, COCO, COCO-WholeBody), canonical
+#: spelling: a score over them compares networks whose layouts differ elsewhere (MPII's pelvis,
+#: thorax, neck and head top; COCO's nose, eyes and ears).
+LIMB_JOINTS = tuple(f"{side}_{part}" for side in ("left", "right")
+                    for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"))
+
+
 def canonical(name: str) -> str:
     """One spelling for a joint across layouts: ``l_knee`` and ``left_knee`` -> ``left_knee``."""
     name = name.strip().lower().replace(" ", "_").replace("-", "_")

@@ -83,3 +83,20 @@ def test_a_missing_checkpoint_is_one_line(bench, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.pt" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_limb_pck_weighs_the_limb_joints_of_either_layout_by_their_counts(bench):
+    # An MPII network (r_/l_ names) scored on COCO labels, and a COCO network whose face
+    # points score well: only shoulders, elbows, wrists, hips, knees and ankles count.
+    mpii = {"per_joint": {"r_ankle": {"pck": 0.5, "pck_mean_pose": 0.0, "n": 10},
+                          "l_wrist": {"pck": 1.0, "pck_mean_pose": 0.5, "n": 30},
+                          "head_top": {"pck": None, "pck_mean_pose": None, "n": 0},
+                          "thorax": {"pck": 0.0, "pck_mean_pose": 0.0, "n": 40}}}
+    assert bench.limb_pck(mpii, "pck") == pytest.approx((0.5 * 10 + 1.0 * 30) / 40)
+    assert bench.limb_pck(mpii, "pck_mean_pose") == pytest.approx(0.5 * 30 / 40)
+    coco = {"per_joint": {"right_ankle": {"pck": 0.5, "pck_mean_pose": 0.0, "n": 10},
+                          "left_wrist": {"pck": 1.0, "pck_mean_pose": 0.5, "n": 30},
+                          "left_eye": {"pck": 1.0, "pck_mean_pose": 0.0, "n": 99},
+                          "left_knee": {"pck": None, "pck_mean_pose": None, "n": 0}}}
+    assert bench.limb_pck(coco, "pck") == bench.limb_pck(mpii, "pck")
+    assert bench.limb_pck({"per_joint": {"nose": {"pck": 1.0, "n": 3}}}, "pck") is None
