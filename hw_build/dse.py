@@ -361,7 +361,9 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, base: str
                    marker="*", s=320, facecolors="none", edgecolors="tab:red", linewidths=1.5,
                    zorder=4, label=f"shipped ({DEFAULT_MODEL})")
     for r in ok:
-        ax.annotate(r["point"], (r["fps"], r["proxy"]["pck"]), fontsize=7,
+        # DSP slices are named where placement used them: the Z2 has 220.
+        dsp = f" ({r['dsp']} DSP)" if r.get("dsp") else ""
+        ax.annotate(r["point"] + dsp, (r["fps"], r["proxy"]["pck"]), fontsize=7,
                     xytext=(5, 4), textcoords="offset points")
     if min_fps:
         ax.axvline(min_fps, ls="--", color="grey", lw=1, label=f"--min-fps {min_fps:g}")
@@ -373,7 +375,8 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, base: str
     ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
     proxy = ok[0]["proxy"]["label"] if ok else ""
     ax.set(xlabel="estimated FPS (FINN, log scale)", ylabel="PCK@0.2 (proxy)",
-           title=f"{family} on {board}: marker area = LUT share, colour = BRAM18 share\n{proxy}")
+           title=f"{family} on {board}: marker area = LUT share, colour = BRAM18 share, "
+                 f"DSP slices in the labels\n{proxy}")
     ax.title.set_fontsize(9)
     fig.colorbar(sc, ax=ax, label="BRAM18 share of the board")
     ax.grid(True, which="both", alpha=0.3)
