@@ -361,7 +361,7 @@ def plot(rows: list[dict], front: list[dict], board: str, family: str, base: str
                    marker="*", s=320, facecolors="none", edgecolors="tab:red", linewidths=1.5,
                    zorder=4, label=f"shipped ({DEFAULT_MODEL})")
     for r in ok:
-        # DSP slices are named where placement used them: the Z2 has 220.
+        # DSP slices are named where placement used them (none otherwise).
         dsp = f" ({r['dsp']} DSP)" if r.get("dsp") else ""
         ax.annotate(r["point"] + dsp, (r["fps"], r["proxy"]["pck"]), fontsize=7,
                     xytext=(5, 4), textcoords="offset points")
