@@ -111,10 +111,11 @@ def _registered_net(checkpoint: Path, model: str):
     return net
 
 
-def _hand_runs(model: str) -> tuple[dict[str, str], list[str]]:
-    """The run folders a record's ``bnnpose train`` commands write (binary, float), and the
-    command lines that copy their best.pt to the shipped checkpoints."""
-    outs = {"binary": f"out/train/{model}", "float": f"out/train/{model}-float"}
+def _hand_runs(model: str, binary_out: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """The run folders a record's ``bnnpose train`` commands write (binary, float; the binary
+    one ``binary_out`` when given), and the command lines that copy their best.pt to the
+    shipped checkpoints."""
+    outs = {"binary": binary_out or f"out/train/{model}", "float": f"out/train/{model}-float"}
     return outs, [shlex.join(["cp", f"{outs[kind]}/best.pt", f"models/checkpoints/{model}{sfx}.pt"])
                   for kind, sfx in KINDS.items()]
 
@@ -275,11 +276,10 @@ def reship_binary(model: str, run: Path, to: Path) -> dict:
         if not steps:
             raise BnnposeError(f"{to / model}.json names no bnnpose train command of the "
                                f"binary network that the run {run} continues")
-        out = f"{outs['binary']}-continued{len(steps)}"
-        again = replace(cfg, out_dir=out, init_from=f"{_out_dir(steps[-1])}/best.pt",
-                        distill_from=teacher)
+        outs, copies = _hand_runs(model, f"{outs['binary']}-continued{len(steps)}")
+        again = replace(cfg, out_dir=outs["binary"],
+                        init_from=f"{_out_dir(steps[-1])}/best.pt", distill_from=teacher)
         binary_commands = [*steps, train_command(again, REPO)]
-        copies[0] = shlex.join(["cp", f"{out}/best.pt", f"models/checkpoints/{model}.pt"])
         val = {**_val(epochs), "continued_from": record["val"]["binary"]}
         before = measured["binary"] if isinstance(measured, dict) else measured
         if before != binary_measured:
