@@ -180,6 +180,21 @@ def test_a_binary_network_trained_again_from_the_shipped_twin_replaces_the_binar
     assert "did not train from the shipped float twin" in err and len(err.splitlines()) == 1
     assert "nor continue the shipped binary network (--init-from" in err
     assert {p.name: p.read_bytes() for p in to.iterdir()} == shipped_files
+    # A continuation of a record that names no binary command to continue is refused.
+    orphan = root / "orphan"
+    orphan.mkdir()
+    for name in ("best.pt", "metrics.jsonl"):
+        (orphan / name).write_bytes((further / name).read_bytes())
+    replace(TrainConfig.load(further / "config.json"),
+            init_from=str(to / "bhg-tiny.pt")).save(orphan / "config.json")
+    bare = {**record, "commands": [record["commands"][0], *record["commands"][-2:]]}
+    (to / "bhg-tiny.json").write_text(json.dumps(bare))
+    assert bench.main(["bhg-tiny", "--binary-run", str(orphan), "--to", str(to)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "names no bnnpose train command of the binary network" in err
+    assert len(err.splitlines()) == 1
+    assert json.loads((to / "bhg-tiny.json").read_text()) == bare
+    assert (to / "bhg-tiny.pt").read_bytes() == shipped_files["bhg-tiny.pt"]
     # So is a record that bench/ship.py did not write.
     (to / "bhg-tiny.json").write_text(json.dumps({"model": "bhg-tiny"}))
     assert bench.main(["bhg-tiny", "--binary-run", str(run), "--to", str(to)]) == 2
