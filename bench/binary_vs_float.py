@@ -142,6 +142,9 @@ def score_pair(name: str, binary_path: Path, float_path: Path, n_render: int) ->
                # network that takes a front for a back (None for faces, which have no sides).
                "mirrored": {kind: results[kind]["n_people_mirrored"] for kind in nets}
                if metric == "pck" else None,
+               # The same among people facing the camera, turned away, or neither.
+               "mirrored_by_facing": {kind: results[kind]["mirrored_by_facing"]
+                                      for kind in nets} if metric == "pck" else None,
                # PCK over the limb joints alone: comparable between body layouts.
                "limbs": {**{kind: limb_pck(results[kind], "pck") for kind in nets},
                          "mean_pose": limb_pck(results["float"], "pck_mean_pose")}
@@ -194,7 +197,9 @@ def _main(argv: list[str]) -> int:
                          "nme": "mean error / inter-ocular distance (faces; lower is better)"},
               "gap": "float - binary for PCK, binary - float for NME: how much worse binary is",
               "mirrored": "bodies: people whose predictions lie nearer their labels mirrored "
-                          "left for right than the labels (bnnpose eval's n_people_mirrored)",
+                          "left for right than the labels (bnnpose eval's n_people_mirrored); "
+                          "mirrored_by_facing: the same among people whose labels face the "
+                          "camera (front), turn away (back) or say neither (unclear)",
               "limbs": "bodies: PCK@0.2 over the 12 limb joints every body layout names "
                        "(shoulders, elbows, wrists, hips, knees, ankles), comparable between "
                        "families whose other joints differ",

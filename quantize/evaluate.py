@@ -224,7 +224,10 @@ def evaluate_dataset(model: nn.Module, data, thr: float = 0.2, batch_size: int =
                 per_joint[n][key] = _finite(v)
         result["by_extent"] = _by_extent(pred, pred_base, gt, visible, norm, box, names, thr)
 
-    result["n_people_mirrored"] = mirrored_people(pred, gt, visible, names)
+    mirrored = mirrored_mask(pred, gt, visible, names)
+    result["n_people_mirrored"] = None if mirrored is None else int(mirrored.sum())
+    if mirrored is not None:
+        result["mirrored_by_facing"] = mirrored_by_facing(mirrored, gt, visible, names)
 
     heads = [i.head_size for i in data.instances]
     if None in heads:
@@ -298,10 +301,10 @@ def _by_extent(pred, base, gt, visible, norm, box, names, thr) -> dict:
     return out
 
 
-def mirrored_people(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
-                    names: list[str]) -> int | None:
-    """How many people's predictions lie nearer their labels mirrored left for right than
-    the labels themselves (:data:`MIRROR_RATIO`); None when no joint has a left-right partner
+def mirrored_mask(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
+                  names: list[str]) -> np.ndarray | None:
+    """Per person: do the predictions lie nearer their labels mirrored left for right than
+    the labels themselves (:data:`MIRROR_RATIO`)? None when no joint has a left-right partner
     among ``names`` (faces)."""
     from bnnpose.host.skeleton import canonical
 
@@ -316,10 +319,30 @@ def mirrored_people(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
     err = np.linalg.norm(pred - gt, axis=-1)
     err_mirrored = np.linalg.norm(pred[:, partner] - gt, axis=-1)
     n = visible.sum(axis=1)
-    scored = n > 0
-    mean = (err * visible).sum(axis=1)[scored] / n[scored]
-    mean_mirrored = (err_mirrored * visible).sum(axis=1)[scored] / n[scored]
-    return int((mean_mirrored < MIRROR_RATIO * mean).sum())
+    mean = np.where(visible, err, 0).sum(axis=1) / np.maximum(n, 1)
+    mean_mirrored = np.where(visible, err_mirrored, 0).sum(axis=1) / np.maximum(n, 1)
+    return (n > 0) & (mean_mirrored < MIRROR_RATIO * mean)
+
+
+def mirrored_people(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
+                    names: list[str]) -> int | None:
+    """How many people :func:`mirrored_mask` calls mirrored."""
+    mask = mirrored_mask(pred, gt, visible, names)
+    return None if mask is None else int(mask.sum())
+
+
+def mirrored_by_facing(mirrored: np.ndarray, gt: np.ndarray, visible: np.ndarray,
+                       names: list[str]) -> dict:
+    """Mirrored people among those whose labels face the camera, turn away from it, or say
+    neither (``quantize.facing.facing_targets``): a network that cannot tell a back from a
+    front mirrors the second group."""
+    from bnnpose.quantize.facing import facing_targets
+
+    front, scored = facing_targets(np.nan_to_num(gt), visible.astype(np.float32), tuple(names))
+    groups = {"front": (scored > 0) & (front > 0), "back": (scored > 0) & (front == 0),
+              "unclear": scored == 0}
+    return {g: {"n_people": int(rows.sum()), "mirrored": int(mirrored[rows].sum())}
+            for g, rows in groups.items()}
 
 
 #: Torso diagonals by canonical joint name; where both exist, the last one wins, as in
@@ -472,7 +495,9 @@ def main(argv: list[str] | None = None) -> int:
         "by_extent": "upper_body: no ankle labelled; full_body: an ankle labelled"}
     metrics["mirrored_rule"] = (f"n_people_mirrored: people whose predictions lie nearer their "
                                 f"labels mirrored left for right (mean joint error below "
-                                f"{MIRROR_RATIO} of that against the labels)")
+                                f"{MIRROR_RATIO} of that against the labels); mirrored_by_facing: "
+                                f"the same among people whose labels face the camera (front), "
+                                f"turn away (back) or say neither (unclear)")
     metrics["coco_ap"] = oks_ap(data, result)
     with atomic_dir(a.out) as tmp:
         write_json(tmp / "metrics.json", metrics)

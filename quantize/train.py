@@ -33,6 +33,7 @@ from bnnpose.quantize.crops import random_affines
 from bnnpose.quantize.curves import plot_curves
 from bnnpose.quantize.distributed import barrier, distributed, replicas_identical
 from bnnpose.quantize.evaluate import evaluate
+from bnnpose.quantize.facing import FacingProbe, facing_loss, facing_targets
 from bnnpose.quantize.feature_distill import (
     BlockTaps, attention_transfer_loss, check_same_blocks,
 )
@@ -78,6 +79,8 @@ def loss_label(cfg: TrainConfig) -> str:
         terms.append(f"{cfg.feature_distill_weight:g} x attention transfer")
     if cfg.smplx_model is not None:
         terms.append(f"{cfg.smplx_weight:g} x SMPL-X reprojection")
+    if cfg.facing_weight:
+        terms.append(f"{cfg.facing_weight:g} x facing")
     return " + ".join(terms)
 
 
@@ -179,8 +182,15 @@ def train(cfg: TrainConfig) -> Path:
         smplx_head.attach(model)
         if source is not None and "smplx_head" in source:
             smplx_head.load_state_dict(source["smplx_head"])
+    probe = None
+    if cfg.facing_weight:
+        probe = FacingProbe(model).to(device)
+        probe.attach(model)
+        if source is not None and "facing_probe" in source:
+            probe.load_state_dict(source["facing_probe"])
     others = [] if affine is None else list(affine.parameters())
     others += [] if smplx_head is None else list(smplx_head.parameters())
+    others += [] if probe is None else list(probe.parameters())
     optimizer = torch.optim.Adam(optimizer_groups(model, others, cfg.weight_decay), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_schedule(cfg.warmup_steps, steps_per_epoch * cfg.epochs,
@@ -193,6 +203,8 @@ def train(cfg: TrainConfig) -> Path:
             affine.load_lists(state["head_affine"])
         if smplx_head is not None:
             smplx_head.load_state_dict(state["smplx_head"])
+        if probe is not None:
+            probe.load_state_dict(state["facing_probe"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng_state"])
@@ -220,6 +232,8 @@ def train(cfg: TrainConfig) -> Path:
             ckpt["head_affine"] = affine.to_lists()
         if smplx_head is not None:
             ckpt["smplx_head"] = dict(smplx_head.state_dict())
+        if probe is not None:
+            ckpt["facing_probe"] = {k: v.cpu() for k, v in probe.state_dict().items()}
         return ckpt
 
     last_epoch = cfg.epochs if cfg.stop_after is None else min(
@@ -256,7 +270,7 @@ def train(cfg: TrainConfig) -> Path:
             inputs, target, weight, *kp = make_batch(
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
                 None if affines is None else affines[step][rank::world], flip_perm,
-                with_keypoints=smplx_head is not None)
+                with_keypoints=smplx_head is not None or probe is not None)
             inputs, target, weight = (t.to(device) for t in (inputs, target, weight))
             with taps.recording() if taps else contextlib.nullcontext():
                 pred = net(inputs)
@@ -274,6 +288,10 @@ def train(cfg: TrainConfig) -> Path:
             if smplx_head is not None:
                 loss = loss + cfg.smplx_weight * sx.reprojection_loss(
                     body_model, smplx_head(), kp[0], weight, size, joints, body_joints)
+            if probe is not None:
+                front, scored = (torch.from_numpy(t).to(device) for t in facing_targets(
+                    kp[0].numpy(), weight.cpu().numpy(), joints))
+                loss = loss + cfg.facing_weight * facing_loss(probe(), front, scored)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     recipe.add_argument("--feature-distill-weight", type=float, metavar="W",
                         help="weight of attention transfer from the --distill-from teacher at "
                         f"every block's output (default: {d.feature_distill_weight})")
+    recipe.add_argument("--facing-weight", type=float, metavar="W",
+                        help="weight of the training-only loss that asks whether each person "
+                        f"faces the camera or turns away (default: {d.facing_weight})")
     recipe.add_argument("--sign-grad", choices=SIGN_GRADIENTS,
                         help="backward pass of sign(): clipped straight-through or Bi-Real's "
                         f"ApproxSign (default: {d.sign_grad})")

@@ -23,7 +23,7 @@ SESSION_FIELDS = ("out_dir", "cache_dir", "num_threads", "render_workers", "devi
 DEVICES = ("cpu", "cuda", "auto")
 #: recipe fields added after runs were recorded, with their neutral values
 LATER_FIELDS = {"rsign": None, "feature_distill_weight": 0.0, "sign_grad": "ste",
-                "float_weight_epochs": 0}
+                "float_weight_epochs": 0, "facing_weight": 0.0}
 
 
 #: ``data`` values that render their samples rather than read a labelled set.
@@ -95,6 +95,10 @@ class TrainConfig:
     #: block's output, the L2 distance between the student's and the ``distill_from``
     #: teacher's normalised spatial attention maps (mean over channels of x**2); 0: off
     feature_distill_weight: float = 0.0
+    #: weight of the facing loss (``quantize/facing.py``): a linear probe on the last head's
+    #: input learns from the labels whether each person shows the camera their front or
+    #: their back; training only; 0: off
+    facing_weight: float = 0.0
     #: backward pass of sign(): "ste" (clipped straight-through) or "approx" (Bi-Real Net's
     #: ApproxSign); the forward pass and the exported network are the same
     sign_grad: str = "ste"
@@ -267,6 +271,8 @@ def check_config(cfg: TrainConfig) -> None:
                                           and cfg.distill_from is None):
         raise BnnposeError("feature distillation needs a teacher (--distill-from) and a "
                            f"weight >= 0, got {cfg.feature_distill_weight}")
+    if cfg.facing_weight < 0:
+        raise BnnposeError(f"facing weight must be >= 0, got {cfg.facing_weight}")
     for name in (cfg.loss, cfg.teacher_loss):
         if name not in LOSSES:
             raise BnnposeError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")

@@ -32,6 +32,10 @@ def test_face_family_is_trained_scored_by_nme_and_reused(bench, tmp_path, monkey
     # Left-right mirrored people are counted per network for bodies; faces have no sides.
     assert set(body["mirrored"]) == {"binary", "float"} and face["mirrored"] is None
     assert all(0 <= n <= body["n_people"] for n in body["mirrored"].values())
+    for kind, groups in body["mirrored_by_facing"].items():
+        assert sum(g["n_people"] for g in groups.values()) == body["n_people"]
+        assert sum(g["mirrored"] for g in groups.values()) == body["mirrored"][kind]
+    assert face["mirrored_by_facing"] is None
     assert face["checkpoint_binary"].endswith("last.pt") and "binary" in face["checkpoint_binary"]
     assert result["recipe"]["n_train"] == 32
     assert (tmp_path / "out" / "binary_vs_float.png").read_bytes()[:4] == b"\x89PNG"

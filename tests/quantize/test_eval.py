@@ -200,3 +200,21 @@ def test_predictions_nearer_the_mirrored_labels_are_counted():
     visible[1, :2] = False  # only the head left: as near mirrored as not
     assert mirrored_people(pred, gt, visible, names) == 0
     assert mirrored_people(pred, gt, visible, ["face68_0", "face68_1", "face68_2"]) is None
+
+
+def test_mirrored_people_are_counted_by_the_way_they_face():
+    from bnnpose.quantize.evaluate import mirrored_by_facing, mirrored_mask
+
+    names = ["l_shoulder", "r_shoulder", "l_hip", "r_hip"]
+    front = np.array([[10.0, 0], [0, 0], [9, 20], [1, 20]])  # their left on the image's right
+    back = front[[1, 0, 3, 2]]
+    gt = np.stack([front, back, back, front])
+    visible = np.ones((4, 4), bool)
+    visible[3, 2:] = visible[3, 0] = False  # one shoulder only: neither
+    pred = gt.copy()
+    pred[1:3] = front  # both back views taken for front views
+    mirrored = mirrored_mask(pred, gt, visible, names)
+    assert mirrored.tolist() == [False, True, True, False]
+    assert mirrored_by_facing(mirrored, gt, visible, names) == {
+        "front": {"n_people": 1, "mirrored": 0}, "back": {"n_people": 2, "mirrored": 2},
+        "unclear": {"n_people": 1, "mirrored": 0}}
