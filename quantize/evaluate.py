@@ -524,8 +524,14 @@ def main(argv: list[str] | None = None) -> int:
              f"({metrics['n_people_box']} people)" if "pck_box" in metrics else "")
           + (f"; COCO AP {metrics['coco_ap']:.3f}" if metrics["coco_ap"] is not None else "")
           + (f"; left-right mirrored: {metrics['n_people_mirrored']} of "
-             f"{len(data.instances)} people" if metrics["n_people_mirrored"] else ""))
+             f"{len(data.instances)} people ({_by_facing(metrics['mirrored_by_facing'])})"
+             if metrics["n_people_mirrored"] else ""))
     return 0
+
+
+def _by_facing(groups: dict) -> str:
+    return ", ".join(f"{g['mirrored']} of {g['n_people']} {name}" for name, g in groups.items()
+                     if g["n_people"])
 
 
 def _number(v: float | None, digits: int = 3) -> str:

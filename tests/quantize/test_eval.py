@@ -70,6 +70,9 @@ def test_eval_cli_writes_metrics_and_pictures(tmp_path):
                 "pck_box", "by_extent", "normalisers"):
         assert key in metrics, key
     assert 0 <= metrics["coco_ap"] <= 1
+    facing = metrics["mirrored_by_facing"]
+    assert sum(g["n_people"] for g in facing.values()) == 4
+    assert sum(g["mirrored"] for g in facing.values()) == metrics["n_people_mirrored"]
     assert metrics["n_instances"] == sum(v["n"] for v in metrics["per_joint"].values())
     assert cv2.imread(str(tmp_path / "out" / "predictions.png")) is not None
 
