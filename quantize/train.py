@@ -184,6 +184,8 @@ def train(cfg: TrainConfig) -> Path:
             smplx_head.load_state_dict(source["smplx_head"])
     probe = None
     if cfg.facing_weight:
+        if world > 1:  # DistributedDataParallel would not keep the probes of the ranks equal
+            raise BnnposeError("--facing-weight trains in one process")
         probe = FacingProbe(model).to(device)
         probe.attach(model)
         if source is not None and "facing_probe" in source:
