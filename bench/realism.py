@@ -203,6 +203,8 @@ def _main(argv: list[str]) -> int:
                 # Every person (the box normaliser), upper vs full bodies, and OKS AP.
                 row[f"{kind}_pck_box"] = r["pck_box"]
                 row[f"{kind}_by_extent"] = r["by_extent"]
+                # Left-right mirrored people among those facing the camera or turned away.
+                row[f"{kind}_mirrored_by_facing"] = r["mirrored_by_facing"]
                 row[f"{kind}_coco_ap"] = oks_ap(data, r)
             row["float_margin"] = row["float"] - row["mean_pose"]
             row["binary_margin"] = row["binary"] - row["mean_pose"]
@@ -214,6 +216,8 @@ def _main(argv: list[str]) -> int:
                   "higher of the stick renders' and the run's own training mean pose; "
                   "*_pck_box: PCK@0.1 of the person box, every person; *_by_extent: "
                   "upper-body (no ankle labelled) and full-body people; *_coco_ap: OKS AP; "
+                  "*_mirrored_by_facing: people predicted left for right, among those "
+                  "whose labels face the camera, turn away or say neither; "
                   "*_flip_test: PCK@0.2 with flip-test (`bnnpose run --flip-test`), beside "
                   "the goals, which are on the plain networks",
         "teacher_labels": "real eval splits are labelled by MediaPipe: agreement with the "

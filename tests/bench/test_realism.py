@@ -54,6 +54,7 @@ def test_three_data_trained_scored_and_reused(bench, tmp_path, monkeypatch, caps
         assert r["float_margin"] == pytest.approx(r["float"] - r["mean_pose"])
         assert 0 <= r["binary_pck_box"] <= 1 and 0 <= r["float_coco_ap"] <= 1
         assert set(r["float_by_extent"]) == {"upper_body", "full_body"}
+        assert set(r["binary_mirrored_by_facing"]) == {"front", "back", "unclear"}
         assert 0 <= r["float_flip_test"] <= 1 and 0 <= r["binary_flip_test"] <= 1
     config = json.loads(next((tmp_path / "work").glob("mesh+footage-float-*/config.json"))
                         .read_text())
