@@ -324,13 +324,6 @@ def mirrored_mask(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
     return (n > 0) & (mean_mirrored < MIRROR_RATIO * mean)
 
 
-def mirrored_people(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray,
-                    names: list[str]) -> int | None:
-    """How many people :func:`mirrored_mask` calls mirrored."""
-    mask = mirrored_mask(pred, gt, visible, names)
-    return None if mask is None else int(mask.sum())
-
-
 def mirrored_by_facing(mirrored: np.ndarray, gt: np.ndarray, visible: np.ndarray,
                        names: list[str]) -> dict:
     """Mirrored people among those whose labels face the camera, turn away from it, or say

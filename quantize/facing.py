@@ -47,7 +47,7 @@ def facing_targets(keypoints: np.ndarray, weight: np.ndarray,
             ok = known[:, li] & known[:, ri] & np.isnan(side[:, 0])
             side[ok] = keypoints[ok, li] - keypoints[ok, ri]
     up = np.tile([0.0, -1.0], (b, 1))
-    names = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+    names = sum(SIDE_PAIRS, ())  # shoulders, then hips
     if all(n in where for n in names):
         ls, rs, lh, rh = (where[n] for n in names)
         ok = known[:, [ls, rs, lh, rh]].all(axis=1)

@@ -273,6 +273,9 @@ def train(cfg: TrainConfig) -> Path:
                 *(a[idx] for a in train_data), flips[step][rank::world], codec,
                 None if affines is None else affines[step][rank::world], flip_perm,
                 with_keypoints=smplx_head is not None or probe is not None)
+            if probe is not None:  # from the host's arrays, before the batch moves
+                facing = [torch.from_numpy(t).to(device) for t in facing_targets(
+                    kp[0].numpy(), weight.numpy(), joints)]
             inputs, target, weight = (t.to(device) for t in (inputs, target, weight))
             with taps.recording() if taps else contextlib.nullcontext():
                 pred = net(inputs)
@@ -291,9 +294,7 @@ def train(cfg: TrainConfig) -> Path:
                 loss = loss + cfg.smplx_weight * sx.reprojection_loss(
                     body_model, smplx_head(), kp[0], weight, size, joints, body_joints)
             if probe is not None:
-                front, scored = (torch.from_numpy(t).to(device) for t in facing_targets(
-                    kp[0].numpy(), weight.cpu().numpy(), joints))
-                loss = loss + cfg.facing_weight * facing_loss(probe(), front, scored)
+                loss = loss + cfg.facing_weight * facing_loss(probe(), *facing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

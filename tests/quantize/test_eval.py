@@ -191,7 +191,7 @@ def test_ap_and_box_pck_of_perfect_and_wrong_predictions(tmp_path):
 
 
 def test_predictions_nearer_the_mirrored_labels_are_counted():
-    from bnnpose.quantize.evaluate import mirrored_people
+    from bnnpose.quantize.evaluate import mirrored_mask
 
     names = ["l_shoulder", "r_shoulder", "head_top"]
     gt = np.array([[[10.0, 0], [0, 0], [5, -8]]] * 3)
@@ -199,10 +199,10 @@ def test_predictions_nearer_the_mirrored_labels_are_counted():
     pred = gt.copy()
     pred[1] = gt[1][[1, 0, 2]]  # left and right swapped: a back view taken for a front view
     pred[2] = gt[2] + 0.5  # near the labels: not mirrored
-    assert mirrored_people(pred, gt, visible, names) == 1
+    assert mirrored_mask(pred, gt, visible, names).sum() == 1
     visible[1, :2] = False  # only the head left: as near mirrored as not
-    assert mirrored_people(pred, gt, visible, names) == 0
-    assert mirrored_people(pred, gt, visible, ["face68_0", "face68_1", "face68_2"]) is None
+    assert mirrored_mask(pred, gt, visible, names).sum() == 0
+    assert mirrored_mask(pred, gt, visible, ["face68_0", "face68_1", "face68_2"]) is None
 
 
 def test_mirrored_people_are_counted_by_the_way_they_face():
